@@ -1,0 +1,44 @@
+"""Deep Learning Playground: one Gradio app, a tab per classic deep-learning experiment.
+
+    python app.py                      # serve every tab on http://127.0.0.1:7860
+    python app.py --tabs mnist         # only some tabs (faster start, less memory)
+"""
+import argparse
+import importlib
+import os
+
+os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
+
+import gradio as gr  # noqa: E402
+
+# One line per tab: the module in demos/ that lays it out. Adding a tab adds a line here.
+TABS = ["fizzbuzz", "mnist"]
+
+
+def build_app(tabs=None) -> gr.Blocks:
+    with gr.Blocks(title="Deep Learning Playground") as demo:
+        gr.Markdown("# Deep Learning Playground\nClassic deep-learning experiments, trained by this "
+                    "project's own scripts, running live. Every number shown was measured.")
+        for name in tabs or TABS:
+            module = importlib.import_module(f"demos.{name}")
+            with gr.Tab(module.TITLE, id=name):
+                module.build()
+    demo.queue(default_concurrency_limit=2)
+    return demo
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description="Serve the Deep Learning Playground.")
+    parser.add_argument("--host", default=os.environ.get("GRADIO_SERVER_NAME", "127.0.0.1"),
+                        help="interface to listen on (0.0.0.0 to serve a network)")
+    parser.add_argument("--port", type=int, default=int(os.environ.get("GRADIO_SERVER_PORT", 7860)),
+                        help="port to listen on")
+    parser.add_argument("--share", action="store_true", help="also open a public gradio.live link")
+    parser.add_argument("--tabs", nargs="+", choices=TABS, metavar="TAB",
+                        help=f"load only these tabs (default: all of {', '.join(TABS)})")
+    args = parser.parse_args(argv)
+    build_app(args.tabs).launch(server_name=args.host, server_port=args.port, share=args.share)
+
+
+if __name__ == "__main__":
+    main()

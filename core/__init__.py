@@ -1,0 +1,1 @@
+"""The small shared core: data access, checkpoint I/O, training helpers, UI helpers."""

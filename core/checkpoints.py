@@ -1,0 +1,86 @@
+"""Checkpoint I/O: safetensors weights + config.json (the constructor's keyword
+arguments), written and read by huggingface_hub's PyTorchModelHubMixin, plus a
+metrics.json beside them. Nothing is ever unpickled.
+
+Loading looks in `checkpoints/<name>/` first, then in the Hugging Face Hub model repo
+named by $DLP_HUB_REPO (folder `<name>/`, at revision $DLP_HUB_REVISION if set).
+"""
+import json
+import os
+import platform
+import shlex
+import sys
+from pathlib import Path
+
+import torch
+
+from core.data import REPO
+
+CHECKPOINTS = REPO / "checkpoints"
+
+
+class MissingCheckpoint(FileNotFoundError):
+    """Raised when a checkpoint is neither committed nor on the Hub; says what to run."""
+
+    def __init__(self, name: str, command: str):
+        self.name, self.command = name, command
+        super().__init__(f"No checkpoint '{name}' yet. Train it with: {command}")
+
+
+def find(name: str, root=None) -> Path | None:
+    """The folder holding checkpoint `name` (under `root`, default checkpoints/),
+    downloading it from the Hub if it is not there and a Hub repo is configured."""
+    path = Path(root or CHECKPOINTS) / name
+    if (path / "model.safetensors").exists():
+        return path
+    repo = os.environ.get("DLP_HUB_REPO")
+    if not repo:
+        return None
+    from huggingface_hub import snapshot_download
+
+    try:
+        root = snapshot_download(repo, revision=os.environ.get("DLP_HUB_REVISION"),
+                                 allow_patterns=[f"{name}/*"])
+    except Exception:  # offline, no such repo, no such revision: same as missing
+        return None
+    path = Path(root) / name
+    return path if (path / "model.safetensors").exists() else None
+
+
+def load(model_cls, name: str, command: str, device="cpu", root=None):
+    """Load checkpoint `name` into `model_cls` (a PyTorchModelHubMixin), in eval mode."""
+    path = find(name, root)
+    if path is None:
+        raise MissingCheckpoint(name, command)
+    model = model_cls.from_pretrained(str(path), map_location=str(device))
+    return model.to(device).eval()
+
+
+def load_metrics(name: str, root=None) -> dict:
+    path = find(name, root)
+    if path is None or not (path / "metrics.json").exists():
+        return {}
+    return json.loads((path / "metrics.json").read_text())
+
+
+def save(model, name: str, metrics: dict, root=None) -> Path:
+    """Write weights, config and metrics (with library versions) to <root>/<name>/."""
+    path = Path(root or CHECKPOINTS) / name
+    model.save_pretrained(str(path))
+    (path / "README.md").unlink(missing_ok=True)  # the mixin's generic model card
+    metrics = dict(metrics, versions=versions())
+    (path / "metrics.json").write_text(json.dumps(metrics, indent=1) + "\n")
+    return path
+
+
+def versions() -> dict:
+    import numpy
+
+    return {"python": platform.python_version(), "torch": torch.__version__,
+            "numpy": numpy.__version__, "platform": platform.platform(),
+            "cpu_threads": torch.get_num_threads()}
+
+
+def command_line(module: str) -> str:
+    """The command that produced a run, e.g. 'python -m train.mnist --arch cnn'."""
+    return shlex.join(["python", "-m", module, *sys.argv[1:]])

@@ -1,0 +1,75 @@
+"""Helpers every train script uses: device choice, seeding, and the resumable
+training state kept in <checkpoint folder>/resume/ (git-ignored) after each epoch."""
+import json
+import random
+from pathlib import Path
+
+import numpy as np
+import torch
+from safetensors.torch import load_file, save_file
+
+
+
+def pick_device(name: str = "auto") -> torch.device:
+    if name == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        if torch.backends.mps.is_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    return torch.device(name)
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def _flatten_optimizer(state_dict: dict) -> tuple[dict, dict]:
+    """Split an optimizer state_dict into tensors (for safetensors) and JSON."""
+    tensors, plain = {}, {"param_groups": state_dict["param_groups"], "state": {}}
+    for param_id, param_state in state_dict["state"].items():
+        plain["state"][str(param_id)] = {}
+        for key, value in param_state.items():
+            if torch.is_tensor(value):
+                tensors[f"optimizer.{param_id}.{key}"] = value.contiguous()
+            else:
+                plain["state"][str(param_id)][key] = value
+    return tensors, plain
+
+
+def save_state(path: Path, model, optimizer, scheduler, epoch: int, history: list) -> None:
+    """Save everything --resume needs after `epoch` (1-based) finished, in folder `path`."""
+    path.mkdir(parents=True, exist_ok=True)
+    tensors, optim_plain = _flatten_optimizer(optimizer.state_dict())
+    tensors.update({f"model.{k}": v.contiguous() for k, v in model.state_dict().items()})
+    save_file(tensors, str(path / "last.safetensors"))
+    plain = {"epoch": epoch, "history": history, "optimizer": optim_plain,
+             "scheduler": scheduler.state_dict() if scheduler is not None else None}
+    (path / "last.json").write_text(json.dumps(plain))
+
+
+def load_state(path: Path, model, optimizer, scheduler) -> tuple[int, list]:
+    """Restore the last epoch saved in `path`; returns (epochs done, history) or (0, [])."""
+    if not (path / "last.json").exists():
+        return 0, []
+    plain = json.loads((path / "last.json").read_text())
+    tensors = load_file(str(path / "last.safetensors"))
+    model.load_state_dict({k[6:]: v for k, v in tensors.items() if k.startswith("model.")})
+    optim_state = {"param_groups": plain["optimizer"]["param_groups"], "state": {}}
+    for param_id, extra in plain["optimizer"]["state"].items():
+        prefix = f"optimizer.{param_id}."
+        optim_state["state"][int(param_id)] = dict(
+            extra, **{k[len(prefix):]: v for k, v in tensors.items() if k.startswith(prefix)})
+    optimizer.load_state_dict(optim_state)
+    if scheduler is not None and plain["scheduler"] is not None:
+        scheduler.load_state_dict(plain["scheduler"])
+    return plain["epoch"], plain["history"]
+
+
+def seed_epoch(seed: int, epoch: int) -> torch.Generator:
+    """Reseed the global RNG (dropout) and return a generator (shuffling, augmentation) for
+    one epoch, so a resumed run continues exactly like an unbroken one."""
+    torch.manual_seed(seed * 1000 + epoch)
+    return torch.Generator().manual_seed(seed * 1000 + epoch)

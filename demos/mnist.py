@@ -1,0 +1,200 @@
+"""Draw a digit: three MNIST classifiers side by side on what you draw.
+
+The drawing is turned into what MNIST digits look like before any model sees it: the
+ink is cropped, scaled to fit a 20x20 box (aspect ratio kept), and pasted into 28x28 so
+that its centre of mass sits in the middle, as LeCun et al. made MNIST.
+"""
+import functools
+from pathlib import Path
+
+import gradio as gr
+import numpy as np
+import torch
+from PIL import Image
+
+from core import checkpoints
+from core.ui import BadInput, curves, user_errors
+from models.mnist import ARCHS, MEAN, STD
+from train.mnist import checkpoint_name
+
+TITLE = "Draw a digit (MNIST)"
+LABELS = {"cnn": "Bootcamp CNN", "lenet": "LeNet-style CNN", "mlp": "MLP 784-256-128-64-10"}
+EXAMPLES = Path(__file__).parent / "examples" / "mnist"
+INK_THRESHOLD = 0.1  # ink below this (of full black) counts as paper
+
+
+def models() -> list[str]:
+    """The model names classify() accepts; "cnn" is the bootcamp CNN."""
+    return list(ARCHS)
+
+
+@functools.cache
+def load_model(name: str):
+    return checkpoints.load(ARCHS[name], checkpoint_name(name), f"python -m train.mnist --arch {name}")
+
+
+def ink_image(image) -> np.ndarray:
+    """Any accepted input -> (H, W) float32 ink in [0, 1] (1 = darkest stroke).
+
+    Accepts a Sketchpad value (dict with "composite"), or a uint8 array that is HxW,
+    HxWx3 or HxWx4, dark-on-light or light-on-dark."""
+    if isinstance(image, dict):
+        image = image.get("composite")
+    if image is None:
+        raise BadInput("The canvas is empty: pick the brush (left of the canvas) and draw a digit.")
+    if isinstance(image, (str, Path)):
+        image = Image.open(image)
+    if isinstance(image, Image.Image):
+        image = np.asarray(image.convert("RGBA"))
+    image = np.asarray(image)
+    if image.ndim == 3 and image.shape[2] == 1:
+        image = image[:, :, 0]
+    if image.ndim not in (2, 3) or (image.ndim == 3 and image.shape[2] not in (3, 4)) or min(image.shape[:2]) < 2:
+        raise BadInput(f"Expected an HxW, HxWx3 or HxWx4 image, got shape {image.shape}.")
+    image = image.astype(np.float32) / (255.0 if image.dtype == np.uint8 or image.max() > 1 else 1.0)
+    if image.ndim == 3:
+        gray = image[:, :, :3] @ np.array([0.299, 0.587, 0.114], dtype=np.float32)
+        if image.shape[2] == 4:
+            # Composite over white: the Sketchpad's black ink on a transparent background
+            # becomes dark on light; colours under fully transparent pixels are arbitrary.
+            alpha = image[:, :, 3]
+            gray = alpha * gray + (1.0 - alpha)
+    else:
+        gray = image
+    # Polarity from the border, where the paper is: light paper means dark ink.
+    border = np.concatenate([gray[0], gray[-1], gray[:, 0], gray[:, -1]])
+    paper = float(np.median(border))
+    ink = paper - gray if paper >= 0.5 else gray - paper
+    return np.clip(ink / max(max(paper, 1 - paper), 1e-6), 0.0, 1.0)
+
+
+def preprocess_drawing(image) -> np.ndarray:
+    """A drawing -> the (28, 28) float32 image in [0, 1] a model sees (white ink on black).
+
+    Raises BadInput for an empty canvas or an unusable image."""
+    ink = ink_image(image)
+    if ink.max() < INK_THRESHOLD:
+        raise BadInput("The canvas is empty: pick the brush (left of the canvas) and draw a digit.")
+    ink = ink / ink.max()  # a faint pencil stroke counts as much as black ink
+    ink = np.where(ink >= INK_THRESHOLD, ink, 0.0).astype(np.float32)
+    rows, cols = np.nonzero(ink)
+    ink = ink[rows.min():rows.max() + 1, cols.min():cols.max() + 1]
+    h, w = ink.shape
+    scale = 20.0 / max(h, w)
+    size = (max(1, round(w * scale)), max(1, round(h * scale)))  # PIL wants (width, height)
+    small = np.asarray(Image.fromarray(ink).resize(size, Image.Resampling.LANCZOS)).clip(0, 1)
+    if small.sum() == 0:
+        raise BadInput("The drawing is too faint to read: draw with a thicker stroke.")
+    # Paste so the centre of mass lands on the centre of the 28x28 image.
+    ys, xs = np.indices(small.shape)
+    cy, cx = (ys * small).sum() / small.sum(), (xs * small).sum() / small.sum()
+    top = int(np.clip(round(14 - cy), 0, 28 - small.shape[0]))
+    left = int(np.clip(round(14 - cx), 0, 28 - small.shape[1]))
+    out = np.zeros((28, 28), dtype=np.float32)
+    out[top:top + small.shape[0], left:left + small.shape[1]] = small
+    return out
+
+
+def classify_preprocessed(digit: np.ndarray, model: str = "cnn") -> dict[str, float]:
+    if model not in ARCHS:
+        raise BadInput(f"Unknown model {model!r}; choose one of {models()}.")
+    x = torch.from_numpy((digit - MEAN) / STD).view(1, 1, 28, 28)
+    with torch.inference_mode():
+        probs = torch.softmax(load_model(model)(x), dim=1)[0]
+    return {str(d): float(p) for d, p in enumerate(probs)}
+
+
+def classify(image, model: str = "cnn") -> dict[str, float]:
+    """Probabilities for "0".."9" from one model, given a Sketchpad value or a uint8 image
+    (HxW, HxWx3 or HxWx4, either polarity). Raises BadInput for an empty canvas."""
+    return classify_preprocessed(preprocess_drawing(image), model)
+
+
+def predict_all(image):
+    """The tab's action: every model's probabilities and the 28x28 image they saw."""
+    try:
+        digit = preprocess_drawing(image)
+    except BadInput as e:
+        return (*[None] * len(ARCHS), None, str(e))
+    labels = []
+    for name in ARCHS:
+        try:
+            labels.append(classify_preprocessed(digit, name))
+        except checkpoints.MissingCheckpoint as e:
+            labels.append(None)
+            gr.Warning(str(e))
+    seen = Image.fromarray((digit * 255).astype(np.uint8)).resize((140, 140), Image.Resampling.NEAREST)
+    return (*labels, seen, "")
+
+
+def mistakes_gallery(model: str = "cnn") -> list[tuple[Image.Image, str]]:
+    """Test digits the model gets wrong, as (image, caption) pairs, from the saved
+    mistakes in its checkpoint folder."""
+    path = checkpoints.find(checkpoint_name(model))
+    if path is None or not (path / "mistakes.safetensors").exists():
+        return []
+    from safetensors.numpy import load_file
+
+    m = load_file(str(path / "mistakes.safetensors"))
+    return [(Image.fromarray(img).resize((84, 84), Image.Resampling.NEAREST),
+             f"true {label}, said {pred} ({conf:.0%})")
+            for img, label, pred, conf in zip(m["images"], m["label"], m["predicted"], m["confidence"])]
+
+
+def model_card(model: str = "cnn") -> tuple[str, object]:
+    """A markdown summary and the training curves of one model's checkpoint."""
+    metrics = checkpoints.load_metrics(checkpoint_name(model))
+    if not metrics:
+        return f"No checkpoint yet: run `python -m train.mnist --arch {model}`.", None
+    errors = round((1 - metrics["test_accuracy"]) * metrics["test_images"])
+    text = (f"**{LABELS[model]}**: test accuracy **{metrics['test_accuracy']:.2%}** on "
+            f"{metrics['test_images']:,} test images ({errors} wrong), {metrics['parameters']:,} "
+            f"parameters, trained in {metrics['train_wall_time_s'] / 60:.1f} min "
+            f"({metrics['hyperparameters']['epochs']} epochs on {metrics['device']}). "
+            f"Reproduce: `{metrics['command']}`")
+    fig = curves(metrics["history"], {"loss": ["train_loss", "val_loss"],
+                                      "accuracy": ["train_accuracy", "val_accuracy"]}, LABELS[model])
+    return text, fig
+
+
+def show_model(model: str):
+    return (*model_card(model), mistakes_gallery(model))
+
+
+def build():
+    gr.Markdown("Pick the **brush** (the pen icon left of the canvas), draw one digit anywhere, "
+                "any size. Each model's answer updates when you lift the pen. The small image is "
+                "exactly what the models see: cropped, scaled to 20x20 and centred by mass.")
+    with gr.Row():
+        with gr.Column(scale=2):
+            sketch = gr.Sketchpad(
+                label="Your digit", type="numpy", image_mode="RGBA", canvas_size=(280, 280),
+                brush=gr.Brush(default_size=18, colors=["#000000"], color_mode="fixed"),
+                layers=False, elem_id="mnist-sketchpad")
+            with gr.Row():
+                predict_btn = gr.Button("Classify", variant="primary")
+                clear_btn = gr.Button("Clear")
+            status = gr.Markdown(elem_id="mnist-status")
+        with gr.Column(scale=1):
+            seen = gr.Image(label="What the models see (28x28)", interactive=False, height=160,
+                            buttons=[])
+    with gr.Row():
+        outputs = [gr.Label(num_top_classes=3, label=LABELS[name], elem_id=f"mnist-label-{name}")
+                   for name in ARCHS]
+    examples = sorted(EXAMPLES.glob("*.png"))
+    if examples:
+        gr.Examples([[str(p)] for p in examples], inputs=[sketch], label="Examples (drawn by the project)")
+
+    with gr.Accordion("Model cards: test accuracy, training curves, digits each model gets wrong", open=False):
+        chosen = gr.Radio([(LABELS[n], n) for n in ARCHS], value="cnn", label="Model")
+        text, fig, wrong = show_model("cnn")
+        card = gr.Markdown(text)
+        plot = gr.Plot(fig, label="Training curves")
+        gallery = gr.Gallery(wrong, label="Test digits this model gets wrong", columns=8, height=320)
+
+    gr.on([sketch.change, predict_btn.click], user_errors(predict_all), inputs=sketch,
+          outputs=[*outputs, seen, status], api_name="predict", trigger_mode="always_last",
+          show_progress="hidden")
+    clear_btn.click(lambda: (None, *[None] * len(ARCHS), None, ""),
+                    outputs=[sketch, *outputs, seen, status], api_name="clear")
+    chosen.change(show_model, inputs=chosen, outputs=[card, plot, gallery], api_name="model_card")

@@ -1,0 +1,5 @@
+import os
+
+# No network here or in CI: never wait for the Hub, never phone home.
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")

@@ -1,0 +1,109 @@
+import numpy as np
+import pytest
+
+from core.ui import BadInput
+from demos.mnist import ink_image, preprocess_drawing
+
+
+def blank(h=280, w=280):
+    return np.zeros((h, w, 4), dtype=np.uint8)  # what an untouched Sketchpad gives
+
+
+def sketch_with_bar(top, left, h, w, canvas=(280, 280)):
+    """Black ink on a transparent canvas, as the Sketchpad delivers it."""
+    rgba = blank(*canvas)
+    rgba[top:top + h, left:left + w, 3] = 255
+    return {"background": None, "layers": [rgba], "composite": rgba}
+
+
+def centre_of_mass(img):
+    ys, xs = np.indices(img.shape)
+    return (ys * img).sum() / img.sum(), (xs * img).sum() / img.sum()
+
+
+def test_output_is_28x28_white_on_black_in_unit_range():
+    out = preprocess_drawing(sketch_with_bar(50, 100, 150, 30))
+    assert out.shape == (28, 28) and out.dtype == np.float32
+    assert out.min() == 0.0 and 0.9 < out.max() <= 1.0
+
+
+def test_digit_is_scaled_into_20x20_box_keeping_aspect_ratio():
+    out = preprocess_drawing(sketch_with_bar(10, 10, 200, 100))  # 2:1 tall bar
+    rows, cols = np.nonzero(out > 0.05)
+    height, width = rows.max() - rows.min() + 1, cols.max() - cols.min() + 1
+    assert height == 20
+    assert 9 <= width <= 12
+
+
+@pytest.mark.parametrize("where", [(0, 0), (200, 200), (0, 220), (120, 5)])
+def test_centred_by_centre_of_mass_wherever_drawn(where):
+    out = preprocess_drawing(sketch_with_bar(*where, 60, 40))
+    cy, cx = centre_of_mass(out)
+    assert abs(cy - 14) < 0.75 and abs(cx - 14) < 0.75
+
+
+def test_off_centre_mass_is_centred_not_the_box():
+    # An "L": most ink in the vertical bar, so the centre of mass is left of the box centre.
+    rgba = blank()
+    rgba[40:240, 40:80, 3] = 255
+    rgba[200:240, 40:200, 3] = 255
+    out = preprocess_drawing(rgba)
+    cy, cx = centre_of_mass(out)
+    assert abs(cy - 14) < 0.75 and abs(cx - 14) < 0.75
+    cols = np.nonzero(out.max(0) > 0.05)[0]
+    assert (cols.min() + cols.max()) / 2 > 14.5  # so the bounding box sits right of centre
+
+
+def test_polarity_and_formats_agree():
+    ink = np.zeros((300, 200), dtype=bool)
+    ink[50:250, 60:100] = True
+    ink[50:90, 60:160] = True
+    dark_on_light_gray = np.where(ink, 0, 255).astype(np.uint8)
+    light_on_dark_gray = np.where(ink, 255, 0).astype(np.uint8)
+    dark_on_light_rgb = np.stack([dark_on_light_gray] * 3, axis=2)
+    rgba = np.zeros((300, 200, 4), dtype=np.uint8)
+    rgba[..., 3] = ink * 255
+    reference = preprocess_drawing(light_on_dark_gray)
+    for image in (dark_on_light_gray, dark_on_light_rgb, rgba, {"composite": rgba}):
+        np.testing.assert_allclose(preprocess_drawing(image), reference, atol=1e-5)
+
+
+def test_alpha_is_the_ink_even_when_colour_under_transparency_is_garbage():
+    rgba = np.random.default_rng(0).integers(0, 256, (280, 280, 4), dtype=np.uint8)
+    rgba[..., 3] = 0
+    rgba[100:200, 130:150] = (0, 0, 0, 255)
+    out = preprocess_drawing(rgba)
+    assert out.sum() > 20 and abs(centre_of_mass(out)[1] - 14) < 0.75
+
+
+def test_grey_paper_is_not_ink():
+    img = np.full((280, 280), 200, dtype=np.uint8)  # a grey photo of paper
+    img[60:220, 130:150] = 30
+    ink = ink_image(img)
+    assert ink[0, 0] == 0 and ink[100, 140] > 0.8
+    assert preprocess_drawing(img).max() == pytest.approx(1.0, abs=0.02)
+
+
+@pytest.mark.parametrize("empty", [None, {"background": None, "layers": [], "composite": None},
+                                   blank(), {"composite": blank()}, np.full((100, 100), 255, np.uint8),
+                                   np.zeros((64, 64), np.uint8), np.full((50, 50, 3), 128, np.uint8)])
+def test_empty_canvas_is_a_clear_message(empty):
+    with pytest.raises(BadInput, match="empty"):
+        preprocess_drawing(empty)
+
+
+@pytest.mark.parametrize("bad", [np.zeros((5,), np.uint8), np.zeros((10, 10, 2), np.uint8),
+                                 np.zeros((1, 1), np.uint8), np.zeros((4, 4, 7), np.uint8)])
+def test_unusable_arrays_are_a_clear_message(bad):
+    with pytest.raises(BadInput, match="Expected"):
+        preprocess_drawing(bad)
+
+
+def test_tiny_dot_and_huge_canvas_work():
+    rgba = blank(3000, 4000)
+    rgba[1500:1502, 2000:2002, 3] = 255  # a single click
+    out = preprocess_drawing(rgba)
+    assert out.shape == (28, 28) and out.max() > 0
+    rgba = blank(3000, 4000)
+    rgba[200:2800, 1000:1400, 3] = 255
+    assert preprocess_drawing(rgba).max() > 0.9

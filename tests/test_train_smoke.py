@@ -1,0 +1,52 @@
+"""Whole train-and-evaluate cycles on tiny slices, in seconds, through the real CLIs."""
+import json
+import subprocess
+import sys
+
+import torch
+from safetensors.torch import load_file
+
+from core.data import REPO
+
+
+def run_cli(*args) -> dict:
+    """Run `python -m <args>` as a user would; the last stdout line is a JSON object."""
+    result = subprocess.run([sys.executable, "-m", *args], cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    return json.loads(result.stdout.strip().splitlines()[-1])
+
+
+def test_fizzbuzz_train_then_eval(tmp_path):
+    trained = run_cli("train.fizzbuzz", "--epochs", "30", "--hidden", "64", "--checkpoint-dir", str(tmp_path))
+    assert 0 <= trained["test_accuracy"] <= 1
+    metrics = json.loads((tmp_path / "fizzbuzz" / "metrics.json").read_text())
+    assert metrics["history"][-1]["epoch"] == 30 and metrics["train_wall_time_s"] >= 0
+    assert not set(range(1, 101)) & set(metrics["val_numbers"])  # test numbers never in validation
+    evaluated = run_cli("train.fizzbuzz", "--eval", "--checkpoint-dir", str(tmp_path))
+    assert evaluated["test_accuracy"] == trained["test_accuracy"]
+
+
+def test_mnist_train_then_eval(tmp_path):
+    trained = run_cli("train.mnist", "--arch", "lenet", "--epochs", "1", "--limit", "512",
+                      "--checkpoint-dir", str(tmp_path))
+    folder = tmp_path / "mnist" / "lenet"
+    assert {"model.safetensors", "config.json", "metrics.json", "mistakes.safetensors"} <= {p.name for p in folder.iterdir()}
+    metrics = json.loads((folder / "metrics.json").read_text())
+    assert metrics["train_images"] == 512 and metrics["command"].startswith("python -m train.mnist")
+    assert trained["lenet"]["test_accuracy"] == metrics["test_accuracy"]
+    evaluated = run_cli("train.mnist", "--arch", "lenet", "--eval", "--checkpoint-dir", str(tmp_path))
+    assert evaluated["lenet"]["test_images"] == 10000 and 0 <= evaluated["lenet"]["test_accuracy"] <= 1
+
+
+def test_resume_continues_exactly_where_an_interrupted_run_stopped(tmp_path):
+    common = ["train.mnist", "--arch", "mlp", "--epochs", "3", "--limit", "256"]
+    run_cli(*common, "--checkpoint-dir", str(tmp_path / "straight"))
+    run_cli(*common, "--checkpoint-dir", str(tmp_path / "broken"), "--stop-after", "1")
+    assert not (tmp_path / "broken" / "mnist" / "mlp" / "model.safetensors").exists()
+    run_cli(*common, "--checkpoint-dir", str(tmp_path / "broken"), "--resume")
+    straight = load_file(str(tmp_path / "straight" / "mnist" / "mlp" / "model.safetensors"))
+    resumed = load_file(str(tmp_path / "broken" / "mnist" / "mlp" / "model.safetensors"))
+    for key in straight:
+        torch.testing.assert_close(resumed[key], straight[key])
+    history = json.loads((tmp_path / "broken" / "mnist" / "mlp" / "metrics.json").read_text())["history"]
+    assert [h["epoch"] for h in history] == [1, 2, 3]

@@ -1,0 +1,1 @@
+"""Train scripts, one per experiment: `python -m train.<exp> --help`."""
