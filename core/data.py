@@ -56,3 +56,59 @@ def mnist(split: str = "train", name: str = "MNIST", root=None):
         raise RuntimeError(f"Could not download {name} into {data_dir(root)}. Offline? Point "
                            "DLP_DATA_MIRROR at a copy laid out like ../shared/data.") from e
     return ds.data.clone(), ds.targets.clone().long()
+
+
+def _unpack(tarball: Path, dest: Path, marker: str) -> Path:
+    """Unpack a mirrored tarball into the data directory once; returns dest."""
+    if not (dest / marker).exists():
+        import tarfile
+
+        dest.mkdir(parents=True, exist_ok=True)
+        with tarfile.open(tarball) as tar:
+            tar.extractall(dest, filter="data")
+    return dest
+
+
+def lfw_dir(root=None) -> Path:
+    """LFW deep-funneled faces as `images/<Person_Name>/<Person_Name>_NNNN.jpg`, 112x112
+    (the centre 150x150 of the 250x250 originals). Pair lists sit beside `images/`."""
+    dest = data_dir(root) / "lfw"
+    mirror = mirror_dir()
+    if mirror is not None:
+        _unpack(mirror / "lfw" / "lfw-deepfunneled-112.tar.gz", dest, "images")
+        for name in ("pairs.txt", "pairsDevTrain.txt", "pairsDevTest.txt"):
+            if not (dest / name).exists():
+                (dest / name).write_bytes((mirror / "lfw" / name).read_bytes())
+        return dest
+    if not (dest / "images").exists():
+        _download_lfw(dest)
+    return dest
+
+
+def _download_lfw(dest: Path) -> None:
+    """Download LFW through torchvision and crop it like the mirror (centre 150, 112 px)."""
+    import torchvision
+    from PIL import Image
+
+    people = torchvision.datasets.LFWPeople(str(dest / "download"), image_set="deepfunneled", download=True)
+    for path in sorted(Path(people.root, people.base_folder, people.images_dir).glob("*/*.jpg")):
+        out = dest / "images" / path.parent.name / path.name
+        out.parent.mkdir(parents=True, exist_ok=True)
+        Image.open(path).convert("RGB").crop((50, 50, 200, 200)).resize((112, 112), Image.Resampling.BICUBIC).save(out, quality=95)
+    for name in ("pairs.txt", "pairsDevTrain.txt", "pairsDevTest.txt"):
+        torchvision.datasets.utils.download_url(f"http://vis-www.cs.umass.edu/lfw/{name}", str(dest))
+
+
+def lfw_faces(size: int = 64, root=None) -> torch.Tensor:
+    """All 13,233 LFW faces as one (N, 3, size, size) uint8 tensor, cached as .npy."""
+    from PIL import Image
+
+    base = lfw_dir(root)
+    cache = base / f"faces_{size}.npy"
+    if cache.exists():
+        return torch.from_numpy(np.load(cache))
+    paths = sorted((base / "images").glob("*/*.jpg"))
+    faces = np.stack([np.asarray(Image.open(p).convert("RGB").resize((size, size), Image.Resampling.BICUBIC))
+                      for p in paths]).transpose(0, 3, 1, 2)
+    np.save(cache, faces)
+    return torch.from_numpy(faces)

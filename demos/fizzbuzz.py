@@ -95,11 +95,12 @@ def build():
                          max_height=420, label="Answers")
     with gr.Row():
         one = gr.Number(15, label="One number", precision=0, minimum=0, maximum=MAX_NUMBER)
+        ask = gr.Button("Ask the network")
         one_answer = gr.Textbox(label="Network's answer", interactive=False)
     with gr.Accordion("Model card and training curve", open=False):
         text, fig = model_card()
         gr.Markdown(text)
         gr.Plot(fig, label="Training curve")
 
-    run.click(user_errors(play_range), inputs=[start, end], outputs=[table, summary], api_name="play_range")
-    one.submit(user_errors(play), inputs=one, outputs=one_answer, api_name="play")
+    run.click(user_errors(play_range), inputs=[start, end], outputs=[table, summary], api_name="fizzbuzz_play_range")
+    gr.on([one.submit, ask.click], user_errors(play), inputs=one, outputs=one_answer, api_name="fizzbuzz_play")

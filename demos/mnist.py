@@ -21,6 +21,18 @@ TITLE = "Draw a digit (MNIST)"
 LABELS = {"cnn": "Bootcamp CNN", "lenet": "LeNet-style CNN", "mlp": "MLP 784-256-128-64-10"}
 EXAMPLES = Path(__file__).parent / "examples" / "mnist"
 INK_THRESHOLD = 0.1  # ink below this (of full black) counts as paper
+MAX_SIDE = 1024  # larger inputs are shrunk to this before anything else
+# The Sketchpad opens with no tool selected ("select the draw tool to start"), so a first
+# stroke draws nothing. Pick the brush for the user whenever the canvas shows that hint.
+PICK_BRUSH_JS = """
+setInterval(() => {
+  const pad = document.querySelector('#mnist-sketchpad');
+  if (pad && pad.offsetParent !== null && pad.innerText.includes('select the draw tool')) {
+    pad.querySelector('button[aria-label="Brush"]')?.click();
+  }
+}, 500);
+"""
+CLEAR_JS = """() => { document.querySelector('#mnist-sketchpad button[aria-label="Clear canvas"]')?.click(); }"""
 
 
 def models() -> list[str]:
@@ -51,6 +63,11 @@ def ink_image(image) -> np.ndarray:
         image = image[:, :, 0]
     if image.ndim not in (2, 3) or (image.ndim == 3 and image.shape[2] not in (3, 4)) or min(image.shape[:2]) < 2:
         raise BadInput(f"Expected an HxW, HxWx3 or HxWx4 image, got shape {image.shape}.")
+    if max(image.shape[:2]) > MAX_SIDE and image.dtype == np.uint8:
+        # A photo-sized upload: shrink first, the digit ends up 20 pixels tall anyway.
+        small = Image.fromarray(image)
+        small.thumbnail((MAX_SIDE, MAX_SIDE), Image.Resampling.BOX)
+        image = np.asarray(small)
     image = image.astype(np.float32) / (255.0 if image.dtype == np.uint8 or image.max() > 1 else 1.0)
     if image.ndim == 3:
         gray = image[:, :, :3] @ np.array([0.299, 0.587, 0.114], dtype=np.float32)
@@ -162,9 +179,11 @@ def show_model(model: str):
 
 
 def build():
-    gr.Markdown("Pick the **brush** (the pen icon left of the canvas), draw one digit anywhere, "
-                "any size. Each model's answer updates when you lift the pen. The small image is "
-                "exactly what the models see: cropped, scaled to 20x20 and centred by mass.")
+    gr.Markdown("Draw one digit anywhere on the canvas, any size (if nothing appears, pick the "
+                "brush: the pen icon left of the canvas). Each model's answer updates when you lift "
+                "the pen. The small image is exactly what the models see: the ink cropped, scaled to "
+                "fit 20x20 and centred by its centre of mass, as MNIST was made.")
+    gr.HTML("", js_on_load=PICK_BRUSH_JS, visible="hidden")
     with gr.Row():
         with gr.Column(scale=2):
             sketch = gr.Sketchpad(
@@ -181,9 +200,12 @@ def build():
     with gr.Row():
         outputs = [gr.Label(num_top_classes=3, label=LABELS[name], elem_id=f"mnist-label-{name}")
                    for name in ARCHS]
+    predict = user_errors(predict_all)
     examples = sorted(EXAMPLES.glob("*.png"))
     if examples:
-        gr.Examples([[str(p)] for p in examples], inputs=[sketch], label="Examples (drawn by the project)")
+        gr.Examples([[str(p)] for p in examples], inputs=[sketch], outputs=[*outputs, seen, status],
+                    fn=predict, run_on_click=True, cache_examples=False, label="Examples (drawn by the project)",
+                    api_name="mnist_example")
 
     with gr.Accordion("Model cards: test accuracy, training curves, digits each model gets wrong", open=False):
         chosen = gr.Radio([(LABELS[n], n) for n in ARCHS], value="cnn", label="Model")
@@ -192,9 +214,9 @@ def build():
         plot = gr.Plot(fig, label="Training curves")
         gallery = gr.Gallery(wrong, label="Test digits this model gets wrong", columns=8, height=320)
 
-    gr.on([sketch.change, predict_btn.click], user_errors(predict_all), inputs=sketch,
-          outputs=[*outputs, seen, status], api_name="predict", trigger_mode="always_last",
-          show_progress="hidden")
-    clear_btn.click(lambda: (None, *[None] * len(ARCHS), None, ""),
-                    outputs=[sketch, *outputs, seen, status], api_name="clear")
-    chosen.change(show_model, inputs=chosen, outputs=[card, plot, gallery], api_name="model_card")
+    gr.on([sketch.change, predict_btn.click], predict, inputs=sketch, outputs=[*outputs, seen, status],
+          api_name="mnist_predict", trigger_mode="always_last", show_progress="hidden")
+    # Setting the editor's value to None from Python leaves it unable to draw, so Clear
+    # presses the editor's own clear button; its change event then empties the outputs.
+    clear_btn.click(None, js=CLEAR_JS, api_name="mnist_clear", api_visibility="private")
+    chosen.change(show_model, inputs=chosen, outputs=[card, plot, gallery], api_name="mnist_model_card")

@@ -8,7 +8,8 @@ The network never sees 1..100 during training: they are the test set. 100 number
 from 101..1023 are held out as a validation set for the curves and for choosing the
 hyperparameters. The seed's Linear(10,100)-ReLU-Linear(100,4) learns the training set
 but gets about one in ten unseen numbers wrong; the same two layers with 1,000 hidden
-units, mini-batches, AdamW and a one-cycle schedule get them all right.
+units, mini-batches, AdamW and a one-cycle schedule over 2,000 epochs get them all right
+(chosen on the validation numbers over seeds 0-4, all five of which get 100/100).
 """
 import argparse
 import json
@@ -56,7 +57,7 @@ def evaluate(model, numbers, device) -> dict:
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--hidden", type=int, default=1000, help="hidden units (the seed used 100)")
-    parser.add_argument("--epochs", type=int, default=1000, help="passes over the training numbers")
+    parser.add_argument("--epochs", type=int, default=2000, help="passes over the training numbers")
     parser.add_argument("--batch-size", type=int, default=64, help="mini-batch size")
     parser.add_argument("--lr", type=float, default=3e-3, help="peak learning rate of the one-cycle schedule")
     parser.add_argument("--weight-decay", type=float, default=1e-2, help="AdamW weight decay")

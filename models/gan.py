@@ -1,0 +1,160 @@
+"""The GANs of the seeds: the bootcamp MLP GAN with a Maxout discriminator, DCGAN on
+MNIST, a conditional DCGAN (ask for a digit) and a DCGAN for 64x64 faces.
+
+Generators take z ~ N(0, I) of shape (N, latent_dim) (the seeds trained on uniform noise
+but sampled from a normal one; here both are normal) and return images in [-1, 1]:
+(N, 1, 28, 28) for digits, (N, 3, 64, 64) for faces. Discriminators return logits, so
+the loss is BCE-with-logits and never takes the log of zero (the seeds' other bug).
+"""
+import torch
+from huggingface_hub import PyTorchModelHubMixin
+from torch import nn
+
+
+class Maxout(nn.Module):
+    """A linear layer with k pieces per unit; each unit outputs the max of its pieces."""
+
+    def __init__(self, in_features: int, out_features: int, k: int = 5):
+        super().__init__()
+        self.k = k
+        self.linear = nn.Linear(in_features, out_features * k)
+
+    def forward(self, x):
+        y = self.linear(x)  # (N, out * k)
+        return y.view(y.shape[0], -1, self.k).max(dim=2).values  # (N, out)
+
+
+class MLPGenerator(nn.Module, PyTorchModelHubMixin):
+    """The bootcamp generator: 100-128-256-784. Tanh instead of the seed's sigmoid so that
+    every generator here speaks [-1, 1]."""
+
+    def __init__(self, latent_dim: int = 100, hidden=(128, 256)):
+        super().__init__()
+        self.latent_dim = latent_dim
+        h1, h2 = hidden
+        self.net = nn.Sequential(nn.Linear(latent_dim, h1), nn.ReLU(inplace=True),
+                                 nn.Linear(h1, h2), nn.ReLU(inplace=True),
+                                 nn.Linear(h2, 28 * 28), nn.Tanh())
+
+    def forward(self, z, labels=None):
+        return self.net(z).view(-1, 1, 28, 28)
+
+
+class MaxoutDiscriminator(nn.Module, PyTorchModelHubMixin):
+    """The bootcamp discriminator: two Maxout layers (k=5) 784-256-128, then one linear unit."""
+
+    def __init__(self, hidden=(256, 128), k: int = 5, dropout: float = 0.3):
+        super().__init__()
+        h1, h2 = hidden
+        self.net = nn.Sequential(nn.Flatten(), Maxout(28 * 28, h1, k), nn.Dropout(dropout),
+                                 Maxout(h1, h2, k), nn.Dropout(dropout), nn.Linear(h2, 1))
+
+    def forward(self, x, labels=None):
+        return self.net(x).squeeze(1)
+
+
+class DCGenerator28(nn.Module, PyTorchModelHubMixin):
+    """DCGAN generator for 28x28 digits: z -> 7x7 -> 14x14 -> 28x28 with transposed convs
+    and batch norm. With num_classes > 0 it is conditional: a learned label embedding is
+    concatenated to z."""
+
+    def __init__(self, latent_dim: int = 100, width: int = 64, num_classes: int = 0):
+        super().__init__()
+        self.latent_dim, self.num_classes = latent_dim, num_classes
+        self.embed = nn.Embedding(num_classes, 50) if num_classes else None
+        in_dim = latent_dim + (50 if num_classes else 0)
+        self.project = nn.Sequential(nn.Linear(in_dim, 4 * width * 7 * 7, bias=False),
+                                     nn.BatchNorm1d(4 * width * 7 * 7), nn.ReLU(inplace=True))
+        self.net = nn.Sequential(
+            nn.ConvTranspose2d(4 * width, 2 * width, 4, 2, 1, bias=False),  # (N, 2w, 14, 14)
+            nn.BatchNorm2d(2 * width), nn.ReLU(inplace=True),
+            nn.ConvTranspose2d(2 * width, width, 4, 2, 1, bias=False),  # (N, w, 28, 28)
+            nn.BatchNorm2d(width), nn.ReLU(inplace=True),
+            nn.Conv2d(width, 1, 3, 1, 1), nn.Tanh())
+        self.width = width
+
+    def forward(self, z, labels=None):
+        if self.embed is not None:
+            z = torch.cat([z, self.embed(labels)], dim=1)
+        x = self.project(z).view(-1, 4 * self.width, 7, 7)
+        return self.net(x)
+
+
+class DCDiscriminator28(nn.Module, PyTorchModelHubMixin):
+    """DCGAN discriminator for 28x28: strided convs with LeakyReLU and batch norm. With
+    num_classes > 0 it also predicts the digit (an auxiliary classifier, as in AC-GAN),
+    which is what makes the conditional generator draw the digit it was asked for."""
+
+    def __init__(self, width: int = 64, num_classes: int = 0):
+        super().__init__()
+        self.features = nn.Sequential(
+            nn.Conv2d(1, width, 4, 2, 1), nn.LeakyReLU(0.2, inplace=True),  # (N, w, 14, 14)
+            nn.Conv2d(width, 2 * width, 4, 2, 1, bias=False), nn.BatchNorm2d(2 * width),
+            nn.LeakyReLU(0.2, inplace=True),  # (N, 2w, 7, 7)
+            nn.Conv2d(2 * width, 4 * width, 3, 2, 1, bias=False), nn.BatchNorm2d(4 * width),
+            nn.LeakyReLU(0.2, inplace=True),  # (N, 4w, 4, 4)
+            nn.Flatten())
+        self.real_fake = nn.Linear(4 * width * 16, 1)
+        self.classify = nn.Linear(4 * width * 16, num_classes) if num_classes else None
+
+    def forward(self, x, labels=None):
+        h = self.features(x)
+        logit = self.real_fake(h).squeeze(1)
+        if self.classify is None:
+            return logit
+        return logit, self.classify(h)
+
+
+class DCGenerator64(nn.Module, PyTorchModelHubMixin):
+    """The DCGAN generator of Radford et al. for 64x64 colour images: z -> 4x4 -> ... -> 64x64."""
+
+    def __init__(self, latent_dim: int = 100, width: int = 64):
+        super().__init__()
+        self.latent_dim, self.num_classes = latent_dim, 0
+        w = width
+        self.net = nn.Sequential(
+            nn.ConvTranspose2d(latent_dim, 8 * w, 4, 1, 0, bias=False), nn.BatchNorm2d(8 * w), nn.ReLU(True),  # 4x4
+            nn.ConvTranspose2d(8 * w, 4 * w, 4, 2, 1, bias=False), nn.BatchNorm2d(4 * w), nn.ReLU(True),  # 8x8
+            nn.ConvTranspose2d(4 * w, 2 * w, 4, 2, 1, bias=False), nn.BatchNorm2d(2 * w), nn.ReLU(True),  # 16x16
+            nn.ConvTranspose2d(2 * w, w, 4, 2, 1, bias=False), nn.BatchNorm2d(w), nn.ReLU(True),  # 32x32
+            nn.ConvTranspose2d(w, 3, 4, 2, 1), nn.Tanh())  # (N, 3, 64, 64)
+
+    def forward(self, z, labels=None):
+        return self.net(z.view(z.shape[0], -1, 1, 1))
+
+
+class DCDiscriminator64(nn.Module, PyTorchModelHubMixin):
+    """The DCGAN discriminator for 64x64 colour images."""
+
+    def __init__(self, width: int = 64):
+        super().__init__()
+        w = width
+        self.net = nn.Sequential(
+            nn.Conv2d(3, w, 4, 2, 1), nn.LeakyReLU(0.2, True),  # 32x32
+            nn.Conv2d(w, 2 * w, 4, 2, 1, bias=False), nn.BatchNorm2d(2 * w), nn.LeakyReLU(0.2, True),  # 16x16
+            nn.Conv2d(2 * w, 4 * w, 4, 2, 1, bias=False), nn.BatchNorm2d(4 * w), nn.LeakyReLU(0.2, True),  # 8x8
+            nn.Conv2d(4 * w, 8 * w, 4, 2, 1, bias=False), nn.BatchNorm2d(8 * w), nn.LeakyReLU(0.2, True),  # 4x4
+            nn.Conv2d(8 * w, 1, 4, 1, 0))  # (N, 1, 1, 1)
+
+    def forward(self, x, labels=None):
+        return self.net(x).flatten()
+
+
+def init_dcgan_weights(module):
+    """DCGAN's initialisation: conv weights N(0, 0.02), batch-norm scales N(1, 0.02)."""
+    if isinstance(module, (nn.Conv2d, nn.ConvTranspose2d, nn.Linear)):
+        nn.init.normal_(module.weight, 0.0, 0.02)
+        if module.bias is not None:
+            nn.init.zeros_(module.bias)
+    elif isinstance(module, (nn.BatchNorm1d, nn.BatchNorm2d)):
+        nn.init.normal_(module.weight, 1.0, 0.02)
+        nn.init.zeros_(module.bias)
+
+
+# name -> (generator, discriminator, their constructor arguments, image kind)
+MODELS = {
+    "bootcamp": (MLPGenerator, MaxoutDiscriminator, {}, {}, "digits"),
+    "dcgan": (DCGenerator28, DCDiscriminator28, {}, {}, "digits"),
+    "cdcgan": (DCGenerator28, DCDiscriminator28, {"num_classes": 10}, {"num_classes": 10}, "digits"),
+    "faces": (DCGenerator64, DCDiscriminator64, {"width": 48}, {"width": 48}, "faces"),
+}

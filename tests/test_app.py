@@ -1,0 +1,84 @@
+"""Launch the app as a user does (`python app.py`) and call its endpoints with gradio_client."""
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+
+import pytest
+from gradio_client import Client, handle_file
+
+from core.data import REPO
+
+EXAMPLES = REPO / "demos" / "examples" / "mnist"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def client():
+    port = free_port()
+    env = dict(os.environ, HF_HUB_OFFLINE="1", GRADIO_ANALYTICS_ENABLED="False")
+    server = subprocess.Popen([sys.executable, "app.py", "--port", str(port)], cwd=REPO, env=env,
+                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    url = f"http://127.0.0.1:{port}/"
+    deadline = time.time() + 90
+    while True:
+        try:
+            urllib.request.urlopen(url, timeout=2)
+            break
+        except OSError:
+            if server.poll() is not None or time.time() > deadline:
+                server.kill()
+                pytest.fail("app did not start:\n" + server.stdout.read()[-3000:])
+            time.sleep(0.5)
+    yield Client(url, verbose=False)
+    server.terminate()
+    server.wait(timeout=30)
+
+
+def sketch(path):
+    """A Sketchpad value as the browser sends it: the drawing as background-less layer."""
+    return {"background": None, "layers": [handle_file(str(path))], "composite": handle_file(str(path))}
+
+
+def test_fizzbuzz_endpoints(client):
+    assert client.predict(15, api_name="/fizzbuzz_play") == "fizzbuzz"
+    assert client.predict(98, api_name="/fizzbuzz_play") == "98"
+    table, summary = client.predict(1, 100, api_name="/fizzbuzz_play_range")
+    assert len(table["data"]) == 100
+    assert "100/100 correct" in summary
+    assert [row[1] for row in table["data"][:5]] == ["1", "2", "fizz", "4", "buzz"]
+
+
+def test_fizzbuzz_bad_input_is_a_message_not_a_crash(client):
+    with pytest.raises(Exception, match="1023"):
+        client.predict(5000, api_name="/fizzbuzz_play")
+    with pytest.raises(Exception, match="range is empty"):
+        client.predict(50, 10, api_name="/fizzbuzz_play_range")
+    assert client.predict(3, api_name="/fizzbuzz_play") == "fizz"  # still up
+
+
+@pytest.mark.parametrize("digit", [3, 7])
+def test_mnist_predict_endpoint(client, digit):
+    *labels, seen, status = client.predict(sketch(EXAMPLES / f"digit_{digit}.png"), api_name="/mnist_predict")
+    assert status == ""
+    assert [label["label"] for label in labels] == [str(digit)] * 3
+    assert os.path.exists(seen)
+
+
+def test_mnist_empty_canvas_is_a_message(client):
+    blank = {"background": None, "layers": [], "composite": None}
+    *labels, seen, status = client.predict(blank, api_name="/mnist_predict")
+    assert not any(labels) and seen is None
+    assert "empty" in status
+
+
+def test_mnist_model_card_endpoint(client):
+    text, plot, gallery = client.predict("lenet", api_name="/mnist_model_card")
+    assert "test accuracy" in text and len(gallery) > 0

@@ -1,0 +1,28 @@
+import pytest
+
+from core.ui import BadInput
+from demos import fizzbuzz
+
+
+def test_play_answers_like_fizzbuzz():
+    assert [fizzbuzz.play(n) for n in (1, 3, 5, 15, 98)] == ["1", "fizz", "buzz", "fizzbuzz", "98"]
+
+
+def test_play_range_marks_truth_and_unseen_numbers():
+    rows, summary = fizzbuzz.play_range(95, 105)
+    assert [r[0] for r in rows] == list(range(95, 106))
+    assert all(r[2] == fizzbuzz.answer(r[0], fizzbuzz.fizzbuzz_class(r[0])) for r in rows)
+    assert [r[4] for r in rows] == ["no"] * 6 + ["yes"] * 5
+    assert "correct" in summary
+
+
+@pytest.mark.parametrize("bad, message", [(-1, "0..1023"), (1024, "0..1023"), (2.5, "whole number"),
+                                          (None, "whole number")])
+def test_bad_numbers_get_clear_messages(bad, message):
+    with pytest.raises(BadInput, match=message):
+        fizzbuzz.play(bad)
+
+
+def test_reversed_range_is_a_clear_message():
+    with pytest.raises(BadInput, match="range is empty"):
+        fizzbuzz.play_range(10, 1)

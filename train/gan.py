@@ -1,0 +1,284 @@
+"""Train the GANs: the bootcamp MLP GAN, DCGAN and conditional DCGAN on MNIST, and a
+DCGAN on 64x64 LFW faces.
+
+    python -m train.gan --model dcgan          # one model, as committed
+    python -m train.gan --model all            # all four
+    python -m train.gan --model dcgan --eval   # re-measure the committed checkpoint
+    python -m train.gan --model dcgan --epochs 1 --limit 512 --eval-samples 500   # smoke run
+
+Quality of digit models is measured on 10,000 samples with the project's own LeNet-style
+MNIST classifier (checkpoints/mnist/lenet): a Frechet distance between its 500-d
+penultimate features of samples and of the MNIST test set (this is *not* Inception FID),
+the share of samples it labels with confidence >= 0.9, how evenly the ten digits come
+out, and for the conditional model how often the requested digit comes out.
+"""
+import argparse
+import json
+import math
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from safetensors.torch import save_file
+from scipy import linalg
+from tqdm import tqdm
+
+from core import checkpoints, data
+from core.training import load_state, pick_device, save_state, seed_epoch, seed_everything
+from models.gan import MODELS, init_dcgan_weights
+from models.mnist import MEAN, STD, LeNet
+
+DEFAULTS = {
+    "bootcamp": dict(epochs=30, lr=2e-4, batch_size=128),
+    "dcgan": dict(epochs=10, lr=2e-4, batch_size=128),
+    "cdcgan": dict(epochs=10, lr=2e-4, batch_size=128),
+    "faces": dict(epochs=25, lr=2e-4, batch_size=128),
+}
+TIMELAPSE_SEED = 1234  # the fixed noise decoded after every epoch
+
+
+def checkpoint_name(model: str) -> str:
+    return f"gan/{model}"
+
+
+def training_images(kind: str, args) -> tuple[torch.Tensor, torch.Tensor]:
+    """uint8 images (N, C, H, W) and labels (digits; zeros for faces)."""
+    if kind == "digits":
+        images, labels = data.mnist("train", root=args.data_dir)
+        images = images.unsqueeze(1)
+    else:
+        images = data.lfw_faces(64, root=args.data_dir)
+        labels = torch.zeros(len(images), dtype=torch.long)
+    if args.limit:
+        images, labels = images[:args.limit], labels[:args.limit]
+    return images, labels
+
+
+def to_uint8(fake: torch.Tensor) -> np.ndarray:
+    """Generator output in [-1, 1], (N, C, H, W) -> uint8 (N, H, W) or (N, H, W, 3)."""
+    images = ((fake.clamp(-1, 1) + 1) * 127.5).round().byte().cpu()
+    return images[:, 0].numpy() if images.shape[1] == 1 else images.permute(0, 2, 3, 1).numpy()
+
+
+def noise(n: int, latent_dim: int, seed: int) -> torch.Tensor:
+    return torch.randn(n, latent_dim, generator=torch.Generator().manual_seed(seed))
+
+
+@torch.no_grad()
+def generate(generator, z, labels=None, device="cpu", batch_size=1000) -> np.ndarray:
+    generator.eval()
+    out = []
+    for i in range(0, len(z), batch_size):
+        y = labels[i:i + batch_size].to(device) if labels is not None else None
+        out.append(to_uint8(generator(z[i:i + batch_size].to(device), y)))
+    return np.concatenate(out)
+
+
+# ---- quality metrics on digits -------------------------------------------------------
+
+def load_judge(device="cpu") -> LeNet:
+    return checkpoints.load(LeNet, "mnist/lenet", "python -m train.mnist --arch lenet", device)
+
+
+@torch.no_grad()
+def judge(classifier: LeNet, images_uint8: np.ndarray, device="cpu", batch_size=1000):
+    """The classifier's 500-d penultimate features and class probabilities for uint8 digits."""
+    feats, probs = [], []
+    for i in range(0, len(images_uint8), batch_size):
+        x = torch.from_numpy(images_uint8[i:i + batch_size]).float().div(255).sub(MEAN).div(STD).unsqueeze(1)
+        h = classifier.classifier[:3](classifier.features(x.to(device)))  # flatten, fc500, ReLU
+        feats.append(h.cpu().double())
+        probs.append(F.softmax(classifier.classifier[3:](h), dim=1).cpu())
+    return torch.cat(feats).numpy(), torch.cat(probs)
+
+
+def frechet_distance(feats_a: np.ndarray, feats_b: np.ndarray) -> float:
+    """||mu_a - mu_b||^2 + Tr(S_a + S_b - 2 (S_a S_b)^(1/2)), as in FID."""
+    mu_a, mu_b = feats_a.mean(0), feats_b.mean(0)
+    cov_a, cov_b = np.cov(feats_a, rowvar=False), np.cov(feats_b, rowvar=False)
+    covmean, _ = linalg.sqrtm(cov_a @ cov_b, disp=False)
+    covmean = covmean.real
+    return float(((mu_a - mu_b) ** 2).sum() + np.trace(cov_a + cov_b - 2 * covmean))
+
+
+def digit_quality(generator, conditional: bool, n: int, device, reference=None) -> dict:
+    """The quality numbers of a digit generator on n samples (see the module docstring)."""
+    classifier = load_judge(device)
+    if reference is None:
+        test_images, _ = data.mnist("test")
+        reference = judge(classifier, test_images[:n].numpy(), device)[0]
+    z = noise(n, generator.latent_dim, seed=999)
+    labels = torch.arange(n) % 10 if conditional else None
+    feats, probs = judge(classifier, generate(generator, z, labels, device), device)
+    predicted = probs.argmax(1)
+    shares = torch.bincount(predicted, minlength=10).float() / n
+    metrics = {
+        "samples": n,
+        "frechet_distance_lenet": frechet_distance(feats, reference),
+        "confident_share": (probs.max(1).values >= 0.9).float().mean().item(),
+        "digit_shares": [round(s, 4) for s in shares.tolist()],
+        "digit_share_min": shares.min().item(), "digit_share_max": shares.max().item(),
+    }
+    if conditional:
+        metrics["requested_digit_accuracy"] = (predicted == labels).float().mean().item()
+    return metrics
+
+
+def real_data_reference(n: int, device) -> dict:
+    """The same numbers for real MNIST test digits, to read the others against."""
+    classifier = load_judge(device)
+    test_images, _ = data.mnist("test")
+    feats_a, probs = judge(classifier, test_images[:n // 2].numpy(), device)
+    feats_b, _ = judge(classifier, test_images[n // 2:n].numpy(), device)
+    return {"frechet_distance_lenet_test_half_vs_half": frechet_distance(feats_a, feats_b),
+            "confident_share": (probs.max(1).values >= 0.9).float().mean().item()}
+
+
+# ---- training --------------------------------------------------------------------------
+
+def train_epoch(gen, disc, opt_g, opt_d, images, labels, conditional, args, epoch, device):
+    gen.train()
+    disc.train()
+    g = seed_epoch(args.seed, epoch)
+    order = torch.randperm(len(images), generator=g)
+    sums = {"loss_d": 0.0, "loss_g": 0.0, "d_real": 0.0, "d_fake": 0.0}
+    steps = 0
+    bar = tqdm(range(0, len(images) - args.batch_size + 1, args.batch_size), desc=f"{args.model} epoch {epoch}/{args.epochs}", leave=False)
+    for i in bar:
+        idx = order[i:i + args.batch_size]
+        real = (images[idx].float().div(127.5).sub(1)).to(device)
+        y = labels[idx].to(device)
+        z = torch.randn(len(idx), gen.latent_dim, device=device)
+        y_fake = torch.randint(0, 10, (len(idx),), device=device) if conditional else None
+        fake = gen(z, y_fake)
+
+        # Discriminator: real -> 1 (one-sided label smoothing to 0.9), fake -> 0.
+        out_real, out_fake = disc(real, y), disc(fake.detach(), y_fake)
+        if conditional:
+            (logit_real, cls_real), (logit_fake, cls_fake) = out_real, out_fake
+        else:
+            logit_real, logit_fake = out_real, out_fake
+        loss_d = (F.binary_cross_entropy_with_logits(logit_real, torch.full_like(logit_real, 0.9))
+                  + F.binary_cross_entropy_with_logits(logit_fake, torch.zeros_like(logit_fake)))
+        if conditional:
+            loss_d = loss_d + F.cross_entropy(cls_real, y) + F.cross_entropy(cls_fake, y_fake)
+        opt_d.zero_grad(set_to_none=True)
+        loss_d.backward()
+        opt_d.step()
+
+        # Generator: the non-saturating loss, fake -> 1 (and the asked-for digit).
+        out = disc(fake, y_fake)
+        logit = out[0] if conditional else out
+        loss_g = F.binary_cross_entropy_with_logits(logit, torch.ones_like(logit))
+        if conditional:
+            loss_g = loss_g + F.cross_entropy(out[1], y_fake)
+        opt_g.zero_grad(set_to_none=True)
+        loss_g.backward()
+        opt_g.step()
+
+        steps += 1
+        sums["loss_d"] += loss_d.item()
+        sums["loss_g"] += loss_g.item()
+        sums["d_real"] += torch.sigmoid(logit_real).mean().item()
+        sums["d_fake"] += torch.sigmoid(logit_fake).mean().item()
+        bar.set_postfix(loss_d=f"{sums['loss_d'] / steps:.3f}", loss_g=f"{sums['loss_g'] / steps:.3f}")
+    return {k: v / max(steps, 1) for k, v in sums.items()}
+
+
+def run(args) -> dict:
+    device = pick_device(args.device)
+    gen_cls, disc_cls, gen_kwargs, disc_kwargs, kind = MODELS[args.model]
+    conditional = gen_kwargs.get("num_classes", 0) > 0
+    name = checkpoint_name(args.model)
+    if args.eval:
+        gen = checkpoints.load(gen_cls, name, f"python -m train.gan --model {args.model}", device, root=args.checkpoint_dir)
+        return evaluate(gen, kind, conditional, args, device)
+
+    seed_everything(args.seed)
+    images, labels = training_images(kind, args)
+    gen, disc = gen_cls(**gen_kwargs).to(device), disc_cls(**disc_kwargs).to(device)
+    if args.model != "bootcamp":
+        gen.apply(init_dcgan_weights)
+        disc.apply(init_dcgan_weights)
+    opt_g = torch.optim.Adam(gen.parameters(), lr=args.lr, betas=(0.5, 0.999))
+    opt_d = torch.optim.Adam(disc.parameters(), lr=args.lr, betas=(0.5, 0.999))
+    root = Path(args.checkpoint_dir or checkpoints.CHECKPOINTS)
+    resume_g, resume_d = root / name / "resume" / "generator", root / name / "resume" / "discriminator"
+    start_epoch, history = (load_state(resume_g, gen, opt_g, None) if args.resume else (0, []))
+    if start_epoch:
+        load_state(resume_d, disc, opt_d, None)
+    elapsed_before = history[-1]["wall_time_s"] if history else 0.0
+    timelapse_z = noise(64, gen.latent_dim, TIMELAPSE_SEED)
+    timelapse_y = torch.arange(64) % 10 if conditional else None
+    frames_path = root / name / "resume" / "timelapse.npy"
+    frames = list(np.load(frames_path)) if start_epoch and frames_path.exists() else []
+
+    start = time.perf_counter()
+    for epoch in range(start_epoch + 1, args.epochs + 1):
+        stats = train_epoch(gen, disc, opt_g, opt_d, images, labels, conditional, args, epoch, device)
+        frames.append(generate(gen, timelapse_z, timelapse_y, device))
+        history.append({"epoch": epoch, **stats, "wall_time_s": round(elapsed_before + time.perf_counter() - start, 1)})
+        tqdm.write(json.dumps(history[-1]))
+        save_state(resume_g, gen, opt_g, None, epoch, history)
+        save_state(resume_d, disc, opt_d, None, epoch, history)
+        np.save(frames_path, np.stack(frames))
+        if args.stop_after and epoch >= args.stop_after:
+            return {"stopped_after_epoch": epoch}
+    wall_time = elapsed_before + time.perf_counter() - start
+
+    metrics = {
+        "model": args.model, "kind": kind, "train_images": len(images),
+        "generator_parameters": sum(p.numel() for p in gen.parameters()),
+        "discriminator_parameters": sum(p.numel() for p in disc.parameters()),
+        "train_wall_time_s": round(wall_time, 1), "device": str(device), "seed": args.seed,
+        "command": checkpoints.command_line("train.gan"),
+        "hyperparameters": {k: getattr(args, k) for k in ("epochs", "lr", "batch_size")},
+        "history": history,
+    }
+    metrics.update(evaluate(gen, kind, conditional, args, device))
+    path = checkpoints.save(gen.cpu(), name, metrics, root=args.checkpoint_dir)
+    save_file({"frames": torch.from_numpy(np.stack(frames)), "epochs": torch.tensor([h["epoch"] for h in history])},
+              str(path / "timelapse.safetensors"))
+    return {k: v for k, v in metrics.items() if k not in ("history", "hyperparameters")}
+
+
+def evaluate(gen, kind, conditional, args, device) -> dict:
+    if kind != "digits":
+        return {}
+    return dict(digit_quality(gen, conditional, args.eval_samples, device),
+                real_mnist_reference=real_data_reference(args.eval_samples, device))
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--model", default="all", choices=["all", *MODELS], help="which GAN (default: all)")
+    parser.add_argument("--epochs", type=int, help="epochs (default: per model, see DEFAULTS)")
+    parser.add_argument("--lr", type=float, help="Adam learning rate (betas 0.5, 0.999 as in DCGAN)")
+    parser.add_argument("--batch-size", type=int, help="batch size")
+    parser.add_argument("--seed", type=int, default=0, help="random seed")
+    parser.add_argument("--limit", type=int, default=0, help="train on only this many images (smoke tests)")
+    parser.add_argument("--eval-samples", type=int, default=10000, help="samples for the quality metrics")
+    parser.add_argument("--device", default="auto", help="auto, cpu, cuda, mps")
+    parser.add_argument("--data-dir", help="data directory (default: $DLP_DATA_DIR or data/)")
+    parser.add_argument("--checkpoint-dir", help="where checkpoints are written and read (default: checkpoints/)")
+    parser.add_argument("--resume", action="store_true", help="continue an interrupted run")
+    parser.add_argument("--stop-after", type=int, help="stop after this many epochs, as if interrupted (tests)")
+    parser.add_argument("--eval", action="store_true", help="re-measure the committed checkpoint(s)")
+    args = parser.parse_args(argv)
+
+    results = {}
+    for model in MODELS if args.model == "all" else [args.model]:
+        model_args = argparse.Namespace(**vars(args))
+        model_args.model = model
+        for key, value in DEFAULTS[model].items():
+            if getattr(model_args, key) is None:
+                setattr(model_args, key, value)
+        results[model] = run(model_args)
+    print(json.dumps(results))
+    return results
+
+
+if __name__ == "__main__":
+    main()
