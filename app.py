@@ -5,6 +5,7 @@
 """
 import argparse
 import importlib
+import logging
 import os
 
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
@@ -22,7 +23,11 @@ def build_app(tabs=None) -> gr.Blocks:
         for name in tabs or TABS:
             module = importlib.import_module(f"demos.{name}")
             with gr.Tab(module.TITLE, id=name):
-                module.build()
+                try:
+                    module.build()
+                except Exception as e:  # one broken tab must not take the others down
+                    logging.exception("tab %s failed to build", name)
+                    gr.Markdown(f"**This tab failed to load:** `{type(e).__name__}: {e}`")
     demo.queue(default_concurrency_limit=2)
     return demo
 

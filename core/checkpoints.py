@@ -5,6 +5,7 @@ metrics.json beside them. Nothing is ever unpickled.
 Loading looks in `checkpoints/<name>/` first, then in the Hugging Face Hub model repo
 named by $DLP_HUB_REPO (folder `<name>/`, at revision $DLP_HUB_REVISION if set).
 """
+import functools
 import json
 import os
 import platform
@@ -28,22 +29,28 @@ class MissingCheckpoint(FileNotFoundError):
 
 
 def find(name: str, root=None) -> Path | None:
-    """The folder holding checkpoint `name` (under `root`, default checkpoints/),
-    downloading it from the Hub if it is not there and a Hub repo is configured."""
+    """The folder holding checkpoint `name` (under `root`, default checkpoints/). Without
+    an explicit root, a checkpoint missing from checkpoints/ is fetched from the Hub when
+    $DLP_HUB_REPO names a repo."""
     path = Path(root or CHECKPOINTS) / name
     if (path / "model.safetensors").exists():
         return path
-    repo = os.environ.get("DLP_HUB_REPO")
-    if not repo:
+    if root is not None or not os.environ.get("DLP_HUB_REPO"):
         return None
+    return _from_hub(name, os.environ["DLP_HUB_REPO"], os.environ.get("DLP_HUB_REVISION"))
+
+
+@functools.lru_cache(maxsize=None)
+def _from_hub(name: str, repo: str, revision: str | None) -> Path | None:
+    """Download folder `name` of a Hub model repo (cached, so an unreachable Hub is asked
+    once per process, not on every click)."""
     from huggingface_hub import snapshot_download
 
     try:
-        root = snapshot_download(repo, revision=os.environ.get("DLP_HUB_REVISION"),
-                                 allow_patterns=[f"{name}/*"])
+        snapshot = snapshot_download(repo, revision=revision, allow_patterns=[f"{name}/*"])
     except Exception:  # offline, no such repo, no such revision: same as missing
         return None
-    path = Path(root) / name
+    path = Path(snapshot) / name
     return path if (path / "model.safetensors").exists() else None
 
 

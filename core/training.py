@@ -1,11 +1,13 @@
 """Helpers every train script uses: device choice, seeding, and the resumable
 training state kept in <checkpoint folder>/resume/ (git-ignored) after each epoch."""
 import json
+import os
 import random
 from pathlib import Path
 
 import numpy as np
 import torch
+from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 
 
@@ -39,22 +41,34 @@ def _flatten_optimizer(state_dict: dict) -> tuple[dict, dict]:
     return tensors, plain
 
 
-def save_state(path: Path, model, optimizer, scheduler, epoch: int, history: list) -> None:
-    """Save everything --resume needs after `epoch` (1-based) finished, in folder `path`."""
+def save_state(path: Path, model, optimizer, scheduler, epoch: int, history: list, config: dict) -> None:
+    """Save everything --resume needs after `epoch` (1-based) finished, in folder `path`.
+    `config` is the run's settings; a resume with different settings is refused."""
     path.mkdir(parents=True, exist_ok=True)
     tensors, optim_plain = _flatten_optimizer(optimizer.state_dict())
     tensors.update({f"model.{k}": v.contiguous() for k, v in model.state_dict().items()})
-    save_file(tensors, str(path / "last.safetensors"))
-    plain = {"epoch": epoch, "history": history, "optimizer": optim_plain,
+    plain = {"epoch": epoch, "config": config, "history": history, "optimizer": optim_plain,
              "scheduler": scheduler.state_dict() if scheduler is not None else None}
-    (path / "last.json").write_text(json.dumps(plain))
+    # Write both files under temporary names, then rename: a crash mid-save leaves the
+    # previous epoch's state intact. The epoch is in both so a mismatch is caught.
+    save_file(tensors, str(path / "last.safetensors.tmp"), metadata={"epoch": str(epoch)})
+    (path / "last.json.tmp").write_text(json.dumps(plain))
+    os.replace(path / "last.safetensors.tmp", path / "last.safetensors")
+    os.replace(path / "last.json.tmp", path / "last.json")
 
 
-def load_state(path: Path, model, optimizer, scheduler) -> tuple[int, list]:
+def load_state(path: Path, model, optimizer, scheduler, config: dict) -> tuple[int, list]:
     """Restore the last epoch saved in `path`; returns (epochs done, history) or (0, [])."""
     if not (path / "last.json").exists():
         return 0, []
     plain = json.loads((path / "last.json").read_text())
+    if plain["config"] != config:
+        changed = {k: (plain["config"].get(k), v) for k, v in config.items() if plain["config"].get(k) != v}
+        raise SystemExit(f"Cannot resume {path}: the run was started with other settings "
+                         f"(saved, now): {changed}. Rerun with the same flags, or without --resume.")
+    with safe_open(str(path / "last.safetensors"), "pt") as f:
+        if f.metadata().get("epoch") != str(plain["epoch"]):
+            raise SystemExit(f"Cannot resume {path}: its weights and its state are from different epochs.")
     tensors = load_file(str(path / "last.safetensors"))
     model.load_state_dict({k[6:]: v for k, v in tensors.items() if k.startswith("model.")})
     optim_state = {"param_groups": plain["optimizer"]["param_groups"], "state": {}}

@@ -26,6 +26,29 @@ def user_errors(fn):
     return wrapper
 
 
+# The Sketchpad opens with no tool selected ("select the draw tool to start"), so a first
+# stroke draws nothing. Pick the brush for the user whenever a canvas shows that hint.
+PICK_BRUSH_JS = """
+window.dlpPickBrush = window.dlpPickBrush || setInterval(() => {
+  for (const pad of document.querySelectorAll('.dlp-sketchpad')) {
+    if (pad.offsetParent !== null && pad.innerText.includes('select the draw tool')) {
+      pad.querySelector('button[aria-label="Brush"]')?.click();
+    }
+  }
+}, 500);
+"""
+
+
+def drawing_canvas(label: str, elem_id: str) -> gr.Sketchpad:
+    """A 280x280 Sketchpad with a black brush thick enough to survive shrinking to 28x28,
+    whose brush is picked automatically."""
+    canvas = gr.Sketchpad(label=label, type="numpy", image_mode="RGBA", canvas_size=(280, 280),
+                          brush=gr.Brush(default_size=18, colors=["#000000"], color_mode="fixed"),
+                          layers=False, elem_id=elem_id, elem_classes=["dlp-sketchpad"])
+    gr.HTML("", js_on_load=PICK_BRUSH_JS, visible="hidden")
+    return canvas
+
+
 def curves(history: list[dict], panels: dict[str, list[str]], title: str = ""):
     """A row of line plots from a per-epoch history: panels maps a y-label to the keys
     plotted on it, e.g. {"loss": ["train_loss", "val_loss"]}."""

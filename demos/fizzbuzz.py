@@ -11,7 +11,6 @@ from train.fizzbuzz import NAME, TRAIN_RANGE
 
 TITLE = "FizzBuzz"
 MAX_NUMBER = 2 ** 10 - 1  # the network reads 10 bits
-MAX_ROWS = 1024
 
 
 @functools.cache
@@ -20,9 +19,13 @@ def load_model():
 
 
 def _check(n) -> int:
-    if n is None or float(n) != int(n):
+    try:
+        whole = float(n) == int(float(n))
+    except (TypeError, ValueError, OverflowError):
+        whole = False
+    if not whole:
         raise BadInput(f"Expected a whole number, got {n!r}.")
-    n = int(n)
+    n = int(float(n))
     if not 0 <= n <= MAX_NUMBER:
         raise BadInput(f"The network reads 10-bit numbers: choose 0..{MAX_NUMBER}, not {n}.")
     return n
@@ -39,6 +42,18 @@ def play(n: int) -> str:
     return answer(n, predict_classes([n])[0])
 
 
+@functools.cache
+def validation_numbers() -> frozenset[int]:
+    """Numbers of 101..1023 held out of training for validation."""
+    return frozenset(checkpoints.load_metrics(NAME).get("val_numbers", []))
+
+
+def seen_in_training(n: int) -> str:
+    if n in validation_numbers():
+        return "no (validation)"
+    return "yes" if TRAIN_RANGE[0] <= n <= TRAIN_RANGE[1] else "no"
+
+
 def play_range(start: int, end: int) -> tuple[list[list], str]:
     """The network's answers for start..end beside the truth, and a summary line."""
     start, end = _check(start), _check(end)
@@ -48,12 +63,11 @@ def play_range(start: int, end: int) -> tuple[list[list], str]:
     rows, wrong = [], []
     for n, cls in zip(numbers, predict_classes(numbers)):
         truth, said = answer(n, fizzbuzz_class(n)), answer(n, cls)
-        seen = TRAIN_RANGE[0] <= n <= TRAIN_RANGE[1]
-        rows.append([n, said, truth, "✓" if said == truth else "✗ wrong", "yes" if seen else "no"])
+        rows.append([n, said, truth, "✓" if said == truth else "✗ wrong", seen_in_training(n)])
         if said != truth:
             wrong.append(n)
     accuracy = 1 - len(wrong) / len(numbers)
-    unseen = sum(1 for r in rows if r[4] == "no")
+    unseen = sum(1 for r in rows if r[4] != "yes")
     summary = (f"**{len(numbers) - len(wrong)}/{len(numbers)} correct ({accuracy:.1%})** on {start}..{end}; "
                f"{unseen} of these numbers were never seen in training. "
                + (f"Wrong on: {', '.join(map(str, wrong[:50]))}{' ...' if len(wrong) > 50 else ''}." if wrong

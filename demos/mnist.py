@@ -13,7 +13,7 @@ import torch
 from PIL import Image
 
 from core import checkpoints
-from core.ui import BadInput, curves, user_errors
+from core.ui import BadInput, curves, drawing_canvas, user_errors
 from models.mnist import ARCHS, MEAN, STD
 from train.mnist import checkpoint_name
 
@@ -22,16 +22,6 @@ LABELS = {"cnn": "Bootcamp CNN", "lenet": "LeNet-style CNN", "mlp": "MLP 784-256
 EXAMPLES = Path(__file__).parent / "examples" / "mnist"
 INK_THRESHOLD = 0.1  # ink below this (of full black) counts as paper
 MAX_SIDE = 1024  # larger inputs are shrunk to this before anything else
-# The Sketchpad opens with no tool selected ("select the draw tool to start"), so a first
-# stroke draws nothing. Pick the brush for the user whenever the canvas shows that hint.
-PICK_BRUSH_JS = """
-setInterval(() => {
-  const pad = document.querySelector('#mnist-sketchpad');
-  if (pad && pad.offsetParent !== null && pad.innerText.includes('select the draw tool')) {
-    pad.querySelector('button[aria-label="Brush"]')?.click();
-  }
-}, 500);
-"""
 CLEAR_JS = """() => { document.querySelector('#mnist-sketchpad button[aria-label="Clear canvas"]')?.click(); }"""
 
 
@@ -45,30 +35,55 @@ def load_model(name: str):
     return checkpoints.load(ARCHS[name], checkpoint_name(name), f"python -m train.mnist --arch {name}")
 
 
+def to_uint8(image: np.ndarray) -> np.ndarray:
+    """Any numeric array -> uint8 0..255: bool and floats in [0, 1] scale up, 16-bit scales
+    down, other integers must already be 0..255."""
+    if image.dtype == np.uint8:
+        return image
+    if image.dtype == bool:
+        return image.astype(np.uint8) * 255
+    if image.dtype == np.uint16:
+        return (image // 257).astype(np.uint8)
+    if image.size == 0 or not np.issubdtype(image.dtype, np.number):
+        raise BadInput(f"Expected an image of numbers, got {image.dtype} with shape {image.shape}.")
+    if np.issubdtype(image.dtype, np.floating):
+        if not np.isfinite(image).all():
+            raise BadInput("The image contains NaN or infinite values.")
+        scale = 255.0 if image.max() <= 1.0 + 1e-3 and image.min() >= -1e-3 else 1.0
+        return np.clip(np.round(image * scale), 0, 255).astype(np.uint8)
+    if image.min() < 0 or image.max() > 255:
+        raise BadInput(f"Expected pixel values 0..255, got {image.min()}..{image.max()}.")
+    return image.astype(np.uint8)
+
+
 def ink_image(image) -> np.ndarray:
     """Any accepted input -> (H, W) float32 ink in [0, 1] (1 = darkest stroke).
 
-    Accepts a Sketchpad value (dict with "composite"), or a uint8 array that is HxW,
-    HxWx3 or HxWx4, dark-on-light or light-on-dark."""
+    Accepts a Sketchpad value (dict with "composite"), an image file path, a PIL image, or
+    an array that is HxW, HxWx3 or HxWx4 (uint8, uint16, bool or float in [0, 1]),
+    dark-on-light or light-on-dark."""
     if isinstance(image, dict):
         image = image.get("composite")
     if image is None:
         raise BadInput("The canvas is empty: pick the brush (left of the canvas) and draw a digit.")
-    if isinstance(image, (str, Path)):
-        image = Image.open(image)
-    if isinstance(image, Image.Image):
-        image = np.asarray(image.convert("RGBA"))
-    image = np.asarray(image)
+    try:
+        if isinstance(image, (str, Path)):
+            image = Image.open(image)
+        if isinstance(image, Image.Image):
+            image = np.asarray(image.convert("RGBA"))
+    except (OSError, ValueError) as e:  # not an image file, or a truncated one
+        raise BadInput(f"Could not read that file as an image ({e}).") from e
+    image = to_uint8(np.asarray(image))
     if image.ndim == 3 and image.shape[2] == 1:
         image = image[:, :, 0]
     if image.ndim not in (2, 3) or (image.ndim == 3 and image.shape[2] not in (3, 4)) or min(image.shape[:2]) < 2:
         raise BadInput(f"Expected an HxW, HxWx3 or HxWx4 image, got shape {image.shape}.")
-    if max(image.shape[:2]) > MAX_SIDE and image.dtype == np.uint8:
+    if max(image.shape[:2]) > MAX_SIDE:
         # A photo-sized upload: shrink first, the digit ends up 20 pixels tall anyway.
         small = Image.fromarray(image)
         small.thumbnail((MAX_SIDE, MAX_SIDE), Image.Resampling.BOX)
         image = np.asarray(small)
-    image = image.astype(np.float32) / (255.0 if image.dtype == np.uint8 or image.max() > 1 else 1.0)
+    image = image.astype(np.float32) / 255.0
     if image.ndim == 3:
         gray = image[:, :, :3] @ np.array([0.299, 0.587, 0.114], dtype=np.float32)
         if image.shape[2] == 4:
@@ -183,13 +198,9 @@ def build():
                 "brush: the pen icon left of the canvas). Each model's answer updates when you lift "
                 "the pen. The small image is exactly what the models see: the ink cropped, scaled to "
                 "fit 20x20 and centred by its centre of mass, as MNIST was made.")
-    gr.HTML("", js_on_load=PICK_BRUSH_JS, visible="hidden")
     with gr.Row():
         with gr.Column(scale=2):
-            sketch = gr.Sketchpad(
-                label="Your digit", type="numpy", image_mode="RGBA", canvas_size=(280, 280),
-                brush=gr.Brush(default_size=18, colors=["#000000"], color_mode="fixed"),
-                layers=False, elem_id="mnist-sketchpad")
+            sketch = drawing_canvas("Your digit", elem_id="mnist-sketchpad")
             with gr.Row():
                 predict_btn = gr.Button("Classify", variant="primary")
                 clear_btn = gr.Button("Clear")
@@ -200,12 +211,12 @@ def build():
     with gr.Row():
         outputs = [gr.Label(num_top_classes=3, label=LABELS[name], elem_id=f"mnist-label-{name}")
                    for name in ARCHS]
-    predict = user_errors(predict_all)
     examples = sorted(EXAMPLES.glob("*.png"))
     if examples:
+        # In the browser, loading an example into the editor fires no change event: run it here.
         gr.Examples([[str(p)] for p in examples], inputs=[sketch], outputs=[*outputs, seen, status],
-                    fn=predict, run_on_click=True, cache_examples=False, label="Examples (drawn by the project)",
-                    api_name="mnist_example")
+                    fn=predict_all, run_on_click=True, cache_examples=False,
+                    label="Examples (drawn by the project)", api_name="mnist_example")
 
     with gr.Accordion("Model cards: test accuracy, training curves, digits each model gets wrong", open=False):
         chosen = gr.Radio([(LABELS[n], n) for n in ARCHS], value="cnn", label="Model")
@@ -214,7 +225,7 @@ def build():
         plot = gr.Plot(fig, label="Training curves")
         gallery = gr.Gallery(wrong, label="Test digits this model gets wrong", columns=8, height=320)
 
-    gr.on([sketch.change, predict_btn.click], predict, inputs=sketch, outputs=[*outputs, seen, status],
+    gr.on([sketch.change, predict_btn.click], predict_all, inputs=sketch, outputs=[*outputs, seen, status],
           api_name="mnist_predict", trigger_mode="always_last", show_progress="hidden")
     # Setting the editor's value to None from Python leaves it unable to draw, so Clear
     # presses the editor's own clear button; its change event then empties the outputs.

@@ -21,11 +21,12 @@ def free_port() -> int:
 
 
 @pytest.fixture(scope="module")
-def client():
+def client(tmp_path_factory):
     port = free_port()
     env = dict(os.environ, HF_HUB_OFFLINE="1", GRADIO_ANALYTICS_ENABLED="False")
+    log = tmp_path_factory.mktemp("app") / "server.log"
     server = subprocess.Popen([sys.executable, "app.py", "--port", str(port)], cwd=REPO, env=env,
-                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+                              stdout=log.open("w"), stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}/"
     deadline = time.time() + 90
     while True:
@@ -35,7 +36,7 @@ def client():
         except OSError:
             if server.poll() is not None or time.time() > deadline:
                 server.kill()
-                pytest.fail("app did not start:\n" + server.stdout.read()[-3000:])
+                pytest.fail("app did not start:\n" + log.read_text()[-3000:])
             time.sleep(0.5)
     yield Client(url, verbose=False)
     server.terminate()
@@ -82,3 +83,4 @@ def test_mnist_empty_canvas_is_a_message(client):
 def test_mnist_model_card_endpoint(client):
     text, plot, gallery = client.predict("lenet", api_name="/mnist_model_card")
     assert "test accuracy" in text and len(gallery) > 0
+

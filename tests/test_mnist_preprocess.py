@@ -107,3 +107,20 @@ def test_tiny_dot_and_huge_canvas_work():
     rgba = blank(3000, 4000)
     rgba[200:2800, 1000:1400, 3] = 255
     assert preprocess_drawing(rgba).max() > 0.9
+
+
+def test_other_dtypes_match_uint8():
+    img = np.zeros((100, 80), np.uint8)
+    img[20:80, 30:45] = 255
+    reference = preprocess_drawing(img)
+    for variant in (img > 0, img.astype(np.float32) / 255 * 1.0005, img.astype(np.uint16) * 257,
+                    img.astype(np.int64), img.astype(np.float64)):
+        np.testing.assert_allclose(preprocess_drawing(variant), reference, atol=0.02)
+
+
+@pytest.mark.parametrize("bad, message", [(np.full((20, 20), np.nan), "NaN"), (np.full((20, 20), -7), "0..255"),
+                                          (np.array([["a", "b"], ["c", "d"]]), "numbers"),
+                                          ("/etc/hostname", "Could not read")])
+def test_unreadable_values_are_clear_messages(bad, message):
+    with pytest.raises(BadInput, match=message):
+        preprocess_drawing(bad)
