@@ -7,6 +7,7 @@ but sampled from a normal one; here both are normal) and return images in [-1, 1
 the loss is BCE-with-logits and never takes the log of zero (the seeds' other bug).
 """
 import torch
+import torch.nn.functional as F
 from huggingface_hub import PyTorchModelHubMixin
 from torch import nn
 
@@ -82,27 +83,25 @@ class DCGenerator28(nn.Module, PyTorchModelHubMixin):
 
 class DCDiscriminator28(nn.Module, PyTorchModelHubMixin):
     """DCGAN discriminator for 28x28: strided convs with LeakyReLU and batch norm. With
-    num_classes > 0 it also predicts the digit (an auxiliary classifier, as in AC-GAN),
-    which is what makes the conditional generator draw the digit it was asked for."""
+    num_classes > 0 it is conditional (Mirza and Osindero's cGAN): the label enters as
+    one-hot planes beside the image, so a well-drawn digit with the wrong label is fake."""
 
     def __init__(self, width: int = 64, num_classes: int = 0):
         super().__init__()
-        self.features = nn.Sequential(
-            nn.Conv2d(1, width, 4, 2, 1), nn.LeakyReLU(0.2, inplace=True),  # (N, w, 14, 14)
+        self.num_classes = num_classes
+        self.net = nn.Sequential(
+            nn.Conv2d(1 + num_classes, width, 4, 2, 1), nn.LeakyReLU(0.2, inplace=True),  # (N, w, 14, 14)
             nn.Conv2d(width, 2 * width, 4, 2, 1, bias=False), nn.BatchNorm2d(2 * width),
             nn.LeakyReLU(0.2, inplace=True),  # (N, 2w, 7, 7)
             nn.Conv2d(2 * width, 4 * width, 3, 2, 1, bias=False), nn.BatchNorm2d(4 * width),
             nn.LeakyReLU(0.2, inplace=True),  # (N, 4w, 4, 4)
-            nn.Flatten())
-        self.real_fake = nn.Linear(4 * width * 16, 1)
-        self.classify = nn.Linear(4 * width * 16, num_classes) if num_classes else None
+            nn.Flatten(), nn.Linear(4 * width * 16, 1))
 
     def forward(self, x, labels=None):
-        h = self.features(x)
-        logit = self.real_fake(h).squeeze(1)
-        if self.classify is None:
-            return logit
-        return logit, self.classify(h)
+        if self.num_classes:
+            planes = F.one_hot(labels, self.num_classes).float()[:, :, None, None].expand(-1, -1, *x.shape[2:])
+            x = torch.cat([x, planes], dim=1)  # (N, 1 + classes, 28, 28)
+        return self.net(x).squeeze(1)
 
 
 class DCGenerator64(nn.Module, PyTorchModelHubMixin):
@@ -154,7 +153,7 @@ def init_dcgan_weights(module):
 # name -> (generator, discriminator, their constructor arguments, image kind)
 MODELS = {
     "bootcamp": (MLPGenerator, MaxoutDiscriminator, {}, {}, "digits"),
-    "dcgan": (DCGenerator28, DCDiscriminator28, {}, {}, "digits"),
-    "cdcgan": (DCGenerator28, DCDiscriminator28, {"num_classes": 10}, {"num_classes": 10}, "digits"),
-    "faces": (DCGenerator64, DCDiscriminator64, {"width": 48}, {"width": 48}, "faces"),
+    "dcgan": (DCGenerator28, DCDiscriminator28, {"width": 32}, {"width": 32}, "digits"),
+    "cdcgan": (DCGenerator28, DCDiscriminator28, {"width": 32, "num_classes": 10}, {"width": 32, "num_classes": 10}, "digits"),
+    "faces": (DCGenerator64, DCDiscriminator64, {"width": 32}, {"width": 32}, "faces"),
 }

@@ -84,3 +84,26 @@ def test_mnist_model_card_endpoint(client):
     text, plot, gallery = client.predict("lenet", api_name="/mnist_model_card")
     assert "test accuracy" in text and len(gallery) > 0
 
+
+def test_gan_endpoints(client):
+    grid, card = client.predict("cdcgan", 3, "7", api_name="/gan_sample")
+    assert os.path.exists(grid) and "requested digit" in card
+    strip, gif = client.predict("dcgan", 0, 0, 1, 5, 6, "any", api_name="/gan_walk")
+    assert os.path.exists(strip) and gif.endswith(".gif")
+    edited = client.predict("dcgan", 0, 3, "any", 1.0, 0.0, -1.0, api_name="/gan_edit")
+    assert os.path.exists(edited)
+    frame, note = client.predict("dcgan", 0, api_name="/gan_timelapse")
+    assert os.path.exists(frame) and "epoch 1" in note
+    with pytest.raises(Exception, match="minimum|seed"):
+        client.predict("dcgan", -5, "any", api_name="/gan_sample")
+
+
+def test_vae_endpoints(client):
+    decoded, plot = client.predict("fashion_vae2d", 0.5, -0.5, api_name="/vae_decode_point")
+    assert os.path.exists(decoded)
+    strip = client.predict("mnist_vae16", 0, 1, 5, api_name="/vae_interpolate")
+    assert os.path.exists(strip)
+    seen, recon = client.predict("mnist_vae16", sketch(EXAMPLES / "digit_2.png"), api_name="/vae_reconstruct")
+    assert os.path.exists(seen) and os.path.exists(recon)
+    with pytest.raises(Exception, match="empty"):
+        client.predict("mnist_vae16", {"background": None, "layers": [], "composite": None}, api_name="/vae_reconstruct")

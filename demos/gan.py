@@ -1,0 +1,311 @@
+"""GANs: sample a grid, walk between two latents, push samples along latent directions,
+and watch a generator learn (the same noise decoded after every training epoch)."""
+import functools
+import tempfile
+
+import gradio as gr
+import numpy as np
+import torch
+from PIL import Image
+from safetensors.numpy import load_file
+
+from core import checkpoints
+from core.ui import BadInput, user_errors
+from models.gan import MODELS
+from train.gan import checkpoint_name, generate, noise
+
+TITLE = "GANs"
+LABELS = {"bootcamp": "Bootcamp MLP GAN (Maxout D)", "dcgan": "DCGAN (digits)",
+          "cdcgan": "Conditional DCGAN (ask for a digit)", "faces": "DCGAN (64x64 faces, LFW)"}
+MAX_SAMPLES = 256
+MAX_SEED = 2 ** 31 - 1
+GRID_SCALE, GRID_PAD = 3, 2
+DIRECTIONS = {"digits": ["stroke thickness", "slant", "width"],
+              "faces": ["brightness", "light from the left", "contrast"]}
+
+
+def models() -> list[str]:
+    return list(MODELS)
+
+
+@functools.cache
+def load_generator(model: str):
+    if model not in MODELS:
+        raise BadInput(f"Unknown model {model!r}; choose one of {models()}.")
+    gen_cls, _, _, _, _ = MODELS[model]
+    return checkpoints.load(gen_cls, checkpoint_name(model), f"python -m train.gan --model {model}")
+
+
+def is_conditional(model: str) -> bool:
+    return MODELS[model][2].get("num_classes", 0) > 0
+
+
+def _check_seed(seed) -> int:
+    if seed is None or float(seed) != int(seed) or not 0 <= int(seed) <= MAX_SEED:
+        raise BadInput(f"The seed must be a whole number from 0 to {MAX_SEED}, not {seed!r}.")
+    return int(seed)
+
+
+def _labels(model: str, n: int, digit) -> torch.Tensor | None:
+    if not is_conditional(model):
+        if digit is not None:
+            raise BadInput(f"{LABELS[model]} is not conditional: only 'cdcgan' takes a digit.")
+        return None
+    if digit is None:
+        return torch.arange(n) % 10
+    if float(digit) != int(digit) or not 0 <= int(digit) <= 9:
+        raise BadInput(f"The digit must be 0..9, not {digit!r}.")
+    return torch.full((n,), int(digit))
+
+
+def latents(model: str, seed: int, n: int) -> torch.Tensor:
+    """The first n latent vectors of a seed. A seed always draws the same MAX_SAMPLES
+    vectors (torch.randn's values depend on how many are drawn), so sample i of seed s
+    is the same z whatever n."""
+    return noise(MAX_SAMPLES, load_generator(model).latent_dim, _check_seed(seed))[:n]
+
+
+def sample(model: str, seed: int, n: int = 64, digit: int | None = None) -> np.ndarray:
+    """n images from a seed: (n, 28, 28) uint8 digits or (n, 64, 64, 3) uint8 faces.
+    The same seed always gives the same images."""
+    if n is None or float(n) != int(n) or not 1 <= int(n) <= MAX_SAMPLES:
+        raise BadInput(f"n must be 1..{MAX_SAMPLES}, not {n!r}.")
+    n = int(n)
+    generator = load_generator(model)
+    return generate(generator, latents(model, seed, n), _labels(model, n, digit))
+
+
+def slerp(a: torch.Tensor, b: torch.Tensor, t: float) -> torch.Tensor:
+    """Spherical interpolation: stays where Gaussian latents live (a straight line between
+    two samples passes through too-short vectors the generator rarely saw)."""
+    omega = torch.arccos(torch.clamp(torch.dot(a / a.norm(), b / b.norm()), -1.0, 1.0))
+    if omega.abs() < 1e-6:
+        return (1 - t) * a + t * b
+    return (torch.sin((1 - t) * omega) * a + torch.sin(t * omega) * b) / torch.sin(omega)
+
+
+def walk(model: str, start: tuple[int, int], end: tuple[int, int], steps: int = 10,
+         digit: int | None = None) -> np.ndarray:
+    """Images along the spherical path from sample start=(seed, index) to end=(seed, index)."""
+    if not 2 <= int(steps) <= 64:
+        raise BadInput(f"steps must be 2..64, not {steps!r}.")
+    (seed_a, i), (seed_b, j) = start, end
+    if not (0 <= int(i) < 64 and 0 <= int(j) < 64):
+        raise BadInput("Sample indices must be 0..63 (a place in the 8x8 grid).")
+    za, zb = latents(model, seed_a, 64)[int(i)], latents(model, seed_b, 64)[int(j)]
+    z = torch.stack([slerp(za, zb, t) for t in np.linspace(0, 1, int(steps))])
+    labels = _labels(model, len(z), digit)
+    return generate(load_generator(model), z, labels)
+
+
+# ---- latent directions ------------------------------------------------------------------
+
+def _properties(images: np.ndarray) -> dict[str, np.ndarray]:
+    """Simple measurable properties of generated images, per image."""
+    x = images.astype(np.float32) / 255.0
+    if x.ndim == 4:  # faces
+        gray = x.mean(axis=3)
+        half = gray.shape[2] // 2
+        return {"brightness": gray.mean(axis=(1, 2)),
+                "light from the left": gray[:, :, :half].mean(axis=(1, 2)) - gray[:, :, half:].mean(axis=(1, 2)),
+                "contrast": gray.std(axis=(1, 2))}
+    ys, xs = np.indices(x.shape[1:])
+    mass = x.sum(axis=(1, 2)) + 1e-6
+    cx = (x * xs).sum(axis=(1, 2)) / mass
+    cy = (x * ys).sum(axis=(1, 2)) / mass
+    dx, dy = xs[None] - cx[:, None, None], ys[None] - cy[:, None, None]
+    slant = (x * dx * dy).sum(axis=(1, 2)) / (x * dy * dy).sum(axis=(1, 2)).clip(1e-6)
+    width = np.sqrt((x * dx * dx).sum(axis=(1, 2)) / mass)
+    return {"stroke thickness": mass, "slant": -slant, "width": width}
+
+
+@functools.cache
+def directions(model: str) -> dict[str, torch.Tensor]:
+    """Unit latent directions along which a property of the images grows, found by linear
+    regression of the property on z over 2,000 samples."""
+    z = latents(model, 4242, 2000)
+    labels = _labels(model, 2000, None)
+    props = _properties(generate(load_generator(model), z, labels))
+    zn = z.numpy().astype(np.float64)
+    out = {}
+    for name, values in props.items():
+        coef, *_ = np.linalg.lstsq(zn - zn.mean(0), (values - values.mean()) / (values.std() + 1e-9), rcond=None)
+        out[name] = torch.from_numpy(coef / np.linalg.norm(coef)).float()
+    return out
+
+
+def edit(model: str, seed: int, index: int, amounts: dict[str, float], digit: int | None = None) -> np.ndarray:
+    """Sample (seed, index) moved along the named latent directions by the given amounts
+    (in units of the latent's standard deviation, -3..3)."""
+    found = directions(model)
+    z = latents(model, seed, 64)[int(index)].clone()
+    for name, amount in amounts.items():
+        if name not in found:
+            raise BadInput(f"Unknown direction {name!r}; choose from {list(found)}.")
+        if not -5 <= float(amount) <= 5:
+            raise BadInput(f"Move at most 5 along a direction, not {amount}.")
+        z += float(amount) * found[name]
+    return generate(load_generator(model), z[None], _labels(model, 1, digit))[0]
+
+
+# ---- training timelapse -------------------------------------------------------------------
+
+@functools.cache
+def timelapse(model: str) -> tuple[np.ndarray, list[int]]:
+    """The fixed 64 latents decoded after every training epoch: (frames, epochs)."""
+    path = checkpoints.find(checkpoint_name(model))
+    if path is None:
+        raise checkpoints.MissingCheckpoint(checkpoint_name(model), f"python -m train.gan --model {model}")
+    saved = load_file(str(path / "timelapse.safetensors"))
+    return saved["frames"], saved["epochs"].tolist()
+
+
+# ---- pictures -----------------------------------------------------------------------------
+
+def grid(images: np.ndarray, columns: int = 8, scale: int = GRID_SCALE, pad: int = GRID_PAD) -> Image.Image:
+    """(n, H, W) or (n, H, W, 3) uint8 -> one picture, `columns` images a row."""
+    n, h, w = images.shape[:3]
+    rows = -(-n // columns)
+    channels = images.shape[3:] or ()
+    canvas = np.full((rows * (h + pad) + pad, columns * (w + pad) + pad, *channels), 255, np.uint8)
+    for k, img in enumerate(images):
+        r, c = divmod(k, columns)
+        canvas[pad + r * (h + pad): pad + r * (h + pad) + h, pad + c * (w + pad): pad + c * (w + pad) + w] = img
+    picture = Image.fromarray(canvas)
+    return picture.resize((picture.width * scale, picture.height * scale), Image.Resampling.NEAREST)
+
+
+def animation(images: np.ndarray, scale: int = 4, ms_per_frame: int = 120, bounce: bool = True) -> str:
+    """A looping GIF of the images, as a temporary file path for gr.Image."""
+    frames = [Image.fromarray(img).resize((img.shape[1] * scale, img.shape[0] * scale), Image.Resampling.NEAREST)
+              for img in images]
+    if bounce:
+        frames += frames[-2:0:-1]
+    path = tempfile.NamedTemporaryFile(suffix=".gif", delete=False).name
+    frames[0].save(path, save_all=True, append_images=frames[1:], duration=ms_per_frame, loop=0)
+    return path
+
+
+# ---- the tab ----------------------------------------------------------------------------
+
+def model_card(model: str) -> str:
+    m = checkpoints.load_metrics(checkpoint_name(model))
+    if not m:
+        return f"No checkpoint yet: run `python -m train.gan --model {model}`."
+    text = (f"**{LABELS[model]}**: generator {m['generator_parameters']:,} parameters, trained "
+            f"{m['hyperparameters']['epochs']} epochs on {m['train_images']:,} images in "
+            f"{m['train_wall_time_s'] / 60:.0f} min ({m['device']}). ")
+    if "confident_share" in m:
+        shares = m["digit_shares"]
+        text += (f"On {m['samples']:,} samples, judged by the project's LeNet-style MNIST classifier: "
+                 f"**{m['confident_share']:.1%}** labelled with confidence >= 0.9 (real test digits: "
+                 f"{m['real_mnist_reference']['confident_share']:.1%}); digits appear "
+                 f"{min(shares):.1%}-{max(shares):.1%} of the time each; Frechet distance on its features "
+                 f"**{m['frechet_distance_lenet']:.1f}** (half the test set against the other half: "
+                 f"{m['real_mnist_reference']['frechet_distance_lenet_test_half_vs_half']:.1f}; not Inception FID).")
+        if "requested_digit_accuracy" in m:
+            text += f" The requested digit comes out **{m['requested_digit_accuracy']:.1%}** of the time."
+    return text + f" Reproduce: `{m['command']}`"
+
+
+def show_samples(model, seed, digit):
+    digit = None if not is_conditional(model) or digit in (None, "any") else int(digit)
+    images = sample(model, seed, 64, digit)
+    return grid(images), model_card(model)
+
+
+def show_walk(model, seed_a, index_a, seed_b, index_b, steps, digit):
+    digit = None if not is_conditional(model) or digit in (None, "any") else int(digit)
+    images = walk(model, (seed_a, index_a), (seed_b, index_b), steps, digit)
+    return grid(images, columns=len(images), scale=2), animation(images)
+
+
+def show_edit(model, seed, index, digit, *amounts):
+    digit = None if not is_conditional(model) or digit in (None, "any") else int(digit)
+    image = edit(model, seed, index, dict(zip(DIRECTIONS[MODELS[model][4]], amounts)), digit)
+    return Image.fromarray(image).resize((224, 224), Image.Resampling.NEAREST)
+
+
+def show_timelapse(model, epoch_index):
+    frames, epochs = timelapse(model)
+    k = int(np.clip(epoch_index, 0, len(frames) - 1))
+    return grid(frames[k]), f"After epoch {epochs[k]} of {epochs[-1]}"
+
+
+def timelapse_animation(model):
+    frames, _ = timelapse(model)
+    return animation(np.stack([np.asarray(grid(f, scale=1)) for f in frames]), scale=2, ms_per_frame=400, bounce=False)
+
+
+def build():
+    gr.Markdown("Sample from four GANs trained here, walk between two samples, push one along a "
+                "latent direction, and watch a generator learn.")
+    with gr.Row():
+        model = gr.Dropdown([(LABELS[m], m) for m in MODELS], value="dcgan", label="Model")
+        seed = gr.Number(0, label="Seed", precision=0, minimum=0, maximum=MAX_SEED)
+        digit = gr.Dropdown(["any", *map(str, range(10))], value="any", label="Digit (conditional model only)")
+        go = gr.Button("Sample 8x8", variant="primary")
+    try:
+        first_grid, first_card = show_samples("dcgan", 0, "any")
+    except checkpoints.MissingCheckpoint as e:
+        first_grid, first_card = None, f"**{e}**"
+    with gr.Row():
+        samples = gr.Image(first_grid, label="64 samples (click one to make it the end of the walk)",
+                           type="pil", height=480, interactive=False)
+        card = gr.Markdown(first_card)
+    with gr.Accordion("Latent walk: spherical interpolation between two samples", open=True):
+        with gr.Row():
+            seed_a = gr.Number(0, label="Start: seed", precision=0)
+            index_a = gr.Slider(0, 63, 0, step=1, label="Start: sample (0-63)")
+            seed_b = gr.Number(1, label="End: seed", precision=0)
+            index_b = gr.Slider(0, 63, 0, step=1, label="End: sample (0-63)")
+            steps = gr.Slider(2, 24, 10, step=1, label="Steps")
+        walk_btn = gr.Button("Walk")
+        with gr.Row():
+            strip = gr.Image(label="The walk", type="pil")
+            gif = gr.Image(label="As an animation", type="filepath", height=160)
+    with gr.Accordion("Latent directions: move one sample along what the generator learned", open=False):
+        gr.Markdown("Directions found by regressing a measured property of 2,000 samples on their latents.")
+        with gr.Row():
+            edit_seed = gr.Number(0, label="Seed", precision=0)
+            edit_index = gr.Slider(0, 63, 0, step=1, label="Sample (0-63)")
+        sliders = [gr.Slider(-3, 3, 0, step=0.25, label=name) for name in DIRECTIONS["digits"]]
+        edited = gr.Image(label="Edited sample", type="pil", height=240)
+    with gr.Accordion("Training timelapse: the same 64 latents after each epoch", open=False):
+        try:
+            last = len(timelapse("dcgan")[1]) - 1
+            first_frame, first_note = show_timelapse("dcgan", last)
+        except checkpoints.MissingCheckpoint:
+            last, first_frame, first_note = 0, None, ""
+        epoch = gr.Slider(0, max(last, 1), last, step=1, label="Epoch (index)")
+        frame = gr.Image(first_frame, label="Samples", type="pil", height=400)
+        frame_note = gr.Markdown(first_note)
+        anim_btn = gr.Button("Play as animation")
+        anim = gr.Image(label="Timelapse", type="filepath", height=400)
+
+    sample_inputs = [model, seed, digit]
+    gr.on([go.click, model.change, digit.change, seed.submit], user_errors(show_samples), inputs=sample_inputs,
+          outputs=[samples, card], api_name="gan_sample")
+    walk_inputs = [model, seed_a, index_a, seed_b, index_b, steps, digit]
+    walk_btn.click(user_errors(show_walk), inputs=walk_inputs, outputs=[strip, gif], api_name="gan_walk")
+
+    def pick(evt: gr.SelectData, model_name, current_seed, b_seed, b_index):
+        # A click on the grid makes that sample the walk's end; the old end becomes the start.
+        size = 64 if MODELS[model_name][4] == "faces" else 28
+        tile = (size + GRID_PAD) * GRID_SCALE
+        col, row = evt.index[0] // tile, evt.index[1] // tile
+        return b_seed, b_index, current_seed, int(np.clip(row * 8 + col, 0, 63))
+    samples.select(pick, inputs=[model, seed, seed_b, index_b], outputs=[seed_a, index_a, seed_b, index_b],
+                   api_name="gan_pick")
+
+    def relabel(model_name):
+        frames = len(timelapse(model_name)[1]) if checkpoints.find(checkpoint_name(model_name)) else 1
+        return ([gr.Slider(label=name, value=0) for name in DIRECTIONS[MODELS[model_name][4]]]
+                + [gr.Slider(maximum=frames - 1, value=frames - 1)])
+    gr.on([s.release for s in sliders] + [edit_index.release, edit_seed.submit], user_errors(show_edit),
+          inputs=[model, edit_seed, edit_index, digit, *sliders], outputs=edited, api_name="gan_edit")
+    model.change(relabel, inputs=model, outputs=[*sliders, epoch], api_name="gan_relabel").then(
+        user_errors(show_timelapse), inputs=[model, epoch], outputs=[frame, frame_note], api_name="gan_timelapse_reset")
+    epoch.release(user_errors(show_timelapse), inputs=[model, epoch], outputs=[frame, frame_note],
+                  api_name="gan_timelapse")
+    anim_btn.click(user_errors(timelapse_animation), inputs=model, outputs=anim, api_name="gan_timelapse_animation")
