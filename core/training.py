@@ -1,5 +1,6 @@
 """Helpers every train script uses: device choice, seeding, and the resumable
 training state kept in <checkpoint folder>/resume/ (git-ignored) after each epoch."""
+import argparse
 import json
 import os
 import random
@@ -10,6 +11,37 @@ import torch
 from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 
+
+
+def add_run_arguments(parser, data: bool = True) -> None:
+    """The flags every train script shares: seed, device, where checkpoints go, resuming,
+    evaluating, and (for scripts that read a dataset) --limit and --data-dir."""
+    parser.add_argument("--seed", type=int, default=0, help="random seed")
+    parser.add_argument("--device", default="auto", help="auto, cpu, cuda, mps")
+    if data:
+        parser.add_argument("--limit", type=int, default=0, help="use only this many images per split (smoke tests)")
+        parser.add_argument("--data-dir", help="data directory (default: $DLP_DATA_DIR or data/)")
+    parser.add_argument("--checkpoint-dir", help="where checkpoints are written and read (default: checkpoints/)")
+    parser.add_argument("--resume", action="store_true", help="continue an interrupted run (state in <checkpoint>/resume/)")
+    parser.add_argument("--stop-after", type=int, help="stop after this many epochs, as if interrupted (tests)")
+    parser.add_argument("--eval", action="store_true", help="re-evaluate the committed checkpoint(s) on the test split")
+
+
+def parse_run_arguments(parser, argv):
+    args = parser.parse_args(argv)
+    if getattr(args, "limit", 0) and not args.checkpoint_dir and not args.eval:
+        parser.error("--limit trains a partial model: give --checkpoint-dir so the committed one is kept")
+    return args
+
+
+def with_defaults(args, field: str, name: str, defaults: dict):
+    """A copy of args for one model `name` (stored in args.<field>), with that model's
+    defaults filled in wherever a flag was not given."""
+    out = argparse.Namespace(**dict(vars(args), **{field: name}))
+    for key, value in defaults[name].items():
+        if getattr(out, key) is None:
+            setattr(out, key, value)
+    return out
 
 
 def pick_device(name: str = "auto") -> torch.device:

@@ -22,7 +22,7 @@ import torch.nn.functional as F
 from tqdm import tqdm
 
 from core import checkpoints
-from core.training import load_state, pick_device, save_state, seed_epoch, seed_everything
+from core.training import add_run_arguments, load_state, pick_device, save_state, seed_epoch, seed_everything
 from models.fizzbuzz import CLASSES, FizzBuzzMLP, encode, fizzbuzz_class
 
 NAME = "fizzbuzz"
@@ -61,12 +61,7 @@ def main(argv=None):
     parser.add_argument("--batch-size", type=int, default=64, help="mini-batch size")
     parser.add_argument("--lr", type=float, default=3e-3, help="peak learning rate of the one-cycle schedule")
     parser.add_argument("--weight-decay", type=float, default=1e-2, help="AdamW weight decay")
-    parser.add_argument("--seed", type=int, default=0, help="random seed (also fixes the validation split)")
-    parser.add_argument("--device", default="auto", help="auto, cpu, cuda, mps")
-    parser.add_argument("--checkpoint-dir", help="where checkpoints are written and read (default: checkpoints/)")
-    parser.add_argument("--resume", action="store_true", help="continue an interrupted run")
-    parser.add_argument("--stop-after", type=int, help="stop after this many epochs, as if interrupted (tests)")
-    parser.add_argument("--eval", action="store_true", help="evaluate the committed checkpoint on 1..100")
+    add_run_arguments(parser, data=False)
     args = parser.parse_args(argv)
     device = pick_device(args.device)
     train_numbers, val_numbers, test_numbers = split(args.seed)

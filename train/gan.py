@@ -27,7 +27,8 @@ from scipy import linalg
 from tqdm import tqdm
 
 from core import checkpoints, data
-from core.training import load_state, pick_device, save_state, seed_epoch, seed_everything
+from core.training import (add_run_arguments, load_state, parse_run_arguments, pick_device, save_state, seed_epoch,
+                           seed_everything, with_defaults)
 from models.gan import MODELS, init_dcgan_weights
 from models.mnist import MEAN, STD, LeNet
 
@@ -106,12 +107,9 @@ def frechet_distance(feats_a: np.ndarray, feats_b: np.ndarray) -> float:
     return float(((mu_a - mu_b) ** 2).sum() + np.trace(cov_a + cov_b - 2 * covmean))
 
 
-def digit_quality(generator, conditional: bool, n: int, device, reference=None) -> dict:
-    """The quality numbers of a digit generator on n samples (see the module docstring)."""
-    classifier = load_judge(device)
-    if reference is None:
-        test_images, _ = data.mnist("test")
-        reference = judge(classifier, test_images[:n].numpy(), device)[0]
+def digit_quality(generator, conditional: bool, n: int, classifier, reference: np.ndarray, device) -> dict:
+    """The quality numbers of a digit generator on n samples (see the module docstring),
+    against the judge's features of real test digits."""
     z = noise(n, generator.latent_dim, seed=999)
     labels = torch.arange(n) % 10 if conditional else None
     feats, probs = judge(classifier, generate(generator, z, labels, device), device)
@@ -129,14 +127,12 @@ def digit_quality(generator, conditional: bool, n: int, device, reference=None) 
     return metrics
 
 
-def real_data_reference(n: int, device) -> dict:
-    """The same numbers for real MNIST test digits, to read the others against."""
-    classifier = load_judge(device)
-    test_images, _ = data.mnist("test")
-    feats_a, probs = judge(classifier, test_images[:n // 2].numpy(), device)
-    feats_b, _ = judge(classifier, test_images[n // 2:n].numpy(), device)
-    return {"frechet_distance_lenet_test_half_vs_half": frechet_distance(feats_a, feats_b),
-            "confident_share": (probs.max(1).values >= 0.9).float().mean().item()}
+def real_data_reference(feats: np.ndarray, probs: torch.Tensor) -> dict:
+    """The same numbers for real MNIST test digits (the judge's outputs for n of them),
+    to read the others against: one half against the other."""
+    half = len(feats) // 2
+    return {"frechet_distance_lenet_test_half_vs_half": frechet_distance(feats[:half], feats[half:]),
+            "confident_share": (probs[:half].max(1).values >= 0.9).float().mean().item()}
 
 
 # ---- training --------------------------------------------------------------------------
@@ -274,8 +270,11 @@ def run(args) -> dict:
 def evaluate(gen, kind, conditional, args, device) -> dict:
     if kind != "digits":
         return {}
-    return dict(digit_quality(gen, conditional, args.eval_samples, device),
-                real_mnist_reference=real_data_reference(args.eval_samples, device))
+    classifier = load_judge(device)
+    test_images, _ = data.mnist("test", root=args.data_dir)
+    feats, probs = judge(classifier, test_images[:args.eval_samples].numpy(), device)
+    return dict(digit_quality(gen, conditional, args.eval_samples, classifier, feats, device),
+                real_mnist_reference=real_data_reference(feats, probs))
 
 
 def main(argv=None):
@@ -285,27 +284,13 @@ def main(argv=None):
     parser.add_argument("--lr", type=float, help="Adam learning rate (betas 0.5, 0.999 as in DCGAN)")
     parser.add_argument("--batch-size", type=int, help="batch size")
     parser.add_argument("--ema-decay", type=float, help="decay of the generator's weight average (default: per model)")
-    parser.add_argument("--seed", type=int, default=0, help="random seed")
-    parser.add_argument("--limit", type=int, default=0, help="train on only this many images (smoke tests)")
     parser.add_argument("--eval-samples", type=int, default=10000, help="samples for the quality metrics")
-    parser.add_argument("--device", default="auto", help="auto, cpu, cuda, mps")
-    parser.add_argument("--data-dir", help="data directory (default: $DLP_DATA_DIR or data/)")
-    parser.add_argument("--checkpoint-dir", help="where checkpoints are written and read (default: checkpoints/)")
-    parser.add_argument("--resume", action="store_true", help="continue an interrupted run")
-    parser.add_argument("--stop-after", type=int, help="stop after this many epochs, as if interrupted (tests)")
-    parser.add_argument("--eval", action="store_true", help="re-measure the committed checkpoint(s)")
-    args = parser.parse_args(argv)
-    if args.limit and not args.checkpoint_dir and not args.eval:
-        parser.error("--limit trains a partial model: give --checkpoint-dir so the committed one is kept")
+    add_run_arguments(parser)
+    args = parse_run_arguments(parser, argv)
 
     results = {}
     for model in MODELS if args.model == "all" else [args.model]:
-        model_args = argparse.Namespace(**vars(args))
-        model_args.model = model
-        for key, value in DEFAULTS[model].items():
-            if getattr(model_args, key) is None:
-                setattr(model_args, key, value)
-        results[model] = run(model_args)
+        results[model] = run(with_defaults(args, "model", model, DEFAULTS))
     print(json.dumps(results))
     return results
 

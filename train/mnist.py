@@ -21,7 +21,8 @@ from safetensors.torch import save_file
 from tqdm import tqdm
 
 from core import checkpoints, data
-from core.training import load_state, pick_device, save_state, seed_epoch, seed_everything
+from core.training import (add_run_arguments, load_state, parse_run_arguments, pick_device, save_state, seed_epoch,
+                           seed_everything, with_defaults)
 from models.mnist import ARCHS, MEAN, STD
 
 # Per-architecture defaults that reproduce the committed checkpoints.
@@ -180,26 +181,12 @@ def main(argv=None):
     parser.add_argument("--batch-size", type=int, help="training batch size")
     parser.add_argument("--weight-decay", type=float, default=5e-4, help="AdamW weight decay")
     parser.add_argument("--label-smoothing", type=float, help="label smoothing (default: per architecture)")
-    parser.add_argument("--seed", type=int, default=0, help="random seed")
-    parser.add_argument("--limit", type=int, default=0, help="use only this many images per split (smoke tests)")
-    parser.add_argument("--device", default="auto", help="auto, cpu, cuda, mps")
-    parser.add_argument("--data-dir", help="data directory (default: $DLP_DATA_DIR or data/)")
-    parser.add_argument("--checkpoint-dir", help="where checkpoints are written and read (default: checkpoints/)")
-    parser.add_argument("--resume", action="store_true", help="continue an interrupted run (state in <checkpoint>/resume/)")
-    parser.add_argument("--stop-after", type=int, help="stop after this many epochs, as if interrupted (tests)")
-    parser.add_argument("--eval", action="store_true", help="evaluate the committed checkpoint(s) on the test set")
-    args = parser.parse_args(argv)
-    if args.limit and not args.checkpoint_dir and not args.eval:
-        parser.error("--limit trains a partial model: give --checkpoint-dir so the committed one is kept")
+    add_run_arguments(parser)
+    args = parse_run_arguments(parser, argv)
 
     results = {}
     for arch in ARCHS if args.arch == "all" else [args.arch]:
-        arch_args = argparse.Namespace(**vars(args))
-        arch_args.arch = arch
-        for key, value in DEFAULTS[arch].items():
-            if getattr(arch_args, key) is None:
-                setattr(arch_args, key, value)
-        results[arch] = run(arch, arch_args)
+        results[arch] = run(arch, with_defaults(args, "arch", arch, DEFAULTS))
     print(json.dumps(results))
     return results
 

@@ -22,7 +22,7 @@ from safetensors.torch import save_file
 from tqdm import tqdm
 
 from core import checkpoints, data
-from core.training import load_state, pick_device, save_state, seed_epoch, seed_everything
+from core.training import add_run_arguments, load_state, parse_run_arguments, pick_device, save_state, seed_epoch, seed_everything
 from models.vae import ConvVAE, kl_divergence
 
 MODELS = {
@@ -144,17 +144,8 @@ def main(argv=None):
     parser.add_argument("--epochs", type=int, default=8, help="epochs")
     parser.add_argument("--lr", type=float, default=3e-3, help="peak learning rate of the one-cycle schedule")
     parser.add_argument("--batch-size", type=int, default=128, help="batch size")
-    parser.add_argument("--seed", type=int, default=0, help="random seed")
-    parser.add_argument("--limit", type=int, default=0, help="use only this many images per split (smoke tests)")
-    parser.add_argument("--device", default="auto", help="auto, cpu, cuda, mps")
-    parser.add_argument("--data-dir", help="data directory (default: $DLP_DATA_DIR or data/)")
-    parser.add_argument("--checkpoint-dir", help="where checkpoints are written and read (default: checkpoints/)")
-    parser.add_argument("--resume", action="store_true", help="continue an interrupted run")
-    parser.add_argument("--stop-after", type=int, help="stop after this many epochs, as if interrupted (tests)")
-    parser.add_argument("--eval", action="store_true", help="re-measure the committed checkpoint(s) on the test set")
-    args = parser.parse_args(argv)
-    if args.limit and not args.checkpoint_dir and not args.eval:
-        parser.error("--limit trains a partial model: give --checkpoint-dir so the committed one is kept")
+    add_run_arguments(parser)
+    args = parse_run_arguments(parser, argv)
     results = {}
     for model in MODELS if args.model == "all" else [args.model]:
         results[model] = run(argparse.Namespace(**dict(vars(args), model=model)))
