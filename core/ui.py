@@ -1,5 +1,6 @@
 """Small helpers the tabs share: turning bad input into a clear message, and plots."""
 import functools
+import inspect
 
 import gradio as gr
 import matplotlib
@@ -16,6 +17,15 @@ def user_errors(fn):
     """Wrap a Gradio handler so a BadInput (or a missing checkpoint) becomes a gr.Error
     with its message, instead of a generic 'Error' and a traceback in the log."""
     from core.checkpoints import MissingCheckpoint
+
+    if inspect.isgeneratorfunction(fn):  # streaming handlers stay generators for Gradio
+        @functools.wraps(fn)
+        def streaming(*args, **kwargs):
+            try:
+                yield from fn(*args, **kwargs)
+            except (BadInput, MissingCheckpoint) as e:
+                raise gr.Error(str(e), print_exception=False) from e
+        return streaming
 
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):

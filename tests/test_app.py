@@ -107,3 +107,32 @@ def test_vae_endpoints(client):
     assert os.path.exists(seen) and os.path.exists(recon)
     with pytest.raises(Exception, match="empty"):
         client.predict("mnist_vae16", {"background": None, "layers": [], "composite": None}, api_name="/vae_reconstruct")
+
+
+def test_cifar10_endpoints(client, tmp_path):
+    from demos.cifar10 import EXAMPLES as PICTURES
+
+    *labels, seen, status = client.predict(handle_file(str(PICTURES[0])), api_name="/cifar10_classify")
+    assert status == "" and os.path.exists(seen)
+    assert any(label and label.get("confidences") for label in labels)
+    text, curves_plot, confusion, gallery = client.predict("cnn", api_name="/cifar10_model_card")
+    assert "test accuracy" in text
+    maps = client.predict(handle_file(str(PICTURES[0])), "cnn", api_name="/cifar10_feature_maps")
+    assert os.path.exists(maps)
+    plot, note = client.predict("relu", "he", "adam", True, True, 0, 1, 500, api_name="/cifar10_lab_train")
+    assert "Epoch 1/1" in note
+
+
+def test_cifar10_bad_uploads_are_messages(client, tmp_path):
+    notes = tmp_path / "notes.png"
+    notes.write_text("this is not a picture")
+    with pytest.raises(Exception):
+        client.predict(handle_file(str(notes)), api_name="/cifar10_classify")
+    tiny = tmp_path / "tiny.png"
+    from PIL import Image
+
+    Image.new("RGB", (2, 2)).save(tiny)
+    *labels, seen, status = client.predict(handle_file(str(tiny)), api_name="/cifar10_classify")
+    assert "too small" in status and seen is None
+    with pytest.raises(Exception, match="minimum|epochs"):
+        client.predict("relu", "he", "adam", True, True, 0, 0, 500, api_name="/cifar10_lab_train")

@@ -33,12 +33,14 @@ from models.gan import MODELS, init_dcgan_weights
 from models.mnist import MEAN, STD, LeNet
 
 DEFAULTS = {
-    "bootcamp": dict(epochs=25, lr=2e-4, batch_size=128, ema_decay=0.999),
-    "dcgan": dict(epochs=10, lr=2e-4, batch_size=128, ema_decay=0.999),
-    "cdcgan": dict(epochs=8, lr=2e-4, batch_size=128, ema_decay=0.999),
+    "bootcamp": dict(epochs=25, lr=2e-4, batch_size=128, ema_decay=0.999, decay_from=0),
+    # Unconditional digits need a stronger discriminator and a learning rate that decays
+    # to zero over the second half: without them 77% of samples were confident digits.
+    "dcgan": dict(epochs=14, lr=2e-4, batch_size=128, ema_decay=0.999, decay_from=7),
+    "cdcgan": dict(epochs=8, lr=2e-4, batch_size=128, ema_decay=0.999, decay_from=0),
     # 13,233 faces make only 103 steps an epoch: a shorter average, or it still remembers
     # the untrained generator at the end.
-    "faces": dict(epochs=12, lr=2e-4, batch_size=128, ema_decay=0.99),
+    "faces": dict(epochs=12, lr=2e-4, batch_size=128, ema_decay=0.99, decay_from=0),
 }
 TIMELAPSE_SEED = 1234  # the fixed noise decoded after every epoch
 
@@ -161,7 +163,17 @@ def recompute_batch_norm(ema, conditional: bool, device, batches: int = 20, batc
     ema.eval()
 
 
+def learning_rate(args, epoch: int) -> float:
+    """Constant, then (after epoch decay_from, if set) linear decay to zero at the end."""
+    if not args.decay_from or epoch <= args.decay_from:
+        return args.lr
+    return args.lr * (args.epochs - epoch + 1) / (args.epochs - args.decay_from + 1)
+
+
 def train_epoch(gen, ema, disc, opt_g, opt_d, images, labels, conditional, args, epoch, device):
+    for opt in (opt_g, opt_d):
+        for group in opt.param_groups:
+            group["lr"] = learning_rate(args, epoch)
     gen.train()
     disc.train()
     g = seed_epoch(args.seed, epoch)
@@ -225,7 +237,7 @@ def run(args) -> dict:
     opt_d = torch.optim.Adam(disc.parameters(), lr=args.lr, betas=(0.5, 0.999))
     root = Path(args.checkpoint_dir or checkpoints.CHECKPOINTS)
     resume_g, resume_d = root / name / "resume" / "generator", root / name / "resume" / "discriminator"
-    config = {k: getattr(args, k) for k in ("model", "epochs", "lr", "batch_size", "ema_decay", "seed", "limit")}
+    config = {k: getattr(args, k) for k in ("model", "epochs", "lr", "batch_size", "ema_decay", "decay_from", "seed", "limit")}
     start_epoch, history = (load_state(resume_g, gen, opt_g, None, config) if args.resume else (0, []))
     if start_epoch:
         load_state(resume_d, disc, opt_d, None, config)
@@ -236,11 +248,18 @@ def run(args) -> dict:
     frames_path = root / name / "resume" / "timelapse.npy"
     frames = list(np.load(frames_path)) if start_epoch and frames_path.exists() else []
 
+    # A quick look at sample quality after every epoch (2,000 samples; the final
+    # numbers use 10,000), for the curves in the model card.
+    classifier = load_judge(device) if kind == "digits" else None
     start = time.perf_counter()
     for epoch in range(start_epoch + 1, args.epochs + 1):
         stats = train_epoch(gen, ema, disc, opt_g, opt_d, images, labels, conditional, args, epoch, device)
         recompute_batch_norm(ema, conditional, device)
         frames.append(generate(ema, timelapse_z, timelapse_y, device))
+        if classifier is not None:
+            z = noise(2000, gen.latent_dim, seed=epoch)
+            _, probs = judge(classifier, generate(ema, z, torch.arange(2000) % 10 if conditional else None, device), device)
+            stats["confident_share_2000"] = round((probs.max(1).values >= 0.9).float().mean().item(), 4)
         history.append({"epoch": epoch, **stats, "wall_time_s": round(elapsed_before + time.perf_counter() - start, 1)})
         tqdm.write(json.dumps(history[-1]))
         save_state(resume_g, gen, opt_g, None, epoch, history, config)
@@ -257,7 +276,7 @@ def run(args) -> dict:
         "discriminator_parameters": sum(p.numel() for p in disc.parameters()),
         "train_wall_time_s": round(wall_time, 1), "device": str(device), "seed": args.seed,
         "command": checkpoints.command_line("train.gan"),
-        "hyperparameters": {k: getattr(args, k) for k in ("epochs", "lr", "batch_size", "ema_decay")},
+        "hyperparameters": {k: getattr(args, k) for k in ("epochs", "lr", "batch_size", "ema_decay", "decay_from")},
         "history": history,
     }
     metrics.update(evaluate(ema, kind, conditional, args, device))
@@ -284,6 +303,7 @@ def main(argv=None):
     parser.add_argument("--lr", type=float, help="Adam learning rate (betas 0.5, 0.999 as in DCGAN)")
     parser.add_argument("--batch-size", type=int, help="batch size")
     parser.add_argument("--ema-decay", type=float, help="decay of the generator's weight average (default: per model)")
+    parser.add_argument("--decay-from", type=int, help="after this epoch the learning rate decays linearly to 0 (0: never)")
     parser.add_argument("--eval-samples", type=int, default=10000, help="samples for the quality metrics")
     add_run_arguments(parser)
     args = parse_run_arguments(parser, argv)

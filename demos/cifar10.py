@@ -1,0 +1,319 @@
+"""CIFAR-10 model zoo: every model's guess on your picture, a leaderboard, model cards
+(curves, confusion matrix, confident mistakes, what the first conv layer sees), the
+course's study, and a training lab that trains a small CNN live."""
+import functools
+import math
+from pathlib import Path
+
+import gradio as gr
+import numpy as np
+import skimage
+import torch
+from PIL import Image, ImageOps
+
+from core import checkpoints, data
+from core.data import CIFAR10_CLASSES
+from core.ui import BadInput, curves, user_errors
+from models.cifar10 import ARCHITECTURES, normalize
+from train import cifar10 as training
+from train.cifar10_study import OPTIMIZERS, lab_train
+
+TITLE = "CIFAR-10 model zoo"
+LABELS = {
+    "logistic": "Logistic regression (airplane vs automobile)", "softmax": "Softmax regression", "mlp": "MLP",
+    "cnn": "3-layer CNN", "vgg": "VGG (airbench-style)", "resnet": "ResNet-14 (wide)", "inception": "Small Inception",
+    "mobilenet": "MobileNet (0.5x)", "plain20": "PlainNet-20 (no shortcuts)", "resnet20": "ResNet-20",
+    "se_resnet20": "SE-ResNet-20", "densenet_bc": "DenseNet-BC-40",
+}
+SKIMAGE_DATA = Path(skimage.__file__).parent / "data"
+# Pictures that ship inside scikit-image (a dependency), none of them from CIFAR-10.
+EXAMPLES = [SKIMAGE_DATA / name for name in ("chelsea.png", "rocket.jpg", "horse.png", "motorcycle_left.png", "coffee.png")]
+MAX_PIXELS = 50_000_000  # larger uploads are refused before they are decoded
+STUDY = checkpoints.CHECKPOINTS / "cifar10" / "study.json"
+
+
+def models() -> list[str]:
+    """Every architecture of the zoo ("logistic" only tells airplanes from automobiles)."""
+    return list(ARCHITECTURES)
+
+
+def trained_models() -> list[str]:
+    return [m for m in models() if checkpoints.load_metrics(training.checkpoint_name(m))]
+
+
+def best_model() -> str:
+    """The ten-class model with the best committed test accuracy."""
+    scored = [(checkpoints.load_metrics(training.checkpoint_name(m)).get("test_accuracy", 0), m)
+              for m in models() if m != "logistic"]
+    accuracy, name = max(scored)
+    if not accuracy:
+        raise checkpoints.MissingCheckpoint("cifar10", "python -m train.cifar10 --arch vgg")
+    return name
+
+
+@functools.cache
+def load_model(name: str):
+    if name not in ARCHITECTURES:
+        raise BadInput(f"Unknown model {name!r}; choose one of {models()}.")
+    cls = ARCHITECTURES[name][0]
+    return checkpoints.load(cls, training.checkpoint_name(name), f"python -m train.cifar10 --arch {name}")
+
+
+def preprocess_image(image) -> torch.Tensor:
+    """Any picture -> the (3, 32, 32) uint8 tensor a model sees: RGB (grayscale copied to
+    three channels, transparency composited over white), the centre square, resized to 32."""
+    if image is None:
+        raise BadInput("No picture: upload one or pick an example.")
+    try:
+        if isinstance(image, (str, Path)):
+            with Image.open(image) as probe:
+                if probe.width * probe.height > MAX_PIXELS:
+                    raise BadInput(f"That picture is {probe.width}x{probe.height}: more than "
+                                   f"{MAX_PIXELS // 1_000_000} megapixels. Please upload a smaller one.")
+                probe.draft("RGB", (256, 256))  # JPEGs decode at a reduced size: fast for huge photos
+                image = ImageOps.exif_transpose(probe.convert("RGBA") if probe.mode == "P" else probe)
+        if not isinstance(image, Image.Image):
+            array = np.asarray(image)
+            if array.dtype == bool:
+                array = array.astype(np.uint8) * 255
+            elif array.dtype != np.uint8:
+                if not np.issubdtype(array.dtype, np.number) or array.size == 0:
+                    raise BadInput(f"Expected an image, got an array of {array.dtype} with shape {array.shape}.")
+                scale = 255.0 if np.nanmax(array) <= 1.0 else 1.0
+                array = np.clip(np.nan_to_num(array) * scale, 0, 255).astype(np.uint8)
+            if array.ndim not in (2, 3) or (array.ndim == 3 and array.shape[2] not in (1, 3, 4)):
+                raise BadInput(f"Expected an HxW, HxWx3 or HxWx4 image, got shape {array.shape}.")
+            image = Image.fromarray(array[:, :, 0] if array.ndim == 3 and array.shape[2] == 1 else array)
+        if min(image.size) < 4:
+            raise BadInput(f"That picture is only {image.width}x{image.height} pixels: too small to see anything.")
+        if image.mode in ("RGBA", "LA", "PA") or "transparency" in image.info:
+            rgba = image.convert("RGBA")
+            white = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+            image = Image.alpha_composite(white, rgba)
+        image = image.convert("RGB")
+    except (OSError, ValueError, Image.DecompressionBombError) as e:
+        raise BadInput(f"Could not read that file as an image ({e}).") from e
+    side = min(image.size)
+    left, top = (image.width - side) // 2, (image.height - side) // 2
+    image = image.crop((left, top, left + side, top + side)).resize((32, 32), Image.Resampling.LANCZOS)
+    return torch.from_numpy(np.asarray(image).copy()).permute(2, 0, 1)
+
+
+def classify_tensor(x: torch.Tensor, model: str) -> dict[str, float]:
+    probs = training.predict(load_model(model), x.unsqueeze(0), torch.device("cpu"))[0]
+    names = [CIFAR10_CLASSES[c] for c in training.BINARY_CLASSES] if model == "logistic" else CIFAR10_CLASSES
+    return {name: float(p) for name, p in zip(names, probs)}
+
+
+def classify(image, model: str) -> dict[str, float]:
+    """Class probabilities keyed by class name, from one model, for any picture."""
+    return classify_tensor(preprocess_image(image), model)
+
+
+def leaderboard() -> list[list]:
+    """Rows of model, parameters, test accuracy, training time, the seed's number."""
+    rows = []
+    for name in models():
+        m = checkpoints.load_metrics(training.checkpoint_name(name))
+        seed = ARCHITECTURES[name][2]
+        rows.append([LABELS[name], f"{m['parameters']:,}" if m else "-",
+                     f"{m['test_accuracy']:.2%}" if m else "not trained yet",
+                     f"{m['train_wall_time_s'] / 60:.1f} min" if m else "-",
+                     f"{seed:.1%}" if seed else "-"])
+    return rows
+
+
+def classify_all(image):
+    """The tab's action: each trained model's top 3, the 32x32 picture they saw, a message."""
+    try:
+        x = preprocess_image(image)
+    except BadInput as e:
+        return [gr.update(value=None)] * len(ARCHITECTURES) + [None, str(e)]
+    out = []
+    for name in models():
+        try:
+            out.append(classify_tensor(x, name))
+        except checkpoints.MissingCheckpoint:
+            out.append(gr.update(value=None, label=f"{LABELS[name]}: not trained yet"))
+    seen = Image.fromarray(x.permute(1, 2, 0).numpy()).resize((128, 128), Image.Resampling.NEAREST)
+    return out + [seen, ""]
+
+
+# ---- model cards ------------------------------------------------------------------------
+
+def confusion_figure(matrix, names):
+    import matplotlib.pyplot as plt
+
+    matrix = np.array(matrix)
+    fig, ax = plt.subplots(figsize=(5.2, 4.6))
+    ax.imshow(matrix / matrix.sum(1, keepdims=True).clip(min=1), cmap="Blues")
+    ax.set_xticks(range(len(names)), names, rotation=60, ha="right")
+    ax.set_yticks(range(len(names)), names)
+    for i in range(len(names)):
+        for j in range(len(names)):
+            ax.text(j, i, matrix[i, j], ha="center", va="center", fontsize=7,
+                    color="white" if matrix[i, j] > matrix[i].sum() / 2 else "black")
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("true")
+    fig.tight_layout()
+    return fig
+
+
+def mistakes_gallery(model: str) -> list:
+    path = checkpoints.find(training.checkpoint_name(model))
+    metrics = checkpoints.load_metrics(training.checkpoint_name(model))
+    if path is None or not (path / "mistakes.safetensors").exists():
+        return []
+    from safetensors.numpy import load_file
+
+    images = load_file(str(path / "mistakes.safetensors"))["images"]
+    names = [CIFAR10_CLASSES[c] for c in training.BINARY_CLASSES] if model == "logistic" else CIFAR10_CLASSES
+    return [(Image.fromarray(img.transpose(1, 2, 0)).resize((96, 96), Image.Resampling.NEAREST),
+             f"{names[m['label']]} called {names[m['predicted']]} ({m['confidence']:.0%})")
+            for img, m in zip(images, metrics["confident_mistakes"])]
+
+
+def model_card(model: str):
+    """Markdown summary, training curves, confusion matrix and confident mistakes."""
+    metrics = checkpoints.load_metrics(training.checkpoint_name(model))
+    if not metrics:
+        return f"No checkpoint yet: run `python -m train.cifar10 --arch {model}`.", None, None, []
+    seed = ARCHITECTURES[model][2]
+    text = (f"**{LABELS[model]}**: test accuracy **{metrics['test_accuracy']:.2%}** on {metrics['test_images']:,} "
+            f"test images ({metrics['data']}), {metrics['parameters']:,} parameters, trained in "
+            f"{metrics['train_wall_time_s'] / 60:.1f} min ({metrics['hyperparameters']['epochs']} epochs on "
+            f"{metrics['device']})" + (f"; the course reported {seed:.1%} on its first 2,000 test images" if seed else "")
+            + f". Reproduce: `{metrics['command']}`")
+    fig = curves(metrics["history"], {"loss": ["train_loss", "test_loss"],
+                                      "accuracy": ["train_accuracy", "test_accuracy"]}, LABELS[model])
+    names = [CIFAR10_CLASSES[c] for c in training.BINARY_CLASSES] if model == "logistic" else CIFAR10_CLASSES
+    return text, fig, confusion_figure(metrics["confusion_matrix"], names), mistakes_gallery(model)
+
+
+def feature_maps(image, model: str, count: int = 16) -> Image.Image:
+    """The first convolutional layer's outputs for a picture (as CNN Explainer shows them):
+    `count` channels, each scaled to its own range, tiled 4 across."""
+    x = preprocess_image(image)
+    net = load_model(model)
+    conv = next((m for m in net.modules() if isinstance(m, torch.nn.Conv2d)), None)
+    if conv is None:
+        raise BadInput(f"{LABELS[model]} has no convolutional layer: it sees only pixels.")
+    captured = {}
+    handle = conv.register_forward_hook(lambda mod, inp, out: captured.setdefault("maps", out))
+    try:
+        with torch.inference_mode():
+            net(normalize(x.unsqueeze(0)))
+    finally:
+        handle.remove()
+    maps = captured["maps"][0, :count].float()
+    lo, hi = maps.amin(dim=(1, 2), keepdim=True), maps.amax(dim=(1, 2), keepdim=True)
+    tiles = ((maps - lo) / (hi - lo).clamp_min(1e-6) * 255).byte().numpy()
+    cols = 4
+    rows = math.ceil(len(tiles) / cols)
+    grid = np.full((rows * 34, cols * 34), 255, dtype=np.uint8)
+    for i, tile in enumerate(tiles):
+        r, c = divmod(i, cols)
+        grid[r * 34 + 1:r * 34 + 33, c * 34 + 1:c * 34 + 33] = tile
+    return Image.fromarray(grid).resize((cols * 34 * 4, rows * 34 * 4), Image.Resampling.NEAREST)
+
+
+# ---- the course's study and the training lab ------------------------------------------------
+
+def study_rows() -> list[list]:
+    import json
+
+    if not STUDY.exists():
+        return [["not run yet: python -m train.cifar10_study", "", "", ""]]
+    return [[r["variant"], f"{r['test_accuracy']:.2%}", f"{r['seed_accuracy']:.2%}" if r.get("seed_accuracy") else "-",
+             f"{r['train_wall_time_s']:.0f} s"] for r in json.loads(STUDY.read_text())["runs"]]
+
+
+def lab_plot(history, title="Training lab"):
+    return curves(history, {"loss": ["train_loss", "test_loss"], "accuracy": ["train_accuracy", "test_accuracy"]}, title)
+
+
+def run_lab(activation, initializer, optimizer, augment, batch_norm, frozen_stages, epochs, train_images):
+    """The lab button: streams the curves after every epoch (cancellable between epochs)."""
+    note = " (frozen stages come from the committed 3-layer CNN: ReLU and batch norm)" if frozen_stages else ""
+    yield None, f"Loading data and starting{note}..."
+    for history in lab_train(activation, initializer, optimizer, augment, batch_norm, frozen_stages, epochs, train_images):
+        last = history[-1]
+        yield lab_plot(history), (f"Epoch {last['epoch']}/{int(epochs)}: test accuracy {last['test_accuracy']:.1%} "
+                                  f"after {last['wall_time_s']:.0f} s{note}")
+
+
+def show_model(model):
+    return model_card(model)
+
+
+def build():
+    gr.Markdown("Upload any picture (or pick one of scikit-image's): every model of the zoo gives its top 3 of "
+                "the ten CIFAR-10 classes. They see only the centre square shrunk to 32x32 (shown below the "
+                "upload), which is why a cat photo can become a dog. Leaderboard, model cards, the course's "
+                "study and a live training lab are below.")
+    with gr.Row():
+        with gr.Column(scale=1):
+            picture = gr.Image(type="filepath", label="Your picture", height=260, elem_id="cifar10-image")
+            classify_btn = gr.Button("Classify", variant="primary")
+            status = gr.Markdown(elem_id="cifar10-status")
+            seen = gr.Image(label="What the models see (32x32)", interactive=False, height=140, buttons=[])
+        with gr.Column(scale=3):
+            outputs = []
+            names = models()
+            for row in range(0, len(names), 4):
+                with gr.Row():
+                    outputs += [gr.Label(num_top_classes=3, label=LABELS[n], elem_id=f"cifar10-label-{n}")
+                                for n in names[row:row + 4]]
+    gr.Examples([[str(p)] for p in EXAMPLES if p.exists()], inputs=[picture], outputs=[*outputs, seen, status],
+                fn=classify_all, run_on_click=True, cache_examples=False, label="Examples (from scikit-image)",
+                api_name="cifar10_example")
+    gr.Dataframe(leaderboard(), headers=["model", "parameters", "test accuracy", "training time", "course's number"],
+                 label="Leaderboard (all 10,000 test images; the course measured on its first 2,000)",
+                 interactive=False)
+
+    with gr.Accordion("Model cards: curves, confusion matrix, confident mistakes, feature maps", open=False):
+        trained = trained_models()
+        chosen = gr.Dropdown([(LABELS[n], n) for n in names], value=trained[-1] if trained else names[0], label="Model")
+        text, fig, confusion, wrong = model_card(chosen.value)
+        card = gr.Markdown(text)
+        with gr.Row():
+            plot = gr.Plot(fig, label="Training curves")
+            confusion_plot = gr.Plot(confusion, label="Confusion matrix (test set)")
+        gallery = gr.Gallery(wrong, label="Test images it gets most confidently wrong", columns=8, height=300)
+        maps_btn = gr.Button("Show what its first conv layer sees in your picture")
+        maps = gr.Image(label="First conv layer's feature maps (16 channels)", interactive=False, height=300)
+
+    with gr.Accordion("The course's study: activation, initializer, optimizer, augmentation, depth", open=False):
+        gr.Dataframe(study_rows(), headers=["variant", "test accuracy", "course's number", "training time"],
+                     interactive=False)
+
+    with gr.Accordion("Training lab: train a small CNN now and watch the curves", open=False):
+        gr.Markdown("Trains the course's 3-layer CNN on a random subset of CIFAR-10 training images and tests "
+                    "it on 2,000 test images after every epoch. One run at a time; Stop ends it after the "
+                    "current epoch.")
+        with gr.Row():
+            activation = gr.Dropdown(["relu", "sigmoid", "tanh"], value="relu", label="Activation")
+            initializer = gr.Dropdown(["he", "xavier", "normal", "truncated_normal"], value="he", label="Initializer")
+            optimizer = gr.Dropdown(list(OPTIMIZERS), value="adam", label="Optimizer")
+            frozen = gr.Slider(0, 3, value=0, step=1, label="Frozen conv stages (restored from the committed CNN)")
+        with gr.Row():
+            augment = gr.Checkbox(True, label="Augmentation (crop + flip)")
+            batch_norm = gr.Checkbox(True, label="Batch norm")
+            epochs = gr.Slider(1, 20, value=5, step=1, label="Epochs")
+            train_images = gr.Slider(500, 50000, value=10000, step=500, label="Training images")
+        with gr.Row():
+            train_btn = gr.Button("Train", variant="primary")
+            stop_btn = gr.Button("Stop")
+        lab_status = gr.Markdown()
+        lab_curves = gr.Plot(label="Curves")
+
+    gr.on([picture.change, classify_btn.click], user_errors(classify_all), inputs=picture,
+          outputs=[*outputs, seen, status], api_name="cifar10_classify", trigger_mode="always_last")
+    chosen.change(user_errors(show_model), inputs=chosen, outputs=[card, plot, confusion_plot, gallery],
+                  api_name="cifar10_model_card")
+    maps_btn.click(user_errors(feature_maps), inputs=[picture, chosen], outputs=maps, api_name="cifar10_feature_maps")
+    lab_event = train_btn.click(user_errors(run_lab), inputs=[activation, initializer, optimizer, augment, batch_norm,
+                                                              frozen, epochs, train_images],
+                                outputs=[lab_curves, lab_status], api_name="cifar10_lab_train",
+                                concurrency_limit=1, concurrency_id="cifar10_lab")
+    stop_btn.click(None, cancels=[lab_event], api_name="cifar10_lab_stop")

@@ -1,0 +1,262 @@
+"""Train the CIFAR-10 model zoo (see models/cifar10.py); `--arch` picks the model.
+
+    python -m train.cifar10 --arch resnet20        # one model, as committed
+    python -m train.cifar10 --arch all             # every model, one after another
+    python -m train.cifar10 --arch resnet20 --eval # re-evaluate the committed checkpoint
+    python -m train.cifar10 --arch cnn --tensorboard runs/   # also write TensorBoard events
+    python -m train.cifar10 --arch vgg --epochs 1 --limit 512 --checkpoint-dir /tmp/ck   # a smoke run
+
+Training uses all 50,000 training images; the test accuracy after every epoch is only a
+curve (the model kept is the last epoch's, nothing is chosen by it). Recipe: random crop
+(4-pixel reflect padding) and horizontal flip, SGD with Nesterov momentum and a one-cycle
+schedule, label smoothing, weight decay; channels-last memory and, where it is faster on
+this CPU, bfloat16 autocast. The logistic regression sees only airplanes and automobiles.
+"""
+import argparse
+import json
+import math
+import time
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from safetensors.torch import save_file
+from tqdm import tqdm
+
+from core import checkpoints, data
+from core.training import (add_run_arguments, load_state, parse_run_arguments, pick_device, save_state, seed_epoch,
+                           seed_everything, with_defaults)
+from models.cifar10 import ARCHITECTURES, normalize
+
+# Per-architecture defaults that reproduce the committed checkpoints.
+DEFAULTS = {
+    "logistic": dict(epochs=20, lr=0.01, batch_size=256, weight_decay=1e-3, label_smoothing=0.0, augment=True, bf16=False),
+    "softmax": dict(epochs=20, lr=0.01, batch_size=256, weight_decay=1e-3, label_smoothing=0.0, augment=True, bf16=False),
+    "mlp": dict(epochs=30, lr=0.1, batch_size=256, weight_decay=5e-4, label_smoothing=0.1, augment=True, bf16=False),
+    "cnn": dict(epochs=15, lr=0.2, batch_size=256, weight_decay=5e-4, label_smoothing=0.1, augment=True, bf16=True),
+    "vgg": dict(epochs=10, lr=0.2, batch_size=512, weight_decay=5e-4, label_smoothing=0.2, augment=True, bf16=False),
+    "resnet": dict(epochs=15, lr=0.2, batch_size=256, weight_decay=5e-4, label_smoothing=0.1, augment=True, bf16=True),
+    "inception": dict(epochs=15, lr=0.2, batch_size=256, weight_decay=5e-4, label_smoothing=0.1, augment=True, bf16=True),
+    "mobilenet": dict(epochs=15, lr=0.2, batch_size=256, weight_decay=5e-4, label_smoothing=0.1, augment=True, bf16=True),
+    "plain20": dict(epochs=15, lr=0.2, batch_size=256, weight_decay=5e-4, label_smoothing=0.1, augment=True, bf16=True),
+    "resnet20": dict(epochs=15, lr=0.2, batch_size=256, weight_decay=5e-4, label_smoothing=0.1, augment=True, bf16=True),
+    "se_resnet20": dict(epochs=15, lr=0.2, batch_size=256, weight_decay=5e-4, label_smoothing=0.1, augment=True, bf16=True),
+    "densenet_bc": dict(epochs=15, lr=0.2, batch_size=256, weight_decay=5e-4, label_smoothing=0.1, augment=True, bf16=True),
+}
+BINARY_CLASSES = (0, 1)  # airplane, automobile: the logistic regression's task
+
+
+def checkpoint_name(arch: str) -> str:
+    return f"cifar10/{arch}"
+
+
+def load_split(split: str, arch: str, args):
+    images, labels = data.cifar10(split, root=args.data_dir)
+    if arch == "logistic":
+        keep = (labels == BINARY_CLASSES[0]) | (labels == BINARY_CLASSES[1])
+        images, labels = images[keep], labels[keep]
+    if args.limit:  # a fixed random subset (the mirror's files are sorted by class)
+        keep = torch.randperm(len(labels), generator=torch.Generator().manual_seed(0))[:args.limit]
+        images, labels = images[keep], labels[keep]
+    return images, labels
+
+
+def augment(images_uint8: torch.Tensor, gen: torch.Generator, pad: int = 4) -> torch.Tensor:
+    """Random crop after reflect padding, and a horizontal flip for half the batch."""
+    n = len(images_uint8)
+    padded = F.pad(images_uint8, (pad, pad, pad, pad), mode="reflect")
+    dx, dy = torch.randint(0, 2 * pad + 1, (2, n), generator=gen)
+    out = torch.stack([padded[i, :, dy[i]:dy[i] + 32, dx[i]:dx[i] + 32] for i in range(n)])
+    flip = torch.rand(n, generator=gen) < 0.5
+    out[flip] = out[flip].flip(3)
+    return out
+
+
+def loss_fn(logits, labels, label_smoothing: float):
+    if logits.dim() == 1:  # the binary logistic regression
+        return F.binary_cross_entropy_with_logits(logits.float(), labels.float())
+    return F.cross_entropy(logits.float(), labels, label_smoothing=label_smoothing)
+
+
+def predict(model, images_uint8, device, bf16: bool = False, batch_size: int = 1000) -> torch.Tensor:
+    """Class probabilities (N, 10), or (N, 2) for the binary model, of uint8 images."""
+    model.eval()
+    out = []
+    with torch.no_grad(), torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
+        for i in range(0, len(images_uint8), batch_size):
+            x = normalize(images_uint8[i:i + batch_size].to(device)).contiguous(memory_format=torch.channels_last)
+            logits = model(x).float()
+            if logits.dim() == 1:
+                p = torch.sigmoid(logits)
+                out.append(torch.stack([1 - p, p], 1).cpu())
+            else:
+                out.append(F.softmax(logits, 1).cpu())
+    return torch.cat(out)
+
+
+def to_binary_labels(labels: torch.Tensor, arch: str) -> torch.Tensor:
+    return (labels == BINARY_CLASSES[1]).long() if arch == "logistic" else labels
+
+
+def evaluate(model, images, labels, arch, device, bf16=False) -> dict:
+    probs = predict(model, images, device, bf16)
+    labels = to_binary_labels(labels, arch)
+    predicted = probs.argmax(1)
+    k = probs.shape[1]
+    confusion = torch.zeros(k, k, dtype=torch.long)
+    confusion.index_put_((labels, predicted), torch.ones_like(labels), accumulate=True)
+    wrong = (predicted != labels).nonzero().flatten()
+    worst = wrong[probs[wrong].max(1).values.argsort(descending=True)][:24]
+    return {
+        "test_accuracy": (predicted == labels).float().mean().item(),
+        "test_loss": F.nll_loss(probs.clamp_min(1e-12).log(), labels).item(),
+        "test_images": len(labels),
+        "per_class_accuracy": (confusion.diag() / confusion.sum(1).clamp_min(1)).tolist(),
+        "confusion_matrix": confusion.tolist(),
+        # indices into the test split (of the binary subset for "logistic"), most confident first
+        "confident_mistakes": [{"index": int(i), "label": int(labels[i]), "predicted": int(predicted[i]),
+                                "confidence": round(probs[i].max().item(), 4)} for i in worst],
+    }
+
+
+def build_model(arch: str):
+    cls, kwargs, _ = ARCHITECTURES[arch]
+    return cls(**kwargs)
+
+
+def one_cycle(total_steps: int, warmup: float = 0.25):
+    """Learning-rate factor per step: a linear rise over the first quarter, then a linear
+    fall to zero at the end."""
+    rise = max(1, round(warmup * total_steps))
+    return lambda step: min((step + 1) / rise, max(0.0, (total_steps - step) / max(1, total_steps - rise)))
+
+
+def make_optimizer(model, args, steps_per_epoch: int):
+    # No weight decay on batch-norm parameters and biases (they only set scales and offsets).
+    decay = [p for p in model.parameters() if p.dim() > 1]
+    no_decay = [p for p in model.parameters() if p.dim() <= 1]
+    optimizer = torch.optim.SGD([{"params": decay, "weight_decay": args.weight_decay},
+                                 {"params": no_decay, "weight_decay": 0.0}],
+                                lr=args.lr, momentum=0.9, nesterov=True)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, one_cycle(args.epochs * steps_per_epoch))
+    return optimizer, scheduler
+
+
+def train_epoch(model, optimizer, scheduler, images, labels, args, epoch, device, should_stop=None) -> dict:
+    """One pass over the training images; `should_stop()` (the lab's cancel) ends it early."""
+    model.train()
+    gen = seed_epoch(args.seed, epoch)
+    order = torch.randperm(len(images), generator=gen)
+    total_loss = correct = seen = 0
+    bar = tqdm(range(0, len(images), args.batch_size), desc=f"{args.arch} epoch {epoch}/{args.epochs}", leave=False)
+    for i in bar:
+        idx = order[i:i + args.batch_size]
+        if len(idx) < 2:  # batch norm needs two images
+            continue
+        x = augment(images[idx], gen) if args.augment else images[idx]
+        x = normalize(x.to(device)).contiguous(memory_format=torch.channels_last)
+        y = labels[idx].to(device)
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=args.bf16):
+            logits = model(x)
+        loss = loss_fn(logits, y, args.label_smoothing)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        scheduler.step()
+        total_loss += loss.item() * len(idx)
+        predicted = (logits > 0).long() if logits.dim() == 1 else logits.argmax(1)
+        correct += (predicted == y).sum().item()
+        seen += len(idx)
+        bar.set_postfix(loss=f"{total_loss / seen:.3f}", acc=f"{correct / seen:.3f}")
+        if should_stop is not None and should_stop():
+            break
+    return {"train_loss": total_loss / max(seen, 1), "train_accuracy": correct / max(seen, 1)}
+
+
+def run(args) -> dict:
+    """Train one architecture (or just evaluate it with --eval); returns its metrics."""
+    arch, device = args.arch, pick_device(args.device)
+    name = checkpoint_name(arch)
+    test_x, test_y = load_split("test", arch, args)
+    if args.eval:
+        model = checkpoints.load(type(build_model(arch)), name, f"python -m train.cifar10 --arch {arch}", device,
+                                 root=args.checkpoint_dir)
+        return evaluate(model, test_x, test_y, arch, device, args.bf16)
+
+    seed_everything(args.seed)
+    train_x, train_y = load_split("train", arch, args)
+    train_y = to_binary_labels(train_y, arch)
+    model = build_model(arch).to(device, memory_format=torch.channels_last)
+    steps_per_epoch = math.ceil(len(train_x) / args.batch_size)
+    optimizer, scheduler = make_optimizer(model, args, steps_per_epoch)
+    resume_dir = Path(args.checkpoint_dir or checkpoints.CHECKPOINTS) / name / "resume"
+    config = {k: getattr(args, k) for k in ("arch", "epochs", "lr", "batch_size", "weight_decay", "label_smoothing",
+                                            "augment", "bf16", "seed", "limit")}
+    start_epoch, history = load_state(resume_dir, model, optimizer, scheduler, config) if args.resume else (0, [])
+    elapsed_before = history[-1]["wall_time_s"] if history else 0.0
+    writer = None
+    if args.tensorboard:
+        from torch.utils.tensorboard import SummaryWriter
+        writer = SummaryWriter(str(Path(args.tensorboard) / arch))
+
+    start = time.perf_counter()
+    for epoch in range(start_epoch + 1, args.epochs + 1):
+        stats = train_epoch(model, optimizer, scheduler, train_x, train_y, args, epoch, device)
+        test = evaluate(model, test_x, test_y, arch, device, args.bf16)
+        history.append({"epoch": epoch, **stats, "test_loss": test["test_loss"], "test_accuracy": test["test_accuracy"],
+                        "wall_time_s": round(elapsed_before + time.perf_counter() - start, 1)})
+        tqdm.write(json.dumps(history[-1]))
+        if writer is not None:
+            for key in ("train_loss", "train_accuracy", "test_loss", "test_accuracy"):
+                writer.add_scalar(key.replace("_", "/", 1), history[-1][key], epoch)
+            for pname, p in model.named_parameters():
+                writer.add_histogram(pname, p.detach().float().cpu(), epoch)
+            writer.flush()
+        save_state(resume_dir, model, optimizer, scheduler, epoch, history, config)
+        if args.stop_after and epoch >= args.stop_after:
+            return {"stopped_after_epoch": epoch}
+    wall_time = elapsed_before + time.perf_counter() - start
+    if writer is not None:
+        writer.close()
+
+    metrics = {
+        **evaluate(model, test_x, test_y, arch, device, args.bf16),
+        "train_images": len(train_x), "parameters": sum(p.numel() for p in model.parameters()),
+        "seed_accuracy": ARCHITECTURES[arch][2],
+        "data": "CIFAR-10 JPEG copy (quality ~75)" if data.mirror_dir() else "CIFAR-10 (binary version)",
+        "train_wall_time_s": round(wall_time, 1), "device": str(device), "seed": args.seed,
+        "command": checkpoints.command_line("train.cifar10"),
+        "hyperparameters": {k: getattr(args, k) for k in config if k not in ("arch", "seed", "limit")},
+        "history": history,
+    }
+    path = checkpoints.save(model.cpu(), name, metrics, root=args.checkpoint_dir)
+    worst = torch.tensor([m["index"] for m in metrics["confident_mistakes"]], dtype=torch.long)
+    save_file({"images": test_x[worst].contiguous(), "index": worst}, str(path / "mistakes.safetensors"))
+    return {k: metrics[k] for k in ("test_accuracy", "test_loss", "train_wall_time_s")}
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--arch", default="all", choices=["all", *ARCHITECTURES], help="which model (default: all)")
+    parser.add_argument("--epochs", type=int, help="epochs (default: per architecture, see DEFAULTS)")
+    parser.add_argument("--lr", type=float, help="peak learning rate of the one-cycle schedule")
+    parser.add_argument("--batch-size", type=int, help="training batch size")
+    parser.add_argument("--weight-decay", type=float, help="SGD weight decay on weights (not on norms and biases)")
+    parser.add_argument("--label-smoothing", type=float, help="label smoothing")
+    parser.add_argument("--augment", type=lambda s: s.lower() in ("1", "true", "yes", "on"),
+                        help="random crop + flip on/off (default: on)")
+    parser.add_argument("--bf16", type=lambda s: s.lower() in ("1", "true", "yes", "on"),
+                        help="bfloat16 autocast on/off (default: per architecture, whichever is faster on this CPU)")
+    parser.add_argument("--tensorboard", metavar="DIR", help="write TensorBoard scalars and histograms to DIR/<arch>")
+    add_run_arguments(parser)
+    args = parse_run_arguments(parser, argv)
+
+    results = {}
+    for arch in ARCHITECTURES if args.arch == "all" else [args.arch]:
+        results[arch] = run(with_defaults(args, "arch", arch, DEFAULTS))
+    print(json.dumps(results))
+    return results
+
+
+if __name__ == "__main__":
+    main()
