@@ -162,3 +162,89 @@ def _cifar10_download(dest: Path, split: str):
     files = [f"data_batch_{i}.bin" for i in range(1, 6)] if split == "train" else ["test_batch.bin"]
     records = np.concatenate([np.fromfile(folder / f, dtype=np.uint8).reshape(-1, 3073) for f in files])
     return records[:, 1:].reshape(-1, 3, 32, 32).copy(), records[:, 0].copy()
+
+
+def hymenoptera(split: str = "train", size: int = 72, root=None):
+    """The ants-vs-bees set: images (N, 3, size, size) uint8 (shorter side scaled to
+    `size`, centre square) and labels (N,) int64 (0 ants, 1 bees); split "train" (245)
+    or "val" (153). Cached as .npz."""
+    if split not in ("train", "val"):
+        raise ValueError(f"split must be 'train' or 'val', not {split!r}")
+    from PIL import Image
+
+    dest = data_dir(root) / "hymenoptera"
+    cache = dest / f"{split}_{size}.npz"
+    if not cache.exists():
+        mirror = mirror_dir()
+        if mirror is not None:
+            _unpack(mirror / "hymenoptera" / "hymenoptera_data.tar.gz", dest, "hymenoptera_data")
+        elif not (dest / "hymenoptera_data").exists():
+            from torchvision.datasets.utils import download_and_extract_archive
+
+            download_and_extract_archive("https://download.pytorch.org/tutorial/hymenoptera_data.zip", str(dest))
+        images, labels = [], []
+        for label, name in enumerate(("ants", "bees")):
+            for path in sorted((dest / "hymenoptera_data" / split / name).glob("*.jpg")):
+                images.append(np.asarray(square(Image.open(path).convert("RGB"), size)))
+                labels.append(label)
+        np.savez(cache, images=np.stack(images).transpose(0, 3, 1, 2), labels=np.array(labels))
+    with np.load(cache) as f:
+        return torch.from_numpy(f["images"]), torch.from_numpy(f["labels"].astype(np.int64))
+
+
+def square(image, size: int):
+    """A PIL image's centre square, resized to size x size."""
+    from PIL import Image
+
+    side = min(image.size)
+    left, top = (image.width - side) // 2, (image.height - side) // 2
+    return image.crop((left, top, left + side, top + side)).resize((size, size), Image.Resampling.LANCZOS)
+
+
+THUCNEWS_CLASSES = ("finance", "realty", "stocks", "education", "science", "society", "politics", "sports", "game",
+                    "entertainment")
+THUCNEWS_CLASSES_ZH = ("财经", "房产", "股票", "教育", "科技", "社会", "时政", "体育", "游戏", "娱乐")
+THUCNEWS_URL = "https://raw.githubusercontent.com/649453932/Chinese-Text-Classification-Pytorch/master/THUCNews/data/"
+
+
+def thucnews(split: str = "train", root=None) -> tuple[list[str], torch.Tensor]:
+    """THUCNews headlines: (titles, labels (N,) int64 in THUCNEWS_CLASSES order).
+    Splits: train (44,816), val (9,991), test (10,000)."""
+    if split not in ("train", "val", "test"):
+        raise ValueError(f"split must be 'train', 'val' or 'test', not {split!r}")
+    mirror = mirror_dir()
+    path = mirror / "thucnews-titles" / f"{split}.tsv" if mirror is not None else _thucnews_download(split, root)
+    titles, labels = [], []
+    for line in path.read_text(encoding="utf-8").splitlines():
+        label, title = line.split("\t", 1)
+        titles.append(title)
+        labels.append(THUCNEWS_CLASSES.index(label))
+    return titles, torch.tensor(labels)
+
+
+def _thucnews_download(split: str, root=None) -> Path:
+    """Rebuild the mirror's files from the public reference repo: its dev and test files,
+    and the first 45,000 lines of its train file without duplicates or titles in val/test."""
+    import urllib.request
+
+    dest = data_dir(root) / "thucnews-titles"
+    if not (dest / "train.tsv").exists():
+        dest.mkdir(parents=True, exist_ok=True)
+        raw = {}
+        for name in ("train", "dev", "test"):
+            try:
+                with urllib.request.urlopen(THUCNEWS_URL + f"{name}.txt", timeout=60) as f:
+                    raw[name] = [line.rsplit("\t", 1) for line in f.read().decode("utf-8").splitlines() if "\t" in line]
+            except OSError as e:
+                raise RuntimeError("Could not download the THUCNews titles. Offline? Point DLP_DATA_MIRROR at a "
+                                   "copy laid out like ../shared/data.") from e
+        test_titles = {t for t, _ in raw["test"]}
+        val = [(t, y) for t, y in raw["dev"] if t not in test_titles]
+        held_out, seen, train = test_titles | {t for t, _ in val}, set(), []
+        for t, y in raw["train"][:45000]:
+            if t not in held_out and t not in seen:
+                seen.add(t)
+                train.append((t, y))
+        for name, rows in (("train", train), ("val", val), ("test", raw["test"])):
+            (dest / f"{name}.tsv").write_text("".join(f"{THUCNEWS_CLASSES[int(y)]}\t{t}\n" for t, y in rows), encoding="utf-8")
+    return dest / f"{split}.tsv"

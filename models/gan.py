@@ -153,7 +153,7 @@ def init_dcgan_weights(module):
 # name -> (generator, discriminator, their constructor arguments, image kind)
 MODELS = {
     "bootcamp": (MLPGenerator, MaxoutDiscriminator, {}, {}, "digits"),
-    "dcgan": (DCGenerator28, DCDiscriminator28, {"width": 32}, {"width": 64}, "digits"),
+    "dcgan": (DCGenerator28, DCDiscriminator28, {"width": 32}, {"width": 32}, "digits"),
     "cdcgan": (DCGenerator28, DCDiscriminator28, {"width": 32, "num_classes": 10}, {"width": 32, "num_classes": 10}, "digits"),
     "faces": (DCGenerator64, DCDiscriminator64, {"width": 32}, {"width": 32}, "faces"),
 }

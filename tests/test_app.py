@@ -136,3 +136,30 @@ def test_cifar10_bad_uploads_are_messages(client, tmp_path):
     assert "too small" in status and seen is None
     with pytest.raises(Exception, match="minimum|epochs"):
         client.predict("relu", "he", "adam", True, True, 0, 0, 500, api_name="/cifar10_lab_train")
+
+
+def test_transfer_bring_your_own_classes_endpoints(client, tmp_path):
+    from test_transfer import shape_image
+
+    files = {}
+    for kind in ("disc", "square"):
+        files[kind] = []
+        for s in range(3):
+            path = tmp_path / f"{kind}{s}.png"
+            shape_image(kind, s).save(path)
+            files[kind].append(handle_file(str(path)))
+    head_status = client.predict("cifar10_resnet20", "discs", "squares", "", "", "", files["disc"], files["square"],
+                                 None, None, None, api_name="/transfer_fit_head")
+    assert "Head trained on discs (3), squares (3)" in head_status
+    probe = tmp_path / "probe.png"
+    shape_image("disc", 42).save(probe)
+    result = client.predict(handle_file(str(probe)), api_name="/transfer_predict")
+    assert result["label"] == "discs"
+    with pytest.raises(Exception, match="no images"):
+        client.predict("cifar10_resnet20", "discs", "squares", "", "", "", files["disc"], None,
+                       None, None, None, api_name="/transfer_fit_head")
+
+
+def test_transfer_live_training_endpoint(client):
+    plot, status = client.predict("digits", "frozen", 5, 2, api_name="/transfer_train")
+    assert "Epoch 2/2" in status

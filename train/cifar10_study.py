@@ -65,19 +65,18 @@ def lab_train(activation="relu", initializer="he", optimizer="adam", augment=Tru
     else:
         net = SimpleCNN(activation=activation, batch_norm=batch_norm, convs_per_stage=convs_per_stage)
         init_weights(net, initializer)
-    net = net.to(memory_format=torch.channels_last)
     params = [p for p in net.parameters() if p.requires_grad]
     lr = {"adam": 2e-3, "momentum": 0.05, "sgd": 0.05}[optimizer]
     opt = (torch.optim.Adam(params, lr=lr) if optimizer == "adam"
            else torch.optim.SGD(params, lr=lr, momentum=0.9 if optimizer == "momentum" else 0.0, weight_decay=5e-4))
     steps_per_epoch = math.ceil(train_images / LAB_BATCH)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, training.one_cycle(epochs * steps_per_epoch))
-    args = SimpleNamespace(seed=seed, batch_size=LAB_BATCH, augment=augment, bf16=False, label_smoothing=0.0,
-                           arch="lab", epochs=epochs)
+    args = SimpleNamespace(seed=seed, batch_size=LAB_BATCH, augment=augment, bf16=False, channels_last=False,
+                           label_smoothing=0.0, arch="lab", epochs=epochs)
     history, start = [], time.perf_counter()
     for epoch in range(1, epochs + 1):
         stats = training.train_epoch(net, opt, sched, train_x, train_y, args, epoch, torch.device("cpu"), should_stop)
-        test = training.evaluate(net, test_x, test_y, "lab", torch.device("cpu"))
+        test = training.evaluate(net, test_x, test_y, "lab", torch.device("cpu"), channels_last=False)
         history.append({"epoch": epoch, **stats, "test_loss": test["test_loss"], "test_accuracy": test["test_accuracy"],
                         "wall_time_s": round(time.perf_counter() - start, 1)})
         yield history

@@ -1,0 +1,149 @@
+"""Chinese news headlines: type a headline, see ten class probabilities from TextCNN, a
+BiLSTM and the seed's hand-written LSTM, and which characters pushed the decision."""
+import functools
+import re
+
+import gradio as gr
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from core import checkpoints
+from core.data import THUCNEWS_CLASSES, THUCNEWS_CLASSES_ZH
+from core.ui import BadInput, user_errors
+from models.text_classification import MODELS, UNK, CharVocab, normalize_text
+from train.text_classification import MAX_LEN, checkpoint_name
+
+TITLE = "Chinese headlines (text classification)"
+LABELS = {"textcnn": "TextCNN", "bilstm": "BiLSTM", "textrnn_hand": "TextRNN (hand-written LSTM cell)"}
+DISPLAY = {en: f"{en} {zh}" for en, zh in zip(THUCNEWS_CLASSES, THUCNEWS_CLASSES_ZH)}
+MAX_CHARS = 200  # longer input is cut (with a note); headlines are about 19 characters
+# Headlines written for this project (not from the dataset), one per class.
+EXAMPLES = [
+    "央行宣布下调存款准备金率0.5个百分点",       # finance
+    "北京朝阳区新楼盘开盘均价每平方米六万元",     # realty
+    "沪指午后震荡走高 券商板块集体大涨",          # stocks
+    "教育部：明年考研报名时间提前至九月",         # education
+    "新款国产芯片发布 性能提升三成功耗降低",       # science
+    "男子酒后驾车撞上护栏 交警及时救出",          # society
+    "外交部发言人就两国关系答记者问",             # politics
+    "主场加时险胜 湖人晋级西部决赛",              # sports
+    "暴雪公布新资料片 玩家可体验全新职业",         # game
+    "著名导演新片定档春节 众星主演首曝海报",       # entertainment
+]
+CHINESE = re.compile(r"[\u3400-\u9fff]")
+
+
+def models() -> list[str]:
+    return list(MODELS)
+
+
+@functools.cache
+def load(model: str):
+    if model not in MODELS:
+        raise BadInput(f"Unknown model {model!r}; choose one of {models()}.")
+    name = checkpoint_name(model)
+    net = checkpoints.load(MODELS[model], name, f"python -m train.text_classification --model {model}")
+    return net, CharVocab.load(checkpoints.find(name) / "vocab.json")
+
+
+def check_text(text) -> tuple[str, str]:
+    """(text to classify, a note for the user). Raises BadInput when nothing is left."""
+    if not isinstance(text, str) or not normalize_text(text):
+        raise BadInput("Type or paste a Chinese news headline first.")
+    note = ""
+    if len(text) > MAX_CHARS:
+        text, note = text[:MAX_CHARS], f"Only the first {MAX_CHARS} characters were read (headlines are short). "
+    if not CHINESE.search(text):
+        note += "The models read Chinese headlines; this has no Chinese characters, so the answer means little. "
+    return text, note
+
+
+def probabilities(text: str, model: str = "textcnn") -> torch.Tensor:
+    net, vocab = load(model)
+    with torch.inference_mode():
+        return F.softmax(net(vocab.batch([text], MAX_LEN)), dim=1)[0]
+
+
+def classify(text: str, model: str = "textcnn") -> dict[str, float]:
+    """Probabilities keyed by the English class names (labels.txt order)."""
+    text, _ = check_text(text)
+    return {name: float(p) for name, p in zip(THUCNEWS_CLASSES, probabilities(text, model))}
+
+
+def occlusion(text: str, model: str = "textcnn") -> list[tuple[str, float]]:
+    """How much each character pushes the winning class: the drop in its probability when
+    that character is replaced by the unknown token (positive = supports the decision)."""
+    text, _ = check_text(text)
+    net, vocab = load(model)
+    ids = vocab.batch([text], MAX_LEN)  # (1, T)
+    chars = vocab.tokens(text)[:ids.shape[1]]
+    if not chars:
+        return []
+    variants = ids.repeat(len(chars) + 1, 1)
+    variants[torch.arange(1, len(chars) + 1), torch.arange(len(chars))] = UNK
+    with torch.inference_mode():
+        probs = F.softmax(net(variants), dim=1)
+    winner = probs[0].argmax()
+    drops = (probs[0, winner] - probs[1:, winner]).tolist()
+    return [(c, round(d, 4)) for c, d in zip(chars, drops)]
+
+
+def analyse(text: str, model: str = "textcnn"):
+    """The tab's action: every model's labels, the chosen model's character map, a note."""
+    try:
+        text, note = check_text(text)
+    except BadInput as e:
+        return [None] * len(MODELS) + [None, str(e)]
+    labels = []
+    for name in MODELS:
+        try:
+            probs = probabilities(text, name)
+            labels.append({DISPLAY[c]: float(p) for c, p in zip(THUCNEWS_CLASSES, probs)})
+        except checkpoints.MissingCheckpoint as e:
+            labels.append(None)
+            note += f"{e} "
+    try:
+        highlights = occlusion(text, model)
+        scale = max((abs(d) for _, d in highlights), default=0) or 1
+        highlighted = [(c, d / scale) for c, d in highlights]
+    except checkpoints.MissingCheckpoint:
+        highlighted = None
+    return labels + [highlighted, note.strip()]
+
+
+def model_card(model: str) -> str:
+    m = checkpoints.load_metrics(checkpoint_name(model))
+    if not m:
+        return f"Not trained yet: run `python -m train.text_classification --model {model}`."
+    worst = sorted(m["per_class"].items(), key=lambda kv: kv[1]["f1"])[:3]
+    return (f"**{LABELS[model]}**: test accuracy **{m['test_accuracy']:.2%}** on {m['test_titles']:,} headlines "
+            f"(epoch {m['best_epoch']} chosen on validation, {m['val_accuracy']:.2%}), {m['parameters']:,} parameters, "
+            f"trained in {m['train_wall_time_s'] / 60:.1f} min. Hardest classes (F1): "
+            + ", ".join(f"{DISPLAY[c]} {v['f1']:.1%}" for c, v in worst) + f". Reproduce: `{m['command']}`")
+
+
+def build():
+    gr.Markdown("Type or paste a Chinese news headline. Three models trained here on 44,816 THUCNews headlines "
+                "give the probabilities of ten classes; the coloured characters show which ones pushed the "
+                "chosen model's decision (red: towards its answer, blue: against), found by hiding each "
+                "character in turn.")
+    with gr.Row():
+        with gr.Column(scale=2):
+            text = gr.Textbox(label="Headline", lines=2, max_length=10_000, elem_id="text-input",
+                              placeholder="例如：央行宣布下调存款准备金率")
+            model = gr.Radio([(LABELS[m], m) for m in MODELS], value="textcnn", label="Explain the decision of")
+            with gr.Row():
+                go = gr.Button("Classify", variant="primary")
+            note = gr.Markdown(elem_id="text-note")
+            highlight = gr.HighlightedText(label="Characters that pushed the decision", color_map=None,
+                                           show_legend=False, combine_adjacent=False)
+        with gr.Column(scale=3):
+            with gr.Row():
+                outputs = [gr.Label(num_top_classes=3, label=LABELS[m], elem_id=f"text-label-{m}") for m in MODELS]
+    gr.Examples([[e] for e in EXAMPLES], inputs=[text], label="Examples (written for this project)", api_name="text_example")
+    with gr.Accordion("Model cards", open=False):
+        for m in MODELS:
+            gr.Markdown(model_card(m))
+    gr.on([go.click, text.submit], user_errors(analyse), inputs=[text, model], outputs=[*outputs, highlight, note],
+          api_name="text_classify")

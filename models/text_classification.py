@@ -1,0 +1,203 @@
+"""Chinese headline classifiers over characters: a character vocabulary (built from the
+training split and saved beside each checkpoint), TextCNN, a BiLSTM, and the seed's
+hand-written LSTM cell with explicit gates.
+
+Every model takes token ids (N, T) (0 = padding) and returns (N, num_classes) logits.
+With bigram_buckets > 0 each position also gets an embedding of its character bigram
+(hashed into that many buckets, as FastText does with n-grams), added to the character's.
+"""
+import json
+import unicodedata
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from huggingface_hub import PyTorchModelHubMixin
+from torch import nn
+
+PAD, UNK = 0, 1
+
+
+def normalize_text(text: str) -> str:
+    """NFKC (full-width letters and digits become ASCII) and lower case; whitespace removed,
+    since Chinese has none between words and headlines use it only as punctuation."""
+    return "".join(unicodedata.normalize("NFKC", text).lower().split())
+
+
+class CharVocab:
+    """Characters seen at least `min_freq` times in the training titles get an id; the
+    rest map to UNK."""
+
+    def __init__(self, chars: list[str]):
+        self.chars = ["<pad>", "<unk>", *chars]
+        self.index = {c: i for i, c in enumerate(self.chars)}
+
+    @classmethod
+    def build(cls, titles, min_freq: int = 2) -> "CharVocab":
+        counts = {}
+        for title in titles:
+            for c in normalize_text(title):
+                counts[c] = counts.get(c, 0) + 1
+        return cls(sorted(c for c, n in counts.items() if n >= min_freq))
+
+    def __len__(self):
+        return len(self.chars)
+
+    def tokens(self, text: str) -> list[str]:
+        return list(normalize_text(text))
+
+    def encode(self, text: str, max_len: int) -> list[int]:
+        return [self.index.get(c, UNK) for c in self.tokens(text)][:max_len]
+
+    def batch(self, texts, max_len: int, min_len: int = 1) -> torch.Tensor:
+        """Token ids (N, T), padded with 0 to the longest text (at least min_len)."""
+        ids = [self.encode(t, max_len) for t in texts]
+        width = max(min_len, max((len(i) for i in ids), default=0))
+        out = torch.zeros(len(ids), width, dtype=torch.long)
+        for row, seq in enumerate(ids):
+            out[row, :len(seq)] = torch.tensor(seq, dtype=torch.long)
+        return out
+
+    def save(self, path: Path) -> None:
+        Path(path).write_text(json.dumps({"chars": self.chars[2:]}, ensure_ascii=False), encoding="utf-8")
+
+    @classmethod
+    def load(cls, path: Path) -> "CharVocab":
+        return cls(json.loads(Path(path).read_text(encoding="utf-8"))["chars"])
+
+
+class TokenEmbedding(nn.Module):
+    """Character embeddings, plus hashed bigram embeddings when bigram_buckets > 0."""
+
+    def __init__(self, vocab_size: int, dim: int, bigram_buckets: int = 0):
+        super().__init__()
+        self.vocab_size, self.bigram_buckets = vocab_size, bigram_buckets
+        self.chars = nn.Embedding(vocab_size, dim, padding_idx=PAD)
+        self.bigrams = nn.Embedding(bigram_buckets, dim) if bigram_buckets else None
+
+    def forward(self, ids):
+        x = self.chars(ids)  # (N, T, dim)
+        if self.bigrams is not None:
+            following = F.pad(ids[:, 1:], (0, 1))  # the next character (PAD after the last)
+            bigram = (ids * self.vocab_size + following) % self.bigram_buckets
+            x = x + self.bigrams(bigram) * (ids != PAD).unsqueeze(2)
+        return x
+
+
+class TextCNN(nn.Module, PyTorchModelHubMixin):
+    """Kim (2014): convolutions of several widths over the embedded characters, each
+    max-pooled over time, concatenated, then a hidden dense layer and the classes."""
+
+    def __init__(self, vocab_size: int, num_classes: int = 10, embed_dim: int = 128, widths=(2, 3, 4),
+                 filters: int = 256, hidden: int = 256, dropout: float = 0.5, bigram_buckets: int = 0):
+        super().__init__()
+        self.min_len = max(widths)
+        self.embed = TokenEmbedding(vocab_size, embed_dim, bigram_buckets)
+        self.convs = nn.ModuleList(nn.Conv1d(embed_dim, filters, w) for w in widths)
+        self.classifier = nn.Sequential(nn.Dropout(dropout), nn.Linear(filters * len(widths), hidden),
+                                        nn.ReLU(inplace=True), nn.Dropout(dropout), nn.Linear(hidden, num_classes))
+
+    def forward(self, ids):
+        if ids.shape[1] < self.min_len:
+            ids = F.pad(ids, (0, self.min_len - ids.shape[1]))
+        x = self.embed(ids).transpose(1, 2)  # (N, embed_dim, T)
+        pooled = [F.relu(conv(x)).amax(dim=2) for conv in self.convs]  # each (N, filters)
+        return self.classifier(torch.cat(pooled, dim=1))
+
+
+class BiLSTMClassifier(nn.Module, PyTorchModelHubMixin):
+    """Embedded characters through a bidirectional LSTM (packed, so padding never enters
+    the backward direction), max-pooled over the real positions, then dense layers."""
+
+    def __init__(self, vocab_size: int, num_classes: int = 10, embed_dim: int = 128, hidden: int = 128,
+                 layers: int = 2, dropout: float = 0.5, bigram_buckets: int = 0):
+        super().__init__()
+        self.embed = TokenEmbedding(vocab_size, embed_dim, bigram_buckets)
+        self.lstm = nn.LSTM(embed_dim, hidden, num_layers=layers, batch_first=True, bidirectional=True,
+                            dropout=dropout if layers > 1 else 0.0)
+        self.classifier = nn.Sequential(nn.Dropout(dropout), nn.Linear(2 * hidden, hidden), nn.ReLU(inplace=True),
+                                        nn.Dropout(dropout), nn.Linear(hidden, num_classes))
+
+    def forward(self, ids):
+        lengths = (ids != PAD).sum(1).clamp(min=1)
+        packed = nn.utils.rnn.pack_padded_sequence(self.embed(ids), lengths.cpu(), batch_first=True, enforce_sorted=False)
+        out, _ = self.lstm(packed)
+        out, _ = nn.utils.rnn.pad_packed_sequence(out, batch_first=True, padding_value=float("-inf"))  # (N, T', 2h)
+        return self.classifier(out.amax(dim=1))
+
+
+class LSTMCellByHand(nn.Module):
+    """The seed's LSTM cell, gate by gate (same weight layout as torch.nn.LSTM: input,
+    forget, cell candidate, output):
+        i = sigmoid(W_ii x + W_hi h + b_i)      f = sigmoid(W_if x + W_hf h + b_f)
+        g = tanh(W_ig x + W_hg h + b_g)         o = sigmoid(W_io x + W_ho h + b_o)
+        c' = f * c + i * g                      h' = o * tanh(c')
+    """
+
+    def __init__(self, input_size: int, hidden_size: int):
+        super().__init__()
+        self.hidden_size = hidden_size
+        self.weight_ih = nn.Parameter(torch.empty(4 * hidden_size, input_size))
+        self.weight_hh = nn.Parameter(torch.empty(4 * hidden_size, hidden_size))
+        self.bias_ih = nn.Parameter(torch.zeros(4 * hidden_size))
+        self.bias_hh = nn.Parameter(torch.zeros(4 * hidden_size))
+        bound = hidden_size ** -0.5
+        for w in (self.weight_ih, self.weight_hh):
+            nn.init.uniform_(w, -bound, bound)
+        with torch.no_grad():
+            self.bias_ih[hidden_size:2 * hidden_size] = 1.0  # remember by default at the start
+
+    def forward(self, x, state):
+        h, c = state
+        gates = x @ self.weight_ih.T + self.bias_ih + h @ self.weight_hh.T + self.bias_hh  # (N, 4h)
+        i, f, g, o = gates.chunk(4, dim=1)
+        i, f, g, o = torch.sigmoid(i), torch.sigmoid(f), torch.tanh(g), torch.sigmoid(o)
+        c = f * c + i * g
+        h = o * torch.tanh(c)
+        return h, c
+
+
+class LSTMByHand(nn.Module):
+    """One layer, one direction, unrolled over time with LSTMCellByHand. Positions where
+    `mask` is False keep the previous state, so padding at the end changes nothing."""
+
+    def __init__(self, input_size: int, hidden_size: int):
+        super().__init__()
+        self.cell = LSTMCellByHand(input_size, hidden_size)
+
+    def forward(self, x, mask=None):
+        n, steps, _ = x.shape
+        h = c = x.new_zeros(n, self.cell.hidden_size)
+        outputs = []
+        for t in range(steps):
+            h_new, c_new = self.cell(x[:, t], (h, c))
+            if mask is not None:
+                keep = mask[:, t].unsqueeze(1)
+                h_new, c_new = torch.where(keep, h_new, h), torch.where(keep, c_new, c)
+            h, c = h_new, c_new
+            outputs.append(h)
+        return torch.stack(outputs, dim=1), (h, c)  # (N, T, hidden), final state
+
+
+class TextRNNByHand(nn.Module, PyTorchModelHubMixin):
+    """The seed's TextRNN with its hand-written cell: embedding, stacked LSTMByHand layers,
+    the last real position's state, a dense layer, the classes."""
+
+    def __init__(self, vocab_size: int, num_classes: int = 10, embed_dim: int = 128, hidden: int = 128,
+                 layers: int = 2, dense: int = 128, dropout: float = 0.3, bigram_buckets: int = 0):
+        super().__init__()
+        self.embed = TokenEmbedding(vocab_size, embed_dim, bigram_buckets)
+        self.layers = nn.ModuleList(LSTMByHand(embed_dim if i == 0 else hidden, hidden) for i in range(layers))
+        self.dropout = nn.Dropout(dropout)
+        self.classifier = nn.Sequential(nn.Linear(hidden, dense), nn.ReLU(inplace=True), nn.Dropout(dropout),
+                                        nn.Linear(dense, num_classes))
+
+    def forward(self, ids):
+        mask = ids != PAD
+        x = self.embed(ids)
+        for layer in self.layers:
+            x, (h, _) = layer(self.dropout(x), mask)
+        return self.classifier(h)
+
+
+MODELS = {"textcnn": TextCNN, "bilstm": BiLSTMClassifier, "textrnn_hand": TextRNNByHand}

@@ -1,0 +1,119 @@
+"""Chinese headline classification: tokenizer, padding and truncation, the hand-written
+LSTM against torch.nn.LSTM, a tiny training run, bad input, the committed checkpoints."""
+import json
+
+import pytest
+import torch
+
+from core import checkpoints
+from core.ui import BadInput
+from demos import text_classification as demo
+from models.text_classification import PAD, UNK, CharVocab, LSTMByHand, LSTMCellByHand, MODELS, TextCNN, normalize_text
+from test_train_smoke import run_cli
+
+TARGETS = {"textcnn": 0.90, "bilstm": 0.89}
+
+
+def test_normalize_and_vocab():
+    assert normalize_text("ＡＢＣ　１２３ 新闻") == "abc123新闻"  # full-width -> ASCII, spaces dropped
+    vocab = CharVocab.build(["新闻联播", "新闻", "播报"], min_freq=2)
+    assert vocab.chars[:2] == ["<pad>", "<unk>"] and set(vocab.chars[2:]) == {"新", "闻", "播"}
+    assert vocab.encode("新闻天气", 10) == [vocab.index["新"], vocab.index["闻"], UNK, UNK]
+
+
+def test_padding_and_truncation(tmp_path):
+    vocab = CharVocab(list("一二三四五"))
+    ids = vocab.batch(["一二", "一二三四五一二三", ""], max_len=6, min_len=1)
+    assert ids.shape == (3, 6)
+    assert ids[0, 2:].eq(PAD).all() and ids[2].eq(PAD).all()
+    vocab.save(tmp_path / "vocab.json")
+    assert CharVocab.load(tmp_path / "vocab.json").chars == vocab.chars
+
+
+def test_hand_written_lstm_matches_torch():
+    torch.manual_seed(0)
+    mine, theirs = LSTMByHand(8, 16), torch.nn.LSTM(8, 16, batch_first=True)
+    with torch.no_grad():
+        for name in ("weight_ih", "weight_hh", "bias_ih", "bias_hh"):
+            getattr(theirs, f"{name}_l0").copy_(getattr(mine.cell, name))
+    x = torch.randn(4, 7, 8)
+    out_mine, (h_mine, c_mine) = mine(x)
+    out_theirs, (h_theirs, c_theirs) = theirs(x)
+    torch.testing.assert_close(out_mine, out_theirs, atol=1e-6, rtol=1e-5)
+    torch.testing.assert_close(c_mine, c_theirs[0], atol=1e-6, rtol=1e-5)
+    # gradients agree too
+    out_mine.sum().backward()
+    out_theirs.sum().backward()
+    torch.testing.assert_close(mine.cell.weight_hh.grad, theirs.weight_hh_l0.grad, atol=1e-5, rtol=1e-4)
+
+
+def test_padding_does_not_change_the_hand_lstm_state():
+    torch.manual_seed(0)
+    lstm = LSTMByHand(4, 6)
+    x = torch.randn(1, 5, 4)
+    _, (h_short, _) = lstm(x[:, :3])
+    _, (h_padded, _) = lstm(x, mask=torch.tensor([[True, True, True, False, False]]))
+    torch.testing.assert_close(h_short, h_padded)
+
+
+@pytest.mark.parametrize("name", list(MODELS))
+def test_models_map_ids_to_logits(name):
+    model = MODELS[name](vocab_size=50, bigram_buckets=100).eval()
+    ids = torch.tensor([[5, 6, 7, 0, 0], [8, 9, 10, 11, 12]])
+    out = model(ids)
+    assert out.shape == (2, 10) and torch.isfinite(out).all()
+    assert torch.allclose(model(ids[:1, :3]), out[:1], atol=1e-5)  # padding changes nothing
+
+
+def test_textcnn_reads_a_single_character():
+    assert TextCNN(vocab_size=20)(torch.tensor([[3]])).shape == (1, 10)
+
+
+def test_train_then_eval_tiny(tmp_path):
+    trained = run_cli("train.text_classification", "--model", "textcnn", "--epochs", "1", "--limit", "400",
+                      "--checkpoint-dir", str(tmp_path))["textcnn"]
+    folder = tmp_path / "text_classification" / "textcnn"
+    metrics = json.loads((folder / "metrics.json").read_text())
+    assert (folder / "vocab.json").exists() and len(metrics["confusion_matrix"]) == 10
+    assert set(metrics["per_class"]) == set(demo.THUCNEWS_CLASSES)
+    evaluated = run_cli("train.text_classification", "--model", "textcnn", "--eval", "--limit", "400",
+                        "--checkpoint-dir", str(tmp_path))["textcnn"]
+    assert evaluated["test_accuracy"] == trained["test_accuracy"]
+
+
+@pytest.mark.parametrize("text", ["", "   ", "。，！？", None])
+def test_nothing_to_read_is_a_message(text):
+    with pytest.raises(BadInput, match="headline"):
+        demo.check_text(text)
+
+
+def test_english_and_long_text_get_a_note():
+    assert "no Chinese" in demo.check_text("stock market rallies")[1]
+    text, note = demo.check_text("股市" * 5000)
+    assert len(text) == demo.MAX_CHARS and "first" in note
+
+
+committed = [m for m in MODELS if checkpoints.find(f"text_classification/{m}")]
+
+
+@pytest.mark.parametrize("model", [m for m in committed if m in TARGETS])
+def test_committed_checkpoint_meets_target(model):
+    result = run_cli("train.text_classification", "--model", model, "--eval")[model]
+    assert result["test_titles"] == 10000 and result["test_accuracy"] >= TARGETS[model]
+
+
+@pytest.mark.parametrize("model", committed)
+def test_project_examples_are_classified_right(model):
+    right = sum(max(p := demo.classify(text, model), key=p.get) == name
+                for text, name in zip(demo.EXAMPLES, demo.THUCNEWS_CLASSES))
+    assert right >= 8, (model, right)
+
+
+@pytest.mark.parametrize("model", committed[:1])
+def test_occlusion_and_odd_input(model):
+    chars = demo.occlusion("央行宣布下调存款准备金率", model)
+    assert [c for c, _ in chars] == list("央行宣布下调存款准备金率")
+    probs = demo.classify("😀😀 hello", model)  # still answers
+    assert abs(sum(probs.values()) - 1) < 1e-4
+    *labels, highlighted, note = demo.analyse("体育" * 3000, model)
+    assert "first" in note and labels[0] is not None

@@ -1,0 +1,118 @@
+"""Transfer learning: freezing really freezes, heads train, bring-your-own-classes end to
+end, the experiments' smoke run, and the committed results."""
+import json
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image, ImageDraw
+
+from core import checkpoints
+from core.ui import BadInput
+from demos import transfer
+from demos.examples.draw_digits import draw_digit
+from models.transfer import TransferNet, same_parameters
+from test_train_smoke import run_cli
+from train import transfer as training
+
+needs_resnet20 = pytest.mark.skipif(not checkpoints.find("cifar10/resnet20"), reason="CIFAR-10 ResNet-20 not committed")
+
+
+def test_frozen_backbone_does_not_change_but_the_head_does():
+    model = TransferNet("digits04_cnn", 5)
+    model.freeze_backbone()
+    before = TransferNet("digits04_cnn", 5)
+    before.load_state_dict(model.state_dict())
+    images = torch.randint(0, 255, (20, 28, 28), dtype=torch.uint8)
+    labels = torch.arange(20) % 5
+    for _ in training.fit(model, "frozen", images, labels, steps=5, seed=0):
+        pass
+    assert same_parameters(model.features, before.features)  # weights and batch-norm statistics
+    assert not torch.equal(model.head.weight, before.head.weight)
+
+
+def test_finetune_changes_the_backbone():
+    model, before = TransferNet("digits04_cnn", 5), TransferNet("digits04_cnn", 5)
+    before.load_state_dict(model.state_dict())
+    images, labels = torch.randint(0, 255, (20, 28, 28), dtype=torch.uint8), torch.arange(20) % 5
+    for _ in training.fit(model, "finetune", images, labels, steps=3, seed=0):
+        pass
+    assert not same_parameters(model.features, before.features)
+
+
+def test_pick_per_class():
+    labels = torch.tensor([0] * 10 + [1] * 10 + [2] * 3)
+    picked = training.pick_per_class(labels, 5, seed=0)
+    assert torch.bincount(labels[picked]).tolist() == [5, 5, 3]
+    assert len(training.pick_per_class(labels, None, seed=0)) == len(labels)
+
+
+def test_digits_experiment_smoke(tmp_path):
+    result = run_cli("train.transfer", "--experiment", "digits", "--steps", "3", "--repeats", "1", "--limit", "600",
+                     "--pretrain-epochs", "1", "--checkpoint-dir", str(tmp_path))["digits"]
+    assert set(result["examples_per_class"]) == {"1", "5", "10", "50"}
+    assert set(result["examples_per_class"]["10"]) == {"frozen", "finetune", "scratch"}
+    evaluated = run_cli("train.transfer", "--experiment", "digits", "--eval", "--limit", "600", "--checkpoint-dir", str(tmp_path))
+    assert evaluated["digits"]["frozen_10_per_class_test_accuracy"] == result["frozen_10_per_class_test_accuracy"]
+
+
+def shape_image(kind: str, seed: int, size=90) -> Image.Image:
+    """A project-drawn photo-like picture: a red disc or a blue square on a random background."""
+    rng = np.random.default_rng(seed)
+    image = Image.fromarray(rng.integers(150, 255, (size, size, 3), dtype=np.uint8))
+    draw = ImageDraw.Draw(image)
+    x, y, r = rng.integers(25, 65), rng.integers(25, 65), rng.integers(15, 25)
+    if kind == "disc":
+        draw.ellipse((x - r, y - r, x + r, y + r), fill=(220, 30, 30))
+    else:
+        draw.rectangle((x - r, y - r, x + r, y + r), fill=(30, 30, 220))
+    return image
+
+
+@needs_resnet20
+def test_bring_your_own_classes_round_trip():
+    examples = {"discs": [shape_image("disc", s) for s in range(4)],
+                "squares": [np.asarray(shape_image("square", s + 10).convert("L")) for s in range(4)]}  # grayscale too
+    head = transfer.fit_head(examples)
+    assert head.classes == ["discs", "squares"]
+    right = 0
+    for s in range(20, 30):
+        right += max(probs := transfer.predict(head, shape_image("disc", s)), key=probs.get) == "discs"
+        right += max(probs := transfer.predict(head, shape_image("square", s)), key=probs.get) == "squares"
+    assert right >= 18, right
+
+
+def test_bring_your_own_drawings_with_the_digit_backbone():
+    if not checkpoints.find("transfer/digits04_cnn"):
+        pytest.skip("digits 0-4 backbone not committed")
+    boxes = [(40 + 8 * s, 40, 240 - 5 * s, 240 - 6 * s) for s in range(5)]
+    examples = {"sevens": [draw_digit(7, box=b) for b in boxes], "eights": [draw_digit(8, box=b) for b in boxes]}
+    head = transfer.fit_head(examples, "digits04_cnn")
+    probs = transfer.predict(head, draw_digit(7, box=(70, 60, 200, 230)))
+    assert max(probs, key=probs.get) == "sevens"
+
+
+@pytest.mark.parametrize("examples, message", [
+    ({"a": [np.zeros((30, 30, 3), np.uint8)], "b": []}, "no images"),
+    ({"a": [np.zeros((30, 30, 3), np.uint8)]}, "at least two"),
+    ({"a": ["/nonexistent.png"], "b": [np.zeros((30, 30), np.uint8)]}, "Could not read"),
+    ({"a": [np.zeros((2, 2, 3), np.uint8)], "b": [np.zeros((30, 30), np.uint8)]}, "shape"),
+])
+def test_bring_your_own_bad_input_is_a_clear_message(examples, message):
+    with pytest.raises(BadInput, match=message):
+        transfer.fit_head(examples, "digits04_cnn")
+
+
+def test_predict_without_a_head():
+    with pytest.raises(BadInput, match="Train a head"):
+        transfer.predict(None, np.zeros((30, 30, 3), np.uint8))
+
+
+def test_committed_digits_results_meet_targets():
+    if not checkpoints.find("transfer/digits"):
+        pytest.skip("digits experiment not committed")
+    result = run_cli("train.transfer", "--experiment", "digits", "--eval")["digits"]
+    assert result["frozen_10_per_class_test_accuracy"] >= 0.85
+    table = checkpoints.load_metrics("transfer/digits")["examples_per_class"]
+    for size, row in table.items():  # the size study itself is rerun by its command, not here
+        assert max(row["frozen"]["mean"], row["finetune"]["mean"]) > row["scratch"]["mean"], size
