@@ -81,7 +81,9 @@ def augment(images_uint8: torch.Tensor, gen: torch.Generator, pad: int = 4) -> t
     n = len(images_uint8)
     padded = F.pad(images_uint8, (pad, pad, pad, pad), mode="reflect")
     dx, dy = torch.randint(0, 2 * pad + 1, (2, n), generator=gen)
-    out = torch.stack([padded[i, :, dy[i]:dy[i] + 32, dx[i]:dx[i] + 32] for i in range(n)])
+    rows = (dy[:, None] + torch.arange(32))[:, None, :, None]  # (N, 1, 32, 1)
+    cols = (dx[:, None] + torch.arange(32))[:, None, None, :]  # (N, 1, 1, 32)
+    out = padded[torch.arange(n)[:, None, None, None], torch.arange(3)[None, :, None, None], rows, cols]
     flip = torch.rand(n, generator=gen) < 0.5
     out[flip] = out[flip].flip(3)
     return out

@@ -27,10 +27,12 @@ from core.training import (add_run_arguments, load_state, parse_run_arguments, p
 from models.text_classification import MODELS, CharVocab
 
 MAX_LEN = 40  # characters; the longest training title has 38
+# Most Chinese words are two characters long: hashed bigram embeddings give the models
+# words without a segmenter.
 DEFAULTS = {
-    "textcnn": dict(epochs=8, lr=2e-3, batch_size=128, bigram_buckets=0),
-    "bilstm": dict(epochs=8, lr=2e-3, batch_size=128, bigram_buckets=0),
-    "textrnn_hand": dict(epochs=6, lr=2e-3, batch_size=128, bigram_buckets=0),
+    "textcnn": dict(epochs=8, lr=2e-3, batch_size=128, bigram_buckets=20_000),
+    "bilstm": dict(epochs=6, lr=2e-3, batch_size=128, bigram_buckets=20_000),
+    "textrnn_hand": dict(epochs=5, lr=2e-3, batch_size=128, bigram_buckets=20_000),
 }
 
 

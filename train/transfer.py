@@ -144,7 +144,7 @@ def accuracy(model: TransferNet, images, labels, batch_size: int = 500) -> float
     return correct / len(labels)
 
 
-def size_study(backbone, train, test, sizes, steps, repeats, args, device) -> dict:
+def size_study(backbone, train, test, sizes, steps, repeats, args, device, batch_size=64) -> dict:
     """Mean test accuracy per strategy for each number of examples per class."""
     table = {}
     for n in sizes:
@@ -155,7 +155,7 @@ def size_study(backbone, train, test, sizes, steps, repeats, args, device) -> di
             for rep in range(1 if n is None else repeats):
                 picked = pick_per_class(train[1], n, seed=rep)
                 model = build(backbone, strategy, int(train[1].max()) + 1, args.checkpoint_dir, device)
-                for _ in fit(model, strategy, train[0][picked], train[1][picked], steps, seed=rep):
+                for _ in fit(model, strategy, train[0][picked], train[1][picked], steps, seed=rep, batch_size=batch_size):
                     pass
                 scores.append(accuracy(model, *test))
             table[key][strategy] = {"mean": statistics.mean(scores), "runs": scores}
@@ -244,7 +244,7 @@ def run_ants(args, device) -> dict:
                                                    val=val, epochs=args.curve_epochs)]
         models[strategy] = model
         tqdm.write(f"ants {strategy}: {curves[strategy]}")
-    table = size_study("cifar10_resnet20", train, val, SIZES["ants"], args.steps, args.repeats, args, device)
+    table = size_study("cifar10_resnet20", train, val, SIZES["ants"], args.steps, args.repeats, args, device, batch_size=32)
     metrics = {"experiment": "CIFAR-10 ResNet-20 features -> ants vs bees (64x64)", "backbone": "cifar10_resnet20",
                "val_accuracy_per_epoch": curves, "epochs": args.curve_epochs, "examples_per_class": table,
                "steps": args.steps, "repeats": args.repeats, "train_images": len(train[1]), "val_images": len(val[1]),
@@ -259,7 +259,7 @@ def run_ants(args, device) -> dict:
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--experiment", default="all", choices=["all", "digits", "ants"])
-    parser.add_argument("--steps", type=int, default=150, help="training steps per run of the size study")
+    parser.add_argument("--steps", type=int, default=100, help="training steps per run of the size study")
     parser.add_argument("--repeats", type=int, default=3, help="random draws of the examples per size")
     parser.add_argument("--curve-epochs", type=int, default=15, help="epochs of the ants-vs-bees curves")
     parser.add_argument("--pretrain-epochs", type=int, default=4, help="epochs of the digits 0-4 backbone")
