@@ -51,9 +51,9 @@ def conv_bn(cin: int, cout: int, stride: int = 1, groups: int = 1, kernel: int =
 class LogisticRegression(nn.Module, PyTorchModelHubMixin):
     """One linear unit on the 3,072 pixels: airplane (0) vs automobile (1)."""
 
-    def __init__(self):
+    def __init__(self, in_features: int = 3 * 32 * 32):
         super().__init__()
-        self.linear = nn.Linear(3 * 32 * 32, 1)
+        self.linear = nn.Linear(in_features, 1)
 
     def forward(self, x):
         return self.linear(x.flatten(1)).squeeze(1)
