@@ -19,9 +19,9 @@ from models.transfer import BACKBONES, TransferNet
 from train import transfer as training
 
 TITLE = "Transfer learning"
-BACKBONE_LABELS = {"cifar10_resnet20": "photos: CIFAR-10 ResNet-20 features",
+BACKBONE_LABELS = {"cifar10_vgg": "photos: CIFAR-10 VGG features", "cifar10_resnet20": "photos: CIFAR-10 ResNet-20 features",
                    "digits04_cnn": "drawings: features of a CNN trained on digits 0-4"}
-EXPERIMENTS = {"ants": ("Ants vs bees (CIFAR-10 ResNet-20 backbone)", "cifar10_resnet20"),
+EXPERIMENTS = {"ants": ("Ants vs bees (CIFAR-10 VGG backbone)", "cifar10_vgg"),
                "digits": ("Digits 5-9 (backbone trained on digits 0-4)", "digits04_cnn")}
 MAX_CLASSES = 5
 MAX_PIXELS = 50_000_000
@@ -92,6 +92,11 @@ def embed(images: list, backbone_name: str, what: str = "image") -> torch.Tensor
     return F.normalize(backbone(backbone_name).embed(x), dim=1)
 
 
+def default_backbone() -> str:
+    """The best photo backbone that is committed (VGG, else ResNet-20)."""
+    return next((b for b in ("cifar10_vgg", "cifar10_resnet20") if checkpoints.find(BACKBONES[b][2])), "cifar10_resnet20")
+
+
 @dataclass
 class Head:
     """A linear classifier on a frozen backbone's (L2-normalised) features."""
@@ -105,7 +110,7 @@ def fit_head(examples: dict, backbone: str | None = None, steps: int = 200) -> H
     """Fit a new head on frozen features: `examples` maps class names to lists of images
     (numpy arrays or PIL images or paths, any size, colour or grayscale). Needs at least
     two classes, each with at least one image."""
-    backbone = backbone or "cifar10_resnet20"
+    backbone = backbone or default_backbone()
     if backbone not in BACKBONES:
         raise BadInput(f"Unknown backbone {backbone!r}; choose one of {list(BACKBONES)}.")
     examples = {str(name).strip(): list(images or []) for name, images in examples.items() if str(name).strip()}
@@ -286,7 +291,7 @@ def build():
     with gr.Accordion("Bring your own classes", open=True):
         gr.Markdown("Name 2 to 5 classes, give each a few images (upload, or draw and add), train a head on "
                     "frozen features in about a second, then classify a new image.")
-        backbone_name = gr.Radio([(v, k) for k, v in BACKBONE_LABELS.items()], value="cifar10_resnet20", label="Features")
+        backbone_name = gr.Radio([(v, k) for k, v in BACKBONE_LABELS.items()], value=default_backbone(), label="Features")
         names, uploads = [], []
         with gr.Row():
             for slot in range(1, MAX_CLASSES + 1):

@@ -16,7 +16,7 @@ in the seed).
 
 digits: the bootcamp MNIST CNN is first trained on digits 0-4 only (checkpoint
 transfer/digits04_cnn); its features are then reused for digits 5-9, which it never saw.
-ants: the backbone is the committed CIFAR-10 ResNet-20 (checkpoints/cifar10/resnet20), at
+ants: the backbone is a committed CIFAR-10 network (--ants-backbone, default the VGG), at
 64x64 pixels; curves of validation accuracy per epoch use all 245 training images.
 """
 import argparse
@@ -88,7 +88,7 @@ def pick_per_class(labels: torch.Tensor, n: int | None, seed: int) -> torch.Tens
 def build(backbone: str, strategy: str, num_classes: int, root=None, device="cpu") -> TransferNet:
     model = TransferNet(backbone, num_classes)
     if strategy != "scratch":
-        cls, kwargs, name, _, _ = BACKBONES[backbone]
+        cls, kwargs, name = BACKBONES[backbone][:3]
         pretrained = checkpoints.load(cls, name, f"python -m train.transfer (backbone {name})", root=root)
         model.load_backbone(pretrained.state_dict())
     if strategy == "frozen":
@@ -239,13 +239,13 @@ def run_ants(args, device) -> dict:
     seed_everything(args.seed)
     curves, models = {}, {}
     for strategy in STRATEGIES:
-        model = build("cifar10_resnet20", strategy, 2, args.checkpoint_dir, device)
+        model = build(args.ants_backbone, strategy, 2, args.checkpoint_dir, device)
         curves[strategy] = [acc for _, acc in fit(model, strategy, *train, steps=0, seed=0, batch_size=32,
                                                    val=val, epochs=args.curve_epochs)]
         models[strategy] = model
         tqdm.write(f"ants {strategy}: {curves[strategy]}")
-    table = size_study("cifar10_resnet20", train, val, SIZES["ants"], args.steps, args.repeats, args, device, batch_size=32)
-    metrics = {"experiment": "CIFAR-10 ResNet-20 features -> ants vs bees (64x64)", "backbone": "cifar10_resnet20",
+    table = size_study(args.ants_backbone, train, val, SIZES["ants"], args.steps, args.repeats, args, device, batch_size=32)
+    metrics = {"experiment": f"{args.ants_backbone} features -> ants vs bees (64x64)", "backbone": args.ants_backbone,
                "val_accuracy_per_epoch": curves, "epochs": args.curve_epochs, "examples_per_class": table,
                "steps": args.steps, "repeats": args.repeats, "train_images": len(train[1]), "val_images": len(val[1]),
                "finetune_val_accuracy": curves["finetune"][-1],
@@ -262,6 +262,8 @@ def main(argv=None):
     parser.add_argument("--steps", type=int, default=100, help="training steps per run of the size study")
     parser.add_argument("--repeats", type=int, default=3, help="random draws of the examples per size")
     parser.add_argument("--curve-epochs", type=int, default=15, help="epochs of the ants-vs-bees curves")
+    parser.add_argument("--ants-backbone", default="cifar10_vgg", choices=[b for b in BACKBONES if BACKBONES[b][4] == "rgb"],
+                        help="the CIFAR-10 network whose features the ants-vs-bees runs reuse")
     parser.add_argument("--pretrain-epochs", type=int, default=4, help="epochs of the digits 0-4 backbone")
     add_run_arguments(parser)
     args = parse_run_arguments(parser, argv)
