@@ -2,6 +2,7 @@
 BiLSTM and the seed's hand-written LSTM, and which characters pushed the decision."""
 import functools
 import re
+import unicodedata
 
 import gradio as gr
 import numpy as np
@@ -49,8 +50,8 @@ def load(model: str):
 
 def check_text(text) -> tuple[str, str]:
     """(text to classify, a note for the user). Raises BadInput when nothing is left."""
-    if not isinstance(text, str) or not normalize_text(text):
-        raise BadInput("Type or paste a Chinese news headline first.")
+    if not isinstance(text, str) or all(unicodedata.category(c)[0] in "PZC" for c in normalize_text(text)):
+        raise BadInput("Type or paste a Chinese news headline first (this has only spaces or punctuation).")
     note = ""
     if len(text) > MAX_CHARS:
         text, note = text[:MAX_CHARS], f"Only the first {MAX_CHARS} characters were read (headlines are short). "

@@ -98,10 +98,15 @@ class TextCNN(nn.Module, PyTorchModelHubMixin):
                                         nn.ReLU(inplace=True), nn.Dropout(dropout), nn.Linear(hidden, num_classes))
 
     def forward(self, ids):
-        if ids.shape[1] < self.min_len:
-            ids = F.pad(ids, (0, self.min_len - ids.shape[1]))
-        x = self.embed(ids).transpose(1, 2)  # (N, embed_dim, T)
-        pooled = [F.relu(conv(x)).amax(dim=2) for conv in self.convs]  # each (N, filters)
+        # Windows start at every real character (the last ones run into padding), and only
+        # those count in the max: extra padding never changes the answer.
+        lengths = (ids != PAD).sum(1, keepdim=True)  # (N, 1)
+        x = self.embed(F.pad(ids, (0, self.min_len - 1))).transpose(1, 2)  # (N, embed_dim, T + min_len - 1)
+        pooled = []
+        for conv in self.convs:
+            h = F.relu(conv(x))[:, :, :ids.shape[1]]  # (N, filters, T): the window starting at each position
+            starts = torch.arange(h.shape[2], device=ids.device).unsqueeze(0) < lengths.clamp(min=1)  # (N, T)
+            pooled.append((h * starts.unsqueeze(1)).amax(dim=2))  # ReLU >= 0, so masked zeros never win
         return self.classifier(torch.cat(pooled, dim=1))
 
 
