@@ -163,3 +163,11 @@ def test_transfer_bring_your_own_classes_endpoints(client, tmp_path):
 def test_transfer_live_training_endpoint(client):
     plot, status = client.predict("digits", "frozen", 5, 2, api_name="/transfer_train")
     assert "Epoch 2/2" in status
+
+
+def test_text_classification_endpoint(client):
+    *labels, highlighted, note = client.predict("湖人主场加时险胜晋级西部决赛", "textcnn", api_name="/text_classify")
+    assert labels[0]["label"] == "sports 体育"
+    assert highlighted  # characters with their weights
+    *labels, highlighted, note = client.predict("   ！！", "textcnn", api_name="/text_classify")
+    assert "punctuation" in note and not labels[0]
