@@ -21,7 +21,7 @@ from train import transfer as training
 TITLE = "Transfer learning"
 BACKBONE_LABELS = {"cifar10_vgg": "photos: CIFAR-10 VGG features", "cifar10_resnet20": "photos: CIFAR-10 ResNet-20 features",
                    "digits04_cnn": "drawings: features of a CNN trained on digits 0-4"}
-EXPERIMENTS = {"ants": ("Ants vs bees (CIFAR-10 VGG backbone)", "cifar10_vgg"),
+EXPERIMENTS = {"ants": ("Ants vs bees (CIFAR-10 ResNet-20 backbone)", "cifar10_resnet20"),
                "digits": ("Digits 5-9 (backbone trained on digits 0-4)", "digits04_cnn")}
 MAX_CLASSES = 5
 MAX_PIXELS = 50_000_000
@@ -195,9 +195,12 @@ def live_train(experiment: str, strategy: str, per_class: int, epochs: int, shou
     if not 1 <= per_class <= 120 or not 1 <= epochs <= 30:
         raise BadInput("examples per class must be 1..120 and epochs 1..30")
     args = type("Args", (), {"data_dir": None, "limit": 0})()
+    committed = checkpoints.load_metrics(f"transfer/{experiment}")
+    backbone_name = committed.get("backbone", EXPERIMENTS[experiment][1])
     try:
         if experiment == "ants":
-            train, val = data.hymenoptera("train", 72), data.hymenoptera("val", 72)
+            size = committed.get("image_size", 64) + 8
+            train, val = data.hymenoptera("train", size), data.hymenoptera("val", size)
         else:
             train, val = training.digits_5_to_9("train", args), training.digits_5_to_9("test", args)
             keep = torch.randperm(len(val[1]), generator=torch.Generator().manual_seed(0))[:1000]
@@ -205,7 +208,7 @@ def live_train(experiment: str, strategy: str, per_class: int, epochs: int, shou
     except Exception as e:
         raise BadInput(f"This needs the {experiment} data and could not get it ({e}).") from e
     picked = training.pick_per_class(train[1], per_class, seed=0)
-    model = training.build(EXPERIMENTS[experiment][1], strategy, int(train[1].max()) + 1)
+    model = training.build(backbone_name, strategy, int(train[1].max()) + 1)
     accs = []
     for _, acc in training.fit(model, strategy, train[0][picked], train[1][picked], steps=0, seed=0,
                                batch_size=32, val=val, epochs=epochs, should_stop=should_stop):

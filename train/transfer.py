@@ -16,7 +16,7 @@ in the seed).
 
 digits: the bootcamp MNIST CNN is first trained on digits 0-4 only (checkpoint
 transfer/digits04_cnn); its features are then reused for digits 5-9, which it never saw.
-ants: the backbone is a committed CIFAR-10 network (--ants-backbone, default the VGG), at
+ants: the backbone is a committed CIFAR-10 network (--ants-backbone, default ResNet-20), at
 64x64 pixels; curves of validation accuracy per epoch use all 245 training images.
 """
 import argparse
@@ -56,19 +56,21 @@ def digits_5_to_9(split: str, args):
 
 def prepare(kind: str, images_uint8: torch.Tensor, gen: torch.Generator | None) -> torch.Tensor:
     """uint8 images -> a normalised batch, augmented when a generator is given: affine moves
-    for digits; a random 64x64 crop of the 72x72 image and a flip for photos."""
+    for digits; for photos (stored 8 pixels larger than they are seen, e.g. 72 for 64) a
+    random crop and a flip, or the centre crop without a generator."""
     if kind == "gray":
         x = images_uint8.float().unsqueeze(1) / 255
         x = augment_digits(x, gen) if gen is not None else x
         return (x - MNIST_MEAN) / MNIST_STD
+    size = images_uint8.shape[-1] - 8
     if gen is not None:
         n = len(images_uint8)
         dx, dy = torch.randint(0, 9, (2, n), generator=gen)
-        x = torch.stack([images_uint8[i, :, dy[i]:dy[i] + 64, dx[i]:dx[i] + 64] for i in range(n)])
+        x = torch.stack([images_uint8[i, :, dy[i]:dy[i] + size, dx[i]:dx[i] + size] for i in range(n)])
         flip = torch.rand(n, generator=gen) < 0.5
         x[flip] = x[flip].flip(3)
     else:
-        x = images_uint8[:, :, 4:68, 4:68]
+        x = images_uint8[:, :, 4:4 + size, 4:4 + size]
     return cifar10_models.normalize(x)
 
 
@@ -228,8 +230,8 @@ def run_digits(args, device) -> dict:
 
 def run_ants(args, device) -> dict:
     start = time.perf_counter()
-    train = data.hymenoptera("train", 72, root=args.data_dir)
-    val = data.hymenoptera("val", 72, root=args.data_dir)
+    train = data.hymenoptera("train", args.ants_size + 8, root=args.data_dir)
+    val = data.hymenoptera("val", args.ants_size + 8, root=args.data_dir)
     if args.limit:
         train, val = (train[0][:args.limit], train[1][:args.limit]), (val[0][:args.limit], val[1][:args.limit])
     name = "transfer/ants"
@@ -245,7 +247,8 @@ def run_ants(args, device) -> dict:
         models[strategy] = model
         tqdm.write(f"ants {strategy}: {curves[strategy]}")
     table = size_study(args.ants_backbone, train, val, SIZES["ants"], args.steps, args.repeats, args, device, batch_size=32)
-    metrics = {"experiment": f"{args.ants_backbone} features -> ants vs bees (64x64)", "backbone": args.ants_backbone,
+    metrics = {"experiment": f"{args.ants_backbone} features -> ants vs bees ({args.ants_size}x{args.ants_size})",
+               "backbone": args.ants_backbone, "image_size": args.ants_size,
                "val_accuracy_per_epoch": curves, "epochs": args.curve_epochs, "examples_per_class": table,
                "steps": args.steps, "repeats": args.repeats, "train_images": len(train[1]), "val_images": len(val[1]),
                "finetune_val_accuracy": curves["finetune"][-1],
@@ -262,8 +265,9 @@ def main(argv=None):
     parser.add_argument("--steps", type=int, default=100, help="training steps per run of the size study")
     parser.add_argument("--repeats", type=int, default=3, help="random draws of the examples per size")
     parser.add_argument("--curve-epochs", type=int, default=15, help="epochs of the ants-vs-bees curves")
-    parser.add_argument("--ants-backbone", default="cifar10_vgg", choices=[b for b in BACKBONES if BACKBONES[b][4] == "rgb"],
+    parser.add_argument("--ants-backbone", default="cifar10_resnet20", choices=[b for b in BACKBONES if BACKBONES[b][4] == "rgb"],
                         help="the CIFAR-10 network whose features the ants-vs-bees runs reuse")
+    parser.add_argument("--ants-size", type=int, default=64, help="ants-vs-bees images are seen at this size")
     parser.add_argument("--pretrain-epochs", type=int, default=4, help="epochs of the digits 0-4 backbone")
     add_run_arguments(parser)
     args = parse_run_arguments(parser, argv)
