@@ -205,6 +205,10 @@ def model_card(model: str) -> str:
                  f"{m['real_mnist_reference']['frechet_distance_lenet_test_half_vs_half']:.1f}; not Inception FID).")
         if "requested_digit_accuracy" in m:
             text += f" The requested digit comes out **{m['requested_digit_accuracy']:.1%}** of the time."
+    if "frechet_distance_cifar10_vgg" in m:
+        text += (f"Frechet distance between {m['samples']:,} samples and the LFW faces, in the features of the "
+                 f"project's CIFAR-10 VGG (not Inception FID): **{m['frechet_distance_cifar10_vgg']:.1f}** (half of "
+                 f"LFW against the other half: {m['real_lfw_reference']['frechet_distance_cifar10_vgg_half_vs_half']:.1f}). ")
     return text + f" Reproduce: `{m['command']}`"
 
 

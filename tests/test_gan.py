@@ -122,3 +122,14 @@ def test_committed_bootcamp_gan_is_measured():
     result = run_cli("train.gan", "--model", "bootcamp", "--eval")["bootcamp"]
     assert result["samples"] == 10000 and abs(sum(result["digit_shares"]) - 1) < 1e-3
     assert result["confident_share"] > 0.5
+
+
+def test_face_features_and_their_frechet_distance():
+    from demos import gan
+    from train.gan import face_features
+    faces = torch.from_numpy(gan.sample("faces", 0, n=64)).permute(0, 3, 1, 2)
+    feats = face_features(faces)
+    assert feats.shape == (64, 256) and np.isfinite(feats).all()
+    noise = torch.randint(0, 256, faces.shape, dtype=torch.uint8, generator=torch.Generator().manual_seed(0))
+    # faces are nearer other samples of faces than to noise
+    assert frechet_distance(feats[:32], feats[32:]) < frechet_distance(feats, face_features(noise))
