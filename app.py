@@ -13,7 +13,7 @@ os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 import gradio as gr  # noqa: E402
 
 # One line per tab: the module in demos/ that lays it out. Adding a tab adds a line here.
-TABS = ["fizzbuzz", "mnist", "gan", "vae", "cifar10", "transfer", "text_classification"]
+TABS = ["fizzbuzz", "mnist", "gan", "vae", "cifar10", "transfer", "text_classification", "speech", "translation"]
 
 
 def build_app(tabs=None) -> gr.Blocks:

@@ -201,6 +201,78 @@ def square(image, size: int):
     return image.crop((left, top, left + side, top + side)).resize((size, size), Image.Resampling.LANCZOS)
 
 
+FSDD_SPEAKERS = ("george", "jackson", "lucas", "nicolas", "theo", "yweweler")
+FSDD_URL = "https://github.com/Jakobovski/free-spoken-digit-dataset/archive/refs/tags/v1.0.10.tar.gz"
+
+
+def fsdd(root=None, download: bool = True):
+    """The Free Spoken Digit Dataset: 3,000 recordings of one spoken digit each (8 kHz mono,
+    16 bit), 50 of every digit by each of FSDD_SPEAKERS. Returns (waves: list of int16
+    arrays, digits (N,) int64, speakers (N,) str, takes (N,) int64) in file-name order,
+    cached as one .npz (every recording end to end, and where each starts). With
+    download=False a missing copy raises FileNotFoundError instead of being fetched."""
+    dest = data_dir(root) / "fsdd"
+    cache = dest / "recordings.npz"
+    if not cache.exists():
+        mirror = mirror_dir()
+        if mirror is not None:
+            folder = mirror / "fsdd" / "recordings"
+        elif download or (dest / "recordings").exists():
+            folder = _fsdd_download(dest)
+        else:
+            raise FileNotFoundError(f"No FSDD recordings in {dest} (and DLP_DATA_MIRROR is not set).")
+        paths = sorted(folder.glob("*.wav"))
+        if len(paths) != 3000:
+            raise RuntimeError(f"Expected the 3,000 FSDD recordings in {folder}, found {len(paths)}.")
+        waves = [_read_wav16(path) for path in paths]
+        digit, speaker, take = zip(*(path.stem.split("_") for path in paths))
+        dest.mkdir(parents=True, exist_ok=True)
+        np.savez(cache, samples=np.concatenate(waves), starts=np.cumsum([0] + [len(w) for w in waves]),
+                 digits=np.array(digit, dtype=np.int64), speakers=np.array(speaker), takes=np.array(take, dtype=np.int64))
+    with np.load(cache, allow_pickle=False) as f:
+        samples, starts = f["samples"], f["starts"]
+        waves = [samples[a:b] for a, b in zip(starts[:-1], starts[1:])]
+        return waves, f["digits"], f["speakers"], f["takes"]
+
+
+def _read_wav16(path: Path) -> np.ndarray:
+    """The samples of a mono 16-bit 8 kHz WAV file (the format every FSDD recording has)."""
+    import wave
+
+    with wave.open(str(path), "rb") as w:
+        if (w.getsampwidth(), w.getnchannels(), w.getframerate()) != (2, 1, 8000):
+            raise ValueError(f"{path} is not mono 16-bit 8 kHz audio")
+        return np.frombuffer(w.readframes(w.getnframes()), dtype="<i2").astype(np.int16)
+
+
+def _fsdd_download(dest: Path) -> Path:
+    """Download the tagged FSDD release from its GitHub repository and keep its recordings/."""
+    import shutil
+    import tarfile
+    import urllib.request
+
+    folder = dest / "recordings"
+    if folder.exists() and len(list(folder.glob("*.wav"))) == 3000:
+        return folder
+    dest.mkdir(parents=True, exist_ok=True)
+    tarball = dest / "fsdd.tar.gz"
+    try:
+        with urllib.request.urlopen(FSDD_URL, timeout=60) as response, tarball.open("wb") as out:
+            shutil.copyfileobj(response, out)
+    except OSError as e:
+        raise RuntimeError(f"Could not download FSDD into {dest}. Offline? Point DLP_DATA_MIRROR at a copy laid "
+                           "out like ../shared/data.") from e
+    folder.mkdir(exist_ok=True)
+    with tarfile.open(tarball) as tar:
+        for member in tar.getmembers():
+            parts = Path(member.name).parts
+            if member.isfile() and len(parts) == 3 and parts[1] == "recordings" and member.name.endswith(".wav"):
+                member.name = parts[2]
+                tar.extract(member, folder, filter="data")
+    tarball.unlink()
+    return folder
+
+
 THUCNEWS_CLASSES = ("finance", "realty", "stocks", "education", "science", "society", "politics", "sports", "game",
                     "entertainment")
 THUCNEWS_CLASSES_ZH = ("财经", "房产", "股票", "教育", "科技", "社会", "时政", "体育", "游戏", "娱乐")
@@ -248,3 +320,46 @@ def _thucnews_download(split: str, root=None) -> Path:
         for name, rows in (("train", train), ("val", val), ("test", raw["test"])):
             (dest / f"{name}.tsv").write_text("".join(f"{THUCNEWS_CLASSES[int(y)]}\t{t}\n" for t, y in rows), encoding="utf-8")
     return dest / f"{split}.tsv"
+
+
+MULTI30K_URL = "https://raw.githubusercontent.com/multi30k/dataset/master/data/task1/raw/"
+MULTI30K_FILES = {"train": "train", "val": "val", "test": "test_2016_flickr"}
+
+
+def multi30k(split: str = "train", root=None) -> tuple[list[str], list[str]]:
+    """Multi30K task 1 (Elliott et al. 2016), raw cased text: (english, german), one
+    image caption and its translation per item. Splits: train (29,000), val (1,014),
+    test (test_2016_flickr, 1,000)."""
+    if split not in MULTI30K_FILES:
+        raise ValueError(f"split must be one of {list(MULTI30K_FILES)}, not {split!r}")
+    mirror = mirror_dir()
+    folder = mirror / "multi30k" if mirror is not None else _multi30k_download(split, root)
+    english, german = (_read_lines(folder / f"{MULTI30K_FILES[split]}.{lang}.gz") for lang in ("en", "de"))
+    if len(english) != len(german):
+        raise RuntimeError(f"Multi30K {split}: {len(english)} English lines but {len(german)} German ones")
+    return english, german
+
+
+def _read_lines(path: Path) -> list[str]:
+    with gzip.open(path, "rt", encoding="utf-8") as f:
+        return [line.rstrip("\n").strip() for line in f]
+
+
+def _multi30k_download(split: str, root=None) -> Path:
+    """Fetch the split's two gzipped files from the dataset's public repository, once."""
+    import urllib.request
+
+    dest = data_dir(root) / "multi30k"
+    dest.mkdir(parents=True, exist_ok=True)
+    for lang in ("en", "de"):
+        name = f"{MULTI30K_FILES[split]}.{lang}.gz"
+        if not (dest / name).exists():
+            try:
+                with urllib.request.urlopen(MULTI30K_URL + name, timeout=60) as f:
+                    raw = f.read()
+            except OSError as e:
+                raise RuntimeError("Could not download Multi30K. Offline? Point DLP_DATA_MIRROR at a copy laid "
+                                   "out like ../shared/data.") from e
+            (dest / f"{name}.tmp").write_bytes(raw)
+            os.replace(dest / f"{name}.tmp", dest / name)
+    return dest

@@ -171,3 +171,50 @@ def test_text_classification_endpoint(client):
     assert highlighted  # characters with their weights
     *labels, highlighted, note = client.predict("   ！！", "textcnn", api_name="/text_classify")
     assert "punctuation" in note and not labels[0]
+
+
+@pytest.mark.skipif(not (REPO / "checkpoints" / "speech" / "model.safetensors").exists(),
+                    reason="speech checkpoint not committed yet")
+def test_speech_endpoints(client, tmp_path):
+    import numpy as np
+    import scipy.signal
+    import soundfile
+
+    from train.speech import build_utterance, load_clips
+
+    # "four one nine" by a training speaker's validation takes, as a 48 kHz stereo upload
+    wave = build_utterance(load_clips()["val"], [4, 1, 9], np.random.default_rng(7))
+    path = tmp_path / "digits.wav"
+    soundfile.write(path, np.stack([scipy.signal.resample_poly(wave, 6, 1)] * 2, axis=1), 48000)
+    transcript, digits, spectrogram, alignment, note = client.predict(handle_file(str(path)),
+                                                                      api_name="/speech_transcribe")
+    assert transcript == "four one nine" and digits == "419"
+    assert spectrogram and alignment
+    silence = tmp_path / "silence.wav"
+    soundfile.write(silence, np.zeros(16000, np.int16), 8000)
+    transcript, digits, spectrogram, alignment, note = client.predict(handle_file(str(silence)),
+                                                                      api_name="/speech_transcribe")
+    assert transcript == "" and "silence" in note
+    notes = tmp_path / "notes.wav"
+    notes.write_text("this is not audio")
+    with pytest.raises(Exception, match="Could not read"):
+        client.predict(handle_file(str(notes)), api_name="/speech_transcribe")
+    sound, said = client.predict(api_name="/speech_random_example")
+    assert os.path.exists(sound) and "Said" in said
+
+
+TRANSLATION_CHECKPOINT = REPO / "checkpoints" / "translation" / "model.safetensors"
+
+
+@pytest.mark.skipif(not TRANSLATION_CHECKPOINT.exists(),
+                    reason="no translation checkpoint committed yet (train it with `python -m train.translation`)")
+def test_translation_endpoints(client):
+    german, note, attention, steps = client.predict("A man in a blue shirt is standing on a ladder cleaning windows.",
+                                                    4, 0.6, "cross", api_name="/translation_translate")
+    assert "Mann" in german and note == ""
+    assert attention is not None and steps["data"][-1][1] == "</s>"
+    assert client.predict("A dog runs.", 1, 0.6, "encoder", api_name="/translation_attention") is not None
+    with pytest.raises(Exception, match="punctuation"):
+        client.predict("  ?! ...", 4, 0.6, "cross", api_name="/translation_translate")
+    german, note, *_ = client.predict("A dog runs. " * 500, 1, 0.6, "cross", api_name="/translation_translate")
+    assert "first 20" in note and german  # still up, and says what it left out

@@ -1,0 +1,254 @@
+"""English to German with a Transformer written from scratch: type English, get German
+(beam search by default), and look inside: where each German token looked in the English
+(cross-attention, per layer and head), how the English tokens look at each other, and the
+candidates the decoder weighed at every step."""
+import functools
+import re
+import unicodedata
+
+import gradio as gr
+import matplotlib.pyplot as plt
+import numpy as np
+import sentencepiece as spm
+import torch
+
+from core import checkpoints
+from core.ui import BadInput, curves, user_errors
+from models.translation import BOS, EOS, NEVER_GENERATED, Transformer, beam_search, greedy_decode, positional_encoding
+from train.translation import COMMAND, NAME, inverse_sqrt
+
+TITLE = "Translation (Transformer)"
+# The first four are the seed's sample sentences (from the Multi30K training split).
+EXAMPLES = [
+    "A group of people stand in front of an igloo.",
+    "A man in a blue shirt is standing on a ladder cleaning windows.",
+    "Two young, White males are outside near many bushes.",
+    "A little girl climbing into a wooden playhouse.",
+    "Two dogs are playing with a red ball in the snow.",
+    "A woman is riding a bicycle down a busy street.",
+]
+MAX_SENTENCES, MAX_CHARS = 20, 1000  # longer text: the first sentences within both limits, with a note
+MAX_SOURCE_TOKENS = 100  # a longer "sentence" (no full stops) is cut here; Multi30K's longest has 55
+MAX_BEAM = 8
+TOP_K = 5
+KINDS = {"cross": "Cross-attention (German token looks at English)", "encoder": "Encoder self-attention (English)",
+         "decoder": "Decoder self-attention (German, masked)"}
+
+
+@functools.cache
+def load():
+    model = checkpoints.load(Transformer, NAME, COMMAND)
+    return model, spm.SentencePieceProcessor(model_file=str(checkpoints.find(NAME) / "spm.model"))
+
+
+def split_sentences(text: str) -> tuple[list[str], str]:
+    """Sentences (split after . ! ? and at line breaks) within MAX_SENTENCES and MAX_CHARS,
+    and a note when some were left out."""
+    if not isinstance(text, str) or not any(unicodedata.category(c)[0] in "LN" for c in text):
+        raise BadInput("Type an English sentence first: this has only spaces, punctuation or symbols.")
+    sentences = [s.strip() for s in re.split(r"(?<=[.!?])\s+|\n+", text.strip()) if s.strip()]
+    sentences = [s for s in sentences if any(unicodedata.category(c)[0] in "LN" for c in s)]
+    kept, used = [], 0
+    for s in sentences[:MAX_SENTENCES]:
+        if used + len(s) > MAX_CHARS:
+            if not kept:  # one huge sentence: its first MAX_CHARS characters, at a word boundary
+                kept.append(s[:MAX_CHARS].rsplit(" ", 1)[0] or s[:MAX_CHARS])
+            break
+        kept.append(s)
+        used += len(s)
+    note, limit = "", f"(the limit is {MAX_SENTENCES} sentences and {MAX_CHARS:,} characters)"
+    if len(kept) < len(sentences):
+        note = f"Only the first {len(kept)} of {len(sentences)} sentences were translated {limit}. "
+    elif len(kept[0]) < len(sentences[0]):
+        note = f"Only the first {len(kept[0]):,} characters were translated {limit}. "
+    if not re.search(r"[A-Za-z]", "".join(kept)):
+        note += "The model learned from English image captions; this has no English letters, so the answer means little. "
+    return kept, note
+
+
+def _check_options(beam_size, alpha) -> tuple[int, float]:
+    if beam_size is None or float(beam_size) != int(beam_size) or not 1 <= int(beam_size) <= MAX_BEAM:
+        raise BadInput(f"The beam size must be a whole number from 1 to {MAX_BEAM}, not {beam_size!r}.")
+    if alpha is None or not 0 <= float(alpha) <= 2:
+        raise BadInput(f"The length penalty alpha must be from 0 to 2, not {alpha!r}.")
+    return int(beam_size), float(alpha)
+
+
+def decode(sentences: list[str], beam_size: int = 4, alpha: float = 0.6) -> tuple[list[list[int]], list[list[int]], str]:
+    """(source ids with EOS, output ids without BOS/EOS, note) per sentence."""
+    model, sp = load()
+    sources, note = [], ""
+    for ids in sp.encode(sentences):
+        if len(ids) > MAX_SOURCE_TOKENS - 1:
+            ids, note = ids[:MAX_SOURCE_TOKENS - 1], f"A very long sentence was cut to its first {MAX_SOURCE_TOKENS} tokens. "
+        sources.append(ids + [EOS])
+    with torch.inference_mode():
+        outputs = [beam_search(model, torch.tensor([s]), beam_size, alpha) if beam_size > 1
+                   else greedy_decode(model, torch.tensor([s]))[0] for s in sources]
+    return sources, outputs, note
+
+
+def translate_with_note(text: str, beam_size: int = 4, alpha: float = 0.6) -> tuple[str, str]:
+    """(German, a note for the user: what was left out, or why the answer means little)."""
+    beam_size, alpha = _check_options(beam_size, alpha)
+    sentences, note = split_sentences(text)
+    _, outputs, cut = decode(sentences, beam_size, alpha)
+    _, sp = load()
+    return " ".join(g for g in sp.decode(outputs) if g), (note + cut).strip()
+
+
+def translate(text: str, beam_size: int = 4) -> str:
+    """German for English text, sentence by sentence (beam search, GNMT length penalty 0.6)."""
+    return translate_with_note(text, beam_size)[0]
+
+
+def pieces(sp, ids: list[int]) -> list[str]:
+    return [sp.id_to_piece(i).replace("\u2581", "_") for i in ids]
+
+
+def inspect(source: list[int], output: list[int]) -> dict:
+    """One teacher-forced pass over a finished translation: every layer's attention weights
+    and, at each decoding step, the TOP_K next-token candidates with probabilities."""
+    model, sp = load()
+    src = torch.tensor([source])  # (1, S)
+    tgt_in = torch.tensor([[BOS] + output])  # (1, T): BOS, then the chosen tokens
+    attention = {}
+    with torch.inference_mode():
+        logits = model(src, tgt_in, attention)[0].float()  # (T, vocab)
+        logits[:, NEVER_GENERATED] = float("-inf")  # as the decoder saw them
+        probs = logits.softmax(-1)
+        top_p, top_i = probs.topk(TOP_K, dim=-1)  # (T, k)
+    chosen = output + [EOS]
+    steps = [[t + 1, sp.id_to_piece(chosen[t]) if chosen[t] != EOS else "</s>", f"{probs[t, chosen[t]]:.3f}"]
+             + [f"{sp.id_to_piece(i) if i != EOS else '</s>'}  {p:.3f}" for i, p in zip(top_i[t].tolist(), top_p[t].tolist())]
+             for t in range(len(chosen))]
+    return {"source": pieces(sp, source[:-1]) + ["</s>"], "target_in": ["<s>"] + pieces(sp, output),
+            "target_out": pieces(sp, output) + ["</s>"], "steps": steps,
+            **{k: torch.stack([w[0] for w in v]).numpy() for k, v in attention.items()}}  # (layers, heads, rows, cols)
+
+
+def attention_figure(view: dict, kind: str = "cross"):
+    """Every layer (rows) and head (columns) of one kind of attention as heat maps."""
+    weights = view[kind]
+    rows, cols = {"cross": (view["target_out"], view["source"]), "encoder": (view["source"], view["source"]),
+                  "decoder": (view["target_out"], view["target_in"])}[kind]
+    layers, heads = weights.shape[:2]
+    cell = max(2.4, 0.22 * max(len(rows), len(cols)))
+    fig, axes = plt.subplots(layers, heads, figsize=(cell * heads, cell * layers), squeeze=False)
+    for layer in range(layers):
+        for head in range(heads):
+            ax = axes[layer, head]
+            ax.imshow(weights[layer, head], cmap="viridis", vmin=0, vmax=1, aspect="auto")
+            ax.set_title(f"layer {layer + 1}, head {head + 1}", fontsize=8)
+            ax.set_xticks(range(len(cols)), cols, rotation=90, fontsize=6)
+            ax.set_yticks(range(len(rows)), rows, fontsize=6)
+    fig.suptitle(KINDS[kind] + " (rows: queries, columns: keys)")
+    fig.tight_layout()
+    return fig
+
+
+def positional_encoding_figure(length: int = 60, dim: int = 256):
+    pe = positional_encoding(length, dim).numpy()
+    fig, (left, right) = plt.subplots(1, 2, figsize=(10, 3.4))
+    left.imshow(pe.T, cmap="RdBu", aspect="auto", vmin=-1, vmax=1)
+    left.set_xlabel("position")
+    left.set_ylabel("dimension")
+    left.set_title("Sinusoidal positional encoding")
+    for d in (0, 2, 8, 32, 128):
+        right.plot(pe[:, d], label=f"dim {d}")
+    right.set_xlabel("position")
+    right.set_title("sin(pos / 10000^(d/256)): slower waves in higher dimensions")
+    right.legend(fontsize=7)
+    fig.tight_layout()
+    return fig
+
+
+def schedule_figure(metrics: dict):
+    hp = metrics.get("hyperparameters", {})
+    lr, warmup = hp.get("lr", 1e-3), hp.get("warmup", 800)
+    total = sum(h["steps"] for h in metrics.get("history", [])) or 10 * 238  # the default run's steps
+    steps = np.arange(1, total + 1)
+    fig, ax = plt.subplots(figsize=(5, 3.2))
+    ax.plot(steps, [lr * inverse_sqrt(int(s), warmup) for s in steps])
+    ax.axvline(warmup, color="grey", linestyle=":", label=f"warmup ends (step {warmup})")
+    ax.set_xlabel("optimizer step")
+    ax.set_ylabel("learning rate")
+    ax.set_title("Linear warmup, then 1/sqrt(step)")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def model_card() -> tuple[str, object]:
+    m = checkpoints.load_metrics(NAME)
+    if not m:
+        return f"Not trained yet: run `{COMMAND}`.", None
+    hp = m["hyperparameters"]
+    beam = f"beam{hp['beam_size']}"
+    text = (f"**Test (test_2016_flickr, {m['test_sentences']:,} sentences)**: sacreBLEU **{m[f'test_bleu_{beam}']}** "
+            f"with beam search ({hp['beam_size']} beams, length penalty {hp['alpha']}), {m['test_bleu_greedy']} greedy; "
+            f"chrF {m[f'test_chrf_{beam}']} / {m['test_chrf_greedy']}. {hp['layers']}+{hp['layers']} layers, "
+            f"d_model {hp['d_model']}, {hp['heads']} heads, {m['parameters']:,} parameters, a {m['vocab_size']:,}-piece "
+            f"joint BPE vocabulary; trained {hp['epochs']} epochs in {m['train_wall_time_s'] / 60:.0f} min on "
+            f"{m['device']}; kept: {m['chosen']} (validation BLEU {m['val_bleu_greedy']}). Reproduce: `{m['command']}`")
+    return text, curves(m["history"], {"loss": ["train_loss", "val_loss"], "BLEU": ["val_bleu"]},
+                        "Label-smoothed loss and greedy validation BLEU per epoch")
+
+
+def translate_tab(text: str, beam_size: int = 4, alpha: float = 0.6, kind: str = "cross"):
+    """The tab's action: German, a note, the first sentence's attention maps and steps."""
+    beam_size, alpha = _check_options(beam_size, alpha)
+    sentences, note = split_sentences(text)
+    sources, outputs, cut = decode(sentences, beam_size, alpha)
+    _, sp = load()
+    view = inspect(sources[0], outputs[0])
+    if len(sentences) > 1:
+        note += "The attention maps and decoding steps are for the first sentence. "
+    return (" ".join(g for g in sp.decode(outputs) if g), (note + cut).strip(),
+            attention_figure(view, kind), view["steps"])
+
+
+def attention_tab(text: str, beam_size: int = 4, alpha: float = 0.6, kind: str = "cross"):
+    if not text or not text.strip():  # switching the view before typing anything
+        return None
+    beam_size, alpha = _check_options(beam_size, alpha)
+    sentences, _ = split_sentences(text)
+    sources, outputs, _ = decode(sentences[:1], beam_size, alpha)
+    return attention_figure(inspect(sources[0], outputs[0]), kind)
+
+
+def build():
+    gr.Markdown("Type English; a Transformer written from scratch in this project (`models/translation.py`) and "
+                "trained here on the 29,000 image captions of Multi30K answers in German. Below the answer: where "
+                "each German token looked in the English, and the candidates it weighed at every step. It knows "
+                "the world of photo captions (people, dogs, streets, sports), not news or chat.")
+    card, history_fig = model_card()
+    with gr.Row():
+        with gr.Column(scale=3):
+            text = gr.Textbox(label="English", lines=3, max_length=10_000, elem_id="translation-input",
+                              placeholder=EXAMPLES[0])
+            with gr.Row():
+                beam = gr.Slider(1, MAX_BEAM, value=4, step=1, label="Beam size (1 = greedy)")
+                alpha = gr.Slider(0.0, 2.0, value=0.6, step=0.1, label="Length penalty alpha")
+            go = gr.Button("Translate", variant="primary")
+        with gr.Column(scale=3):
+            german = gr.Textbox(label="German", lines=3, interactive=False, elem_id="translation-output")
+            note = gr.Markdown(card if history_fig is None else "", elem_id="translation-note")
+    gr.Examples([[e] for e in EXAMPLES], inputs=[text], label="Examples (the first four from the seed)",
+                api_name="translation_example")
+    kind = gr.Radio([(label, k) for k, label in KINDS.items()], value="cross", label="Attention to show")
+    attention_plot = gr.Plot(label="Attention weights, every layer and head")
+    steps = gr.Dataframe(headers=["step", "chosen", "p(chosen)", *[f"top {i + 1}" for i in range(TOP_K)]],
+                         interactive=False, label="Decoding step by step: the candidates and their probabilities "
+                         "(with beam search the chosen token need not be the top one)")
+    with gr.Accordion("How it works and how it learned", open=False):
+        gr.Markdown(card)
+        with gr.Row():
+            gr.Plot(positional_encoding_figure(), label="Positional encodings")
+            gr.Plot(schedule_figure(checkpoints.load_metrics(NAME)), label="Learning-rate schedule")
+        gr.Plot(history_fig, label="Training curves")
+
+    gr.on([go.click, text.submit], user_errors(translate_tab), inputs=[text, beam, alpha, kind],
+          outputs=[german, note, attention_plot, steps], api_name="translation_translate")
+    kind.change(user_errors(attention_tab), inputs=[text, beam, alpha, kind], outputs=attention_plot,
+                api_name="translation_attention")
