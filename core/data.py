@@ -228,7 +228,8 @@ def fsdd(root=None, download: bool = True):
         digit, speaker, take = zip(*(path.stem.split("_") for path in paths))
         dest.mkdir(parents=True, exist_ok=True)
         np.savez(cache, samples=np.concatenate(waves), starts=np.cumsum([0] + [len(w) for w in waves]),
-                 digits=np.array(digit, dtype=np.int64), speakers=np.array(speaker), takes=np.array(take, dtype=np.int64))
+                 digits=np.array(digit, dtype=np.int64), speakers=np.array(speaker),
+                 takes=np.array(take, dtype=np.int64))
     with np.load(cache, allow_pickle=False) as f:
         samples, starts = f["samples"], f["starts"]
         waves = [samples[a:b] for a, b in zip(starts[:-1], starts[1:])]

@@ -97,10 +97,9 @@ def resample(wave: np.ndarray, rate: int) -> np.ndarray:
 def no_speech(wave: np.ndarray) -> str:
     """Why there is nothing to transcribe ("" if there may be speech): silence, or noise so
     steady that no frame stands out (speech always rises and falls)."""
-    frame, hop = 200, 80
-    if len(wave) < frame:
-        return "The recording is too short to hold a digit." if len(wave) < SAMPLE_RATE // 10 else ""
-    frames = np.lib.stride_tricks.sliding_window_view(wave, frame)[::hop]  # (n, 200)
+    if len(wave) < SAMPLE_RATE // 10:
+        return "The recording is shorter than 0.1 s: too short to hold a digit."
+    frames = np.lib.stride_tricks.sliding_window_view(wave, 200)[::80]  # (n, 200): 25 ms every 10 ms
     energy = 10 * np.log10((frames.astype(np.float64) ** 2).mean(axis=1) + 1e-12)
     if energy.max() < SILENCE_DBFS:
         return "Only silence: nothing to transcribe."
@@ -112,7 +111,7 @@ def no_speech(wave: np.ndarray) -> str:
 def recognise(wave: np.ndarray, beam: int = BEAM):
     """(transcript, attention weights (steps, listener frames), character ids) for an 8 kHz wave."""
     model = load_model()
-    feats = features(torch.from_numpy(wave))[None]  # (1, T, n_mels)
+    feats = features(torch.from_numpy(wave), model.n_mels)[None]  # (1, T, n_mels)
     lengths = torch.tensor([feats.shape[1]])
     max_len = 12 + int(15 * len(wave) / SAMPLE_RATE)  # about 12 characters a second, with room to spare
     with torch.inference_mode():

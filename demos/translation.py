@@ -103,7 +103,8 @@ def translate(text: str, beam_size: int = 4) -> str:
 
 
 def pieces(sp, ids: list[int]) -> list[str]:
-    return [sp.id_to_piece(i).replace("\u2581", "_") for i in ids]
+    """Token labels: SentencePiece's word-start mark shown as _, EOS as </s>."""
+    return ["</s>" if i == EOS else sp.id_to_piece(i).replace("\u2581", "_") for i in ids]
 
 
 def inspect(source: list[int], output: list[int]) -> dict:
@@ -119,11 +120,11 @@ def inspect(source: list[int], output: list[int]) -> dict:
         probs = logits.softmax(-1)
         top_p, top_i = probs.topk(TOP_K, dim=-1)  # (T, k)
     chosen = output + [EOS]
-    steps = [[t + 1, sp.id_to_piece(chosen[t]) if chosen[t] != EOS else "</s>", f"{probs[t, chosen[t]]:.3f}"]
-             + [f"{sp.id_to_piece(i) if i != EOS else '</s>'}  {p:.3f}" for i, p in zip(top_i[t].tolist(), top_p[t].tolist())]
+    steps = [[t + 1, pieces(sp, [chosen[t]])[0], f"{probs[t, chosen[t]]:.3f}"]
+             + [f"{label}  {p:.3f}" for label, p in zip(pieces(sp, top_i[t].tolist()), top_p[t].tolist())]
              for t in range(len(chosen))]
-    return {"source": pieces(sp, source[:-1]) + ["</s>"], "target_in": ["<s>"] + pieces(sp, output),
-            "target_out": pieces(sp, output) + ["</s>"], "steps": steps,
+    return {"source": pieces(sp, source), "target_in": ["<s>"] + pieces(sp, output), "target_out": pieces(sp, chosen),
+            "steps": steps,
             **{k: torch.stack([w[0] for w in v]).numpy() for k, v in attention.items()}}  # (layers, heads, rows, cols)
 
 

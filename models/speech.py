@@ -2,9 +2,9 @@
 enough for a CPU: log-mel features, a pyramidal BiLSTM listener, dot-product attention
 and an LSTMCell speller over characters, with greedy and beam-search decoding.
 
-    feats, length = features(wave)                        # 8 kHz float wave -> (T, n_mels)
-    model = ListenAttendSpell()
-    hyps, alignments = model.greedy(feats[None], torch.tensor([length]))
+    feats = features(wave)                                 # 8 kHz float wave (S,) -> (T, n_mels)
+    model = ListenAttendSpell.from_pretrained("checkpoints/speech")
+    hyps, alignments = model.greedy(feats[None], torch.tensor([len(feats)]))
     text(hyps[0])                                          # "four one nine"
 """
 import math
@@ -113,9 +113,9 @@ def digits_to_text(digits) -> str:
     return " ".join(DIGIT_WORDS[int(d)] for d in digits)
 
 
-def text_to_digits(text: str) -> str:
+def text_to_digits(transcript: str) -> str:
     """"four one nine" -> "419"; a word that is no digit becomes "?"."""
-    return "".join(str(DIGIT_WORDS.index(w)) if w in DIGIT_WORDS else "?" for w in text.split())
+    return "".join(str(DIGIT_WORDS.index(w)) if w in DIGIT_WORDS else "?" for w in transcript.split())
 
 
 def encode(text: str) -> list[int]:
@@ -355,8 +355,8 @@ class ListenAttendSpell(nn.Module, PyTorchModelHubMixin):
     def beam_search(self, feats, lengths, beam: int = 4, max_len: int = 60):
         """Beam search, one utterance at a time, the beams of one utterance as a batch.
         Finished hypotheses are ranked by their mean log-probability per character, so that
-        longer strings are not penalised for their length. Same output as greedy(); with
-        beam=1 the same transcripts too."""
+        longer strings are not penalised for their length. Returns what greedy() returns
+        (with beam=1, the same transcripts)."""
         keys, values, mask = self.listen(feats, lengths)
         hyps, alignments = [], []
         for i in range(feats.shape[0]):

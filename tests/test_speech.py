@@ -49,7 +49,8 @@ def test_filterbank_has_no_empty_band():
 
 def test_features_are_normalised_and_ignore_loudness():
     rng = np.random.default_rng(0)
-    wave = torch.from_numpy((tone(300) + tone(1700, amplitude=0.2) + rng.normal(0, 0.01, SAMPLE_RATE)).astype(np.float32))
+    wave = tone(300) + tone(1700, amplitude=0.2) + rng.normal(0, 0.01, SAMPLE_RATE)
+    wave = torch.from_numpy(wave.astype(np.float32))
     feats = features(wave)
     torch.testing.assert_close(feats.mean(0), torch.zeros(N_MELS), atol=1e-4, rtol=0)
     torch.testing.assert_close(feats.std(0, correction=0), torch.ones(N_MELS), atol=1e-3, rtol=0)
@@ -148,8 +149,9 @@ def test_tiny_overfit_then_decode_greedy_and_beam():
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-2)
     for step in range(150):
         logits, _, digit_log_probs, listened = model(feats, lengths, targets)
-        loss = torch.nn.functional.cross_entropy(logits.reshape(-1, logits.shape[2]), targets.reshape(-1), ignore_index=0)
-        loss = loss + 0.3 * training.digit_ctc_loss(digit_log_probs, listened, strings)
+        loss = torch.nn.functional.cross_entropy(logits.reshape(-1, logits.shape[2]), targets.reshape(-1),
+                                                 ignore_index=0) + 0.3 * training.digit_ctc_loss(digit_log_probs,
+                                                                                                listened, strings)
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()
@@ -209,7 +211,7 @@ def test_speakers_are_split_as_documented():
     assert [len(c) for c in clips["train"]] == [225] * 10  # five speakers, takes 5-49
     assert [len(c) for c in clips["val"]] == [25] * 10  # five speakers, takes 0-4
     assert [len(c) for c in clips["test"]] == [50] * 10 and len(clips["test_raw"]) == 500  # theo, all of him
-    (string_waves, refs), (single_waves, words) = training.test_sets(clips)
+    (string_waves, refs), (single_waves, words) = training.held_out_sets(clips)
     assert len(refs) == 1000 and len(words) == 500 and words[0] == "zero"
 
 
@@ -312,6 +314,7 @@ def test_silence_and_steady_noise_are_an_empty_transcript():
     assert demo.transcribe((48000, noise)) == ""
     assert "noise" in demo.no_speech(demo.resample(noise, 48000))
     assert demo.no_speech(tone(500, 0.1) * np.hanning(800).astype(np.float32)) == ""  # a short burst may be speech
+    assert "too short" in demo.no_speech(tone(500, 0.05)) and demo.transcribe((8000, tone(500, 0.05))) == ""
 
 
 def test_missing_checkpoint_tells_which_command_to_run(monkeypatch):

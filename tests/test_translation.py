@@ -211,7 +211,8 @@ def test_translate_file(trained, tmp_path):
     result = run_cli("train.translation", "--translate-file", str(tmp_path / "in.txt"), "--out",
                      str(tmp_path / "out.txt"), "--checkpoint-dir", str(root), "--beam-size", "2")
     assert result["translated"] == 3
-    assert len((tmp_path / "out.txt").read_text(encoding="utf-8").splitlines()) == 3
+    lines = (tmp_path / "out.txt").read_text(encoding="utf-8").splitlines()
+    assert len(lines) == 3 and lines[1] == ""  # an empty line stays empty
 
 
 @pytest.fixture
@@ -268,3 +269,17 @@ def test_a_missing_checkpoint_says_what_to_run(monkeypatch, tmp_path):
         translation.translate("A dog runs.")
     assert "python -m train.translation" in translation.model_card()[0]
     translation.load.cache_clear()
+
+
+committed = (checkpoints.CHECKPOINTS / "translation" / "model.safetensors").exists()
+
+
+@pytest.mark.skipif(not committed, reason="no committed translation checkpoint yet")
+def test_committed_checkpoint_reproduces_its_bleu():
+    """--eval on all 1,000 test_2016_flickr sentences gives the BLEU and chrF recorded at training time."""
+    recorded = checkpoints.load_metrics("translation")
+    evaluated = run_cli("train.translation", "--eval")
+    assert evaluated["test_sentences"] == 1000
+    for key in ("test_bleu_greedy", "test_bleu_beam4", "test_chrf_greedy", "test_chrf_beam4"):
+        assert evaluated[key] == pytest.approx(recorded[key], abs=0.05), key
+    assert evaluated["test_bleu_beam4"] >= 35.0 and evaluated["test_bleu_beam4"] >= evaluated["test_bleu_greedy"]

@@ -147,16 +147,17 @@ def translate_sentences(model, sp, sentences: list[str], beam_size: int = 4, alp
     search (one sentence at a time)."""
     model.eval()
     ids = [s[:MAX_SENTENCE_TOKENS - 1] + [EOS] for s in sp.encode(sentences)]
-    outputs = [None] * len(ids)
+    outputs = [[] for _ in ids]
+    todo = [i for i, s in enumerate(sentences) if s.strip()]  # an empty line stays empty
     if beam_size == 1:
-        order = sorted(range(len(ids)), key=lambda i: len(ids[i]))
+        order = sorted(todo, key=lambda i: len(ids[i]))
         for start in range(0, len(order), batch_size):
             chunk = order[start:start + batch_size]
             for i, out in zip(chunk, greedy_decode(model, pad([ids[i] for i in chunk]).to(device))):
                 outputs[i] = out
     else:
-        for i, src in enumerate(ids):
-            outputs[i] = beam_search(model, torch.tensor([src], device=device), beam_size, alpha)
+        for i in todo:
+            outputs[i] = beam_search(model, torch.tensor([ids[i]], device=device), beam_size, alpha)
     return sp.decode(outputs)
 
 
