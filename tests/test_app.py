@@ -218,15 +218,3 @@ def test_translation_endpoints(client):
         client.predict("  ?! ...", 4, 0.6, "cross", api_name="/translation_translate")
     german, note, *_ = client.predict("A dog runs. " * 500, 1, 0.6, "cross", api_name="/translation_translate")
     assert "first 20" in note and german  # still up, and says what it left out
-
-
-@pytest.mark.skipif(not (REPO / "checkpoints" / "translation" / "model.safetensors").exists(),
-                    reason="translation checkpoint not committed yet")
-def test_translation_endpoint(client):
-    german, note, attention, steps = client.predict(
-        "A man in a blue shirt is standing on a ladder cleaning windows.", 4, 0.6, "cross",
-        api_name="/translation_translate")
-    assert "Mann" in german and "Leiter" in german, german
-    assert attention and len(steps["data"]) >= 5
-    with pytest.raises(Exception, match="English sentence"):
-        client.predict("   ", 4, 0.6, "cross", api_name="/translation_translate")

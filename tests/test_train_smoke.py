@@ -12,7 +12,7 @@ from core.data import REPO
 
 def run_cli(*args) -> dict:
     """Run `python -m <args>` as a user would; the last stdout line is a JSON object."""
-    result = subprocess.run([sys.executable, "-m", *args], cwd=REPO, capture_output=True, text=True, timeout=300)
+    result = subprocess.run([sys.executable, "-m", *args], cwd=REPO, capture_output=True, text=True, timeout=900)
     assert result.returncode == 0, result.stderr[-3000:]
     return json.loads(result.stdout.strip().splitlines()[-1])
 
@@ -60,11 +60,11 @@ def test_resume_with_other_settings_is_refused(tmp_path):
     command = ["train.fizzbuzz", "--epochs", "3", "--hidden", "32", "--checkpoint-dir", str(tmp_path)]
     run_cli(*command, "--stop-after", "1")
     result = subprocess.run([sys.executable, "-m", *command, "--resume", "--lr", "0.1"], cwd=REPO,
-                            capture_output=True, text=True, timeout=300)
+                            capture_output=True, text=True, timeout=900)
     assert result.returncode != 0 and "other settings" in result.stderr
 
 
 def test_limit_without_checkpoint_dir_is_refused():
     result = subprocess.run([sys.executable, "-m", "train.mnist", "--arch", "mlp", "--limit", "10"], cwd=REPO,
-                            capture_output=True, text=True, timeout=300)
+                            capture_output=True, text=True, timeout=900)
     assert result.returncode != 0 and "--checkpoint-dir" in result.stderr
