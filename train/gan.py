@@ -290,13 +290,13 @@ def run(args) -> dict:
 
 
 @torch.no_grad()
-def face_features(images_uint8: torch.Tensor, device="cpu", batch_size=500) -> np.ndarray:
+def face_features(images_uint8: torch.Tensor, device="cpu", batch_size=500, vgg=None) -> np.ndarray:
     """256-d features of (N, 3, 64, 64) uint8 faces from the project's CIFAR-10 VGG (global
     max-pooled last conv stage, at 32x32): no ImageNet Inception here, so a face Frechet
     distance uses the best image network the project trained itself."""
     from models.cifar10 import VGG, normalize
 
-    vgg = checkpoints.load(VGG, "cifar10/vgg", "python -m train.cifar10 --arch vgg", device)
+    vgg = vgg or checkpoints.load(VGG, "cifar10/vgg", "python -m train.cifar10 --arch vgg", device)
     out = []
     for i in range(0, len(images_uint8), batch_size):
         x = F.interpolate(images_uint8[i:i + batch_size].float(), size=32, mode="area").round().byte()
@@ -307,11 +307,13 @@ def face_features(images_uint8: torch.Tensor, device="cpu", batch_size=500) -> n
 def face_quality(generator, n: int, args, device) -> dict:
     """Frechet distance between n generated faces and the LFW faces, in CIFAR-10 VGG features,
     with two halves of LFW against each other as the reference."""
-    real = data.lfw_faces(64, root=args.data_dir)
-    real_feats = face_features(real, device)
+    from models.cifar10 import VGG
+
+    vgg = checkpoints.load(VGG, "cifar10/vgg", "python -m train.cifar10 --arch vgg", device)  # once for both sets
+    real_feats = face_features(data.lfw_faces(64, root=args.data_dir), device, vgg=vgg)
     fake = torch.from_numpy(generate(generator, noise(n, generator.latent_dim, seed=999), None, device)).permute(0, 3, 1, 2)
     half = len(real_feats) // 2
-    return {"samples": n, "frechet_distance_cifar10_vgg": frechet_distance(face_features(fake, device), real_feats),
+    return {"samples": n, "frechet_distance_cifar10_vgg": frechet_distance(face_features(fake, device, vgg=vgg), real_feats),
             "real_lfw_reference": {"frechet_distance_cifar10_vgg_half_vs_half": frechet_distance(real_feats[:half], real_feats[half:])}}
 
 
