@@ -13,21 +13,30 @@ os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 import gradio as gr  # noqa: E402
 
 # One line per tab: the module in demos/ that lays it out. Adding a tab adds a line here.
-TABS = ["fizzbuzz", "mnist", "gan", "vae", "cifar10", "transfer", "text_classification", "speech", "translation"]
+TABS = ["overview", "fizzbuzz", "mnist", "gan", "vae", "cifar10", "transfer", "text_classification", "speech", "translation"]
 
 
 def build_app(tabs=None) -> gr.Blocks:
     with gr.Blocks(title="Deep Learning Playground") as demo:
         gr.Markdown("# Deep Learning Playground\nClassic deep-learning experiments, trained by this "
                     "project's own scripts, running live. Every number shown was measured.")
-        for name in tabs or TABS:
-            module = importlib.import_module(f"demos.{name}")
-            with gr.Tab(module.TITLE, id=name):
-                try:
-                    module.build()
-                except Exception as e:  # one broken tab must not take the others down
-                    logging.exception("tab %s failed to build", name)
-                    gr.Markdown(f"**This tab failed to load:** `{type(e).__name__}: {e}`")
+        tabs = tabs or TABS
+        links = []  # (button, tab id) pairs a tab's build() returns, e.g. the Overview's
+        with gr.Tabs() as tab_bar:
+            for name in tabs:
+                module = importlib.import_module(f"demos.{name}")
+                with gr.Tab(module.TITLE, id=name, elem_id=f"tab-{name}"):
+                    try:
+                        links += module.build() or []
+                    except Exception as e:  # one broken tab must not take the others down
+                        logging.exception("tab %s failed to build", name)
+                        gr.Markdown(f"**This tab failed to load:** `{type(e).__name__}: {e}`")
+        for button, target in links:
+            if target in tabs:
+                button.click(lambda target=target: gr.Tabs(selected=target), outputs=tab_bar,
+                             api_name=f"open_{target}", api_visibility="private")
+            else:
+                button.visible = False  # that tab was not loaded (--tabs)
     demo.queue(default_concurrency_limit=2)
     return demo
 

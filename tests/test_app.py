@@ -1,46 +1,19 @@
 """Launch the app as a user does (`python app.py`) and call its endpoints with gradio_client."""
 import os
-import socket
-import subprocess
-import sys
-import time
-import urllib.request
 
 import pytest
 from gradio_client import Client, handle_file
 
+from apphelper import running_app
 from core.data import REPO
 
 EXAMPLES = REPO / "demos" / "examples" / "mnist"
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def client(tmp_path_factory):
-    port = free_port()
-    env = dict(os.environ, HF_HUB_OFFLINE="1", GRADIO_ANALYTICS_ENABLED="False")
-    log = tmp_path_factory.mktemp("app") / "server.log"
-    server = subprocess.Popen([sys.executable, "app.py", "--port", str(port)], cwd=REPO, env=env,
-                              stdout=log.open("w"), stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}/"
-    deadline = time.time() + 90
-    while True:
-        try:
-            urllib.request.urlopen(url, timeout=2)
-            break
-        except OSError:
-            if server.poll() is not None or time.time() > deadline:
-                server.kill()
-                pytest.fail("app did not start:\n" + log.read_text()[-3000:])
-            time.sleep(0.5)
-    yield Client(url, verbose=False)
-    server.terminate()
-    server.wait(timeout=30)
+    with running_app(tmp_path_factory.mktemp("app") / "server.log") as url:
+        yield Client(url, verbose=False)
 
 
 def sketch(path):
