@@ -12,10 +12,10 @@ from safetensors.numpy import load_file
 from core import checkpoints
 from core.ui import BadInput, user_errors
 from models.gan import MODELS
-from train.gan import checkpoint_name, generate, noise
+from train.gan import checkpoint_name, generate, noise, to_uint8
 
 TITLE = "GANs"
-LABELS = {"bootcamp": "Bootcamp MLP GAN (Maxout D)", "dcgan": "DCGAN (digits)",
+LABELS = {"bootcamp": "Bootcamp MLP GAN (Maxout D)", "dcgan": "DCGAN (digits, self-conditioned on pixel clusters)",
           "cdcgan": "Conditional DCGAN (ask for a digit)", "faces": "DCGAN (64x64 faces, LFW)"}
 MAX_SAMPLES = 256
 MAX_SEED = 2 ** 31 - 1
@@ -28,16 +28,20 @@ def models() -> list[str]:
     return list(MODELS)
 
 
-@functools.cache
-def load_generator(model: str):
+def _check_model(model) -> str:
     if model not in MODELS:
         raise BadInput(f"Unknown model {model!r}; choose one of {models()}.")
-    gen_cls, _, _, _, _ = MODELS[model]
+    return model
+
+
+@functools.cache
+def load_generator(model: str):
+    gen_cls, _, _, _, _ = MODELS[_check_model(model)]
     return checkpoints.load(gen_cls, checkpoint_name(model), f"python -m train.gan --model {model}")
 
 
 def is_conditional(model: str) -> bool:
-    return MODELS[model][2].get("num_classes", 0) > 0
+    return MODELS[_check_model(model)][2].get("num_classes", 0) > 0
 
 
 def _check_seed(seed) -> int:
@@ -93,9 +97,17 @@ def walk(model: str, start: tuple[int, int], end: tuple[int, int], steps: int = 
     if not (0 <= int(i) < 64 and 0 <= int(j) < 64):
         raise BadInput("Sample indices must be 0..63 (a place in the 8x8 grid).")
     za, zb = latents(model, seed_a, 64)[int(i)], latents(model, seed_b, 64)[int(j)]
-    z = torch.stack([slerp(za, zb, t) for t in np.linspace(0, 1, int(steps))])
-    labels = _labels(model, len(z), digit)
-    return generate(load_generator(model), z, labels)
+    ts = np.linspace(0, 1, int(steps))
+    z = torch.stack([slerp(za, zb, t) for t in ts])
+    generator = load_generator(model)
+    if getattr(generator, "clusters", 0):
+        # A self-conditioned generator picks its cluster from z, so a path through z would hop
+        # from cluster to cluster; blend the two end clusters' embeddings along the path instead.
+        with torch.no_grad():
+            ea, eb = generator.embed(generator.cluster_of(torch.stack([za, zb])))
+            blend = torch.stack([(1 - float(t)) * ea + float(t) * eb for t in ts])
+            return to_uint8(generator.eval().decode(z, blend))
+    return generate(generator, z, _labels(model, len(z), digit))
 
 
 # ---- latent directions ------------------------------------------------------------------
@@ -130,6 +142,8 @@ def directions(model: str) -> dict[str, torch.Tensor]:
     out = {}
     for name, values in props.items():
         coef, *_ = np.linalg.lstsq(zn - zn.mean(0), (values - values.mean()) / (values.std() + 1e-9), rcond=None)
+        if getattr(load_generator(model), "clusters", 0):
+            coef[0] = 0.0  # z[0] picks a self-conditioned generator's cluster: keep it
         out[name] = torch.from_numpy(coef / np.linalg.norm(coef)).float()
     return out
 
@@ -153,7 +167,7 @@ def edit(model: str, seed: int, index: int, amounts: dict[str, float], digit: in
 @functools.cache
 def timelapse(model: str) -> tuple[np.ndarray, list[int]]:
     """The fixed 64 latents decoded after every training epoch: (frames, epochs)."""
-    path = checkpoints.find(checkpoint_name(model))
+    path = checkpoints.find(checkpoint_name(_check_model(model)))
     if path is None:
         raise checkpoints.MissingCheckpoint(checkpoint_name(model), f"python -m train.gan --model {model}")
     saved = load_file(str(path / "timelapse.safetensors"))
@@ -299,16 +313,17 @@ def build():
         tile = (size + GRID_PAD) * GRID_SCALE
         col, row = evt.index[0] // tile, evt.index[1] // tile
         return b_seed, b_index, current_seed, int(np.clip(row * 8 + col, 0, 63))
+    # A click on the picture carries where it landed: no meaning through the API.
     samples.select(pick, inputs=[model, seed, seed_b, index_b], outputs=[seed_a, index_a, seed_b, index_b],
-                   api_name="gan_pick")
+                   api_name="gan_pick", api_visibility="private")
 
     def relabel(model_name):
-        frames = len(timelapse(model_name)[1]) if checkpoints.find(checkpoint_name(model_name)) else 1
+        frames = len(timelapse(model_name)[1]) if checkpoints.find(checkpoint_name(_check_model(model_name))) else 1
         return ([gr.Slider(label=name, value=0) for name in DIRECTIONS[MODELS[model_name][4]]]
                 + [gr.Slider(maximum=frames - 1, value=frames - 1)])
     gr.on([s.release for s in sliders] + [edit_index.release, edit_seed.submit], user_errors(show_edit),
           inputs=[model, edit_seed, edit_index, digit, *sliders], outputs=edited, api_name="gan_edit")
-    model.change(relabel, inputs=model, outputs=[*sliders, epoch], api_name="gan_relabel").then(
+    model.change(user_errors(relabel), inputs=model, outputs=[*sliders, epoch], api_name="gan_relabel").then(
         user_errors(show_timelapse), inputs=[model, epoch], outputs=[frame, frame_note], api_name="gan_timelapse_reset")
     epoch.release(user_errors(show_timelapse), inputs=[model, epoch], outputs=[frame, frame_note],
                   api_name="gan_timelapse")

@@ -6,6 +6,8 @@ but sampled from a normal one; here both are normal) and return images in [-1, 1
 (N, 1, 28, 28) for digits, (N, 3, 64, 64) for faces. Discriminators return logits, so
 the loss is BCE-with-logits and never takes the log of zero (the seeds' other bug).
 """
+import math
+
 import torch
 import torch.nn.functional as F
 from huggingface_hub import PyTorchModelHubMixin
@@ -57,13 +59,24 @@ class MaxoutDiscriminator(nn.Module, PyTorchModelHubMixin):
 class DCGenerator28(nn.Module, PyTorchModelHubMixin):
     """DCGAN generator for 28x28 digits: z -> 7x7 -> 14x14 -> 28x28 with transposed convs
     and batch norm. With num_classes > 0 it is conditional: a learned label embedding is
-    concatenated to z."""
+    concatenated to z.
 
-    def __init__(self, latent_dim: int = 100, width: int = 64, num_classes: int = 0):
+    With clusters > 0 it is self-conditioned (Liu et al., "Diverse Image Generation via
+    Self-Conditioned GANs", 2020): the training images were grouped by k-means on their
+    pixels (no labels), and the generator draws one of those clusters itself from z, so it
+    stays an unconditional z -> image map. z[:, 0] picks the cluster through the normal CDF
+    (uniform on (0, 1)) and the clusters' cumulative shares, so clusters come out as often as
+    they occur in the data. A continuous z cannot fall between two of them: the reason an
+    unconditional GAN draws hybrids of two digits."""
+
+    def __init__(self, latent_dim: int = 100, width: int = 64, num_classes: int = 0, clusters: int = 0):
         super().__init__()
-        self.latent_dim, self.num_classes = latent_dim, num_classes
-        self.embed = nn.Embedding(num_classes, 50) if num_classes else None
-        in_dim = latent_dim + (50 if num_classes else 0)
+        self.latent_dim, self.num_classes, self.clusters = latent_dim, num_classes, clusters
+        labels = num_classes or clusters
+        self.embed = nn.Embedding(labels, 50) if labels else None
+        if clusters:  # cumulative share of each cluster, set by the train script
+            self.register_buffer("cluster_cdf", torch.arange(1, clusters + 1) / clusters)
+        in_dim = latent_dim + (50 if labels else 0)
         self.project = nn.Sequential(nn.Linear(in_dim, 4 * width * 7 * 7, bias=False),
                                      nn.BatchNorm1d(4 * width * 7 * 7), nn.ReLU(inplace=True))
         self.net = nn.Sequential(
@@ -74,9 +87,21 @@ class DCGenerator28(nn.Module, PyTorchModelHubMixin):
             nn.Conv2d(width, 1, 3, 1, 1), nn.Tanh())
         self.width = width
 
+    def cluster_of(self, z):
+        """The cluster a self-conditioned generator draws for each z: (N,) long."""
+        u = 0.5 * (1 + torch.erf(z[:, 0] / math.sqrt(2)))  # uniform on (0, 1)
+        return torch.searchsorted(self.cluster_cdf, u.contiguous()).clamp(max=self.clusters - 1)
+
     def forward(self, z, labels=None):
-        if self.embed is not None:
-            z = torch.cat([z, self.embed(labels)], dim=1)
+        if self.clusters:
+            labels = self.cluster_of(z)
+        return self.decode(z, self.embed(labels) if self.embed is not None else None)
+
+    def decode(self, z, label_embedding=None):
+        """Images from z and, for a conditional model, a label embedding (N, 50): a latent
+        walk blends two clusters' embeddings instead of jumping from one to the next."""
+        if label_embedding is not None:
+            z = torch.cat([z, label_embedding], dim=1)
         x = self.project(z).view(-1, 4 * self.width, 7, 7)
         return self.net(x)
 
@@ -153,7 +178,9 @@ def init_dcgan_weights(module):
 # name -> (generator, discriminator, their constructor arguments, image kind)
 MODELS = {
     "bootcamp": (MLPGenerator, MaxoutDiscriminator, {}, {}, "digits"),
-    "dcgan": (DCGenerator28, DCDiscriminator28, {"width": 32}, {"width": 32}, "digits"),
+    # Self-conditioned on 50 k-means clusters of the training pixels (see DCGenerator28);
+    # `python -m train.gan --model dcgan --clusters 0` trains the seeds' plain DCGAN.
+    "dcgan": (DCGenerator28, DCDiscriminator28, {"width": 32, "clusters": 50}, {"width": 32, "num_classes": 50}, "digits"),
     "cdcgan": (DCGenerator28, DCDiscriminator28, {"width": 32, "num_classes": 10}, {"width": 32, "num_classes": 10}, "digits"),
     "faces": (DCGenerator64, DCDiscriminator64, {"width": 32}, {"width": 32}, "faces"),
 }

@@ -34,7 +34,7 @@ from models.mnist import MEAN, STD, LeNet
 
 DEFAULTS = {
     "bootcamp": dict(epochs=25, lr=2e-4, batch_size=128, ema_decay=0.999, decay_from=0),
-    "dcgan": dict(epochs=10, lr=2e-4, batch_size=128, ema_decay=0.999, decay_from=0),
+    "dcgan": dict(epochs=10, lr=2e-4, batch_size=128, ema_decay=0.999, decay_from=0, clusters=50),
     "cdcgan": dict(epochs=8, lr=2e-4, batch_size=128, ema_decay=0.999, decay_from=0),
     # 13,233 faces make only 103 steps an epoch: a shorter average, or it still remembers
     # the untrained generator at the end.
@@ -137,6 +137,34 @@ def real_data_reference(feats: np.ndarray, probs: torch.Tensor) -> dict:
 
 # ---- training --------------------------------------------------------------------------
 
+def kmeans(x: torch.Tensor, k: int, iterations: int = 30, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+    """Lloyd's k-means on the rows of x (N, D): (cluster of each row (N,), centres (k, D)),
+    starting from k rows drawn with the seed."""
+    g = torch.Generator().manual_seed(seed)
+    centres = x[torch.randperm(len(x), generator=g)[:k]].clone()
+    for _ in range(iterations):
+        assign = torch.cdist(x, centres).argmin(1)
+        counts = torch.bincount(assign, minlength=k).float()
+        sums = torch.zeros_like(centres).index_add_(0, assign, x)
+        filled = counts > 0  # an emptied cluster keeps its old centre
+        centres[filled] = sums[filled] / counts[filled, None]
+    return torch.cdist(x, centres).argmin(1), centres
+
+
+def pixel_clusters(images: torch.Tensor, k: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """k-means clusters of uint8 images (N, 1, H, W) by their pixels, no labels involved:
+    (cluster of each image, cumulative share of the clusters) for a self-conditioned GAN."""
+    assign, _ = kmeans(images.flatten(1).float().div(255), k, seed=seed)
+    shares = torch.bincount(assign, minlength=k).float() / len(assign)
+    return assign, shares.cumsum(0)
+
+
+def cluster_purity(assign: torch.Tensor, labels: torch.Tensor, k: int) -> float:
+    """The share of images whose cluster's most common digit is their own (labels are used
+    for this report only, never in training)."""
+    return sum(torch.bincount(labels[assign == j], minlength=10).max().item() for j in range(k)) / len(labels)
+
+
 @torch.no_grad()
 def update_ema(ema, gen, decay: float) -> None:
     for p_ema, p in zip(ema.parameters(), gen.parameters()):
@@ -185,6 +213,8 @@ def train_epoch(gen, ema, disc, opt_g, opt_d, images, labels, conditional, args,
         y = labels[idx].to(device)
         z = torch.randn(len(idx), gen.latent_dim, device=device)
         y_fake = torch.randint(0, 10, (len(idx),), device=device) if conditional else None
+        if getattr(gen, "clusters", 0):  # self-conditioned: the generator picks its cluster from z
+            y_fake = gen.cluster_of(z)
         fake = gen(z, y_fake)
 
         # Discriminator: real -> 1 (one-sided label smoothing to 0.9), fake -> 0. A
@@ -217,6 +247,10 @@ def run(args) -> dict:
     device = pick_device(args.device)
     gen_cls, disc_cls, gen_kwargs, disc_kwargs, kind = MODELS[args.model]
     conditional = gen_kwargs.get("num_classes", 0) > 0
+    if args.clusters is not None:
+        if "clusters" not in gen_kwargs:
+            raise SystemExit(f"--clusters applies to the dcgan only, not {args.model}")
+        gen_kwargs, disc_kwargs = dict(gen_kwargs, clusters=args.clusters), dict(disc_kwargs, num_classes=args.clusters)
     name = checkpoint_name(args.model)
     if args.eval:
         gen = checkpoints.load(gen_cls, name, f"python -m train.gan --model {args.model}", device, root=args.checkpoint_dir)
@@ -233,6 +267,12 @@ def run(args) -> dict:
     if args.model != "bootcamp":
         gen.apply(init_dcgan_weights)
         disc.apply(init_dcgan_weights)
+    clustering = {}
+    if gen_kwargs.get("clusters"):  # the real images' labels become their pixel clusters
+        digits = labels
+        labels, cdf = pixel_clusters(images, gen.clusters, args.seed)
+        gen.cluster_cdf.copy_(cdf)
+        clustering = {"clusters": gen.clusters, "cluster_purity": round(cluster_purity(labels, digits, gen.clusters), 4)}
     # Samples come from an exponential moving average of the generator's weights: the
     # live generator oscillates with the discriminator; its average draws cleaner digits.
     ema = copy.deepcopy(gen).eval().requires_grad_(False)
@@ -240,7 +280,7 @@ def run(args) -> dict:
     opt_d = torch.optim.Adam(disc.parameters(), lr=args.lr, betas=(0.5, 0.999))
     root = Path(args.checkpoint_dir or checkpoints.CHECKPOINTS)
     resume_g, resume_d = root / name / "resume" / "generator", root / name / "resume" / "discriminator"
-    config = {k: getattr(args, k) for k in ("model", "epochs", "lr", "batch_size", "ema_decay", "decay_from", "seed", "limit")}
+    config = {k: getattr(args, k) for k in ("model", "epochs", "lr", "batch_size", "ema_decay", "decay_from", "clusters", "seed", "limit")}
     start_epoch, history = (load_state(resume_g, gen, opt_g, None, config) if args.resume else (0, []))
     if start_epoch:
         load_state(resume_d, disc, opt_d, None, config)
@@ -279,7 +319,8 @@ def run(args) -> dict:
         "discriminator_parameters": sum(p.numel() for p in disc.parameters()),
         "train_wall_time_s": round(wall_time, 1), "device": str(device), "seed": args.seed,
         "command": checkpoints.command_line("train.gan"),
-        "hyperparameters": {k: getattr(args, k) for k in ("epochs", "lr", "batch_size", "ema_decay", "decay_from")},
+        "hyperparameters": {k: getattr(args, k) for k in ("epochs", "lr", "batch_size", "ema_decay", "decay_from", "clusters")},
+        **clustering,
         "history": history,
     }
     metrics.update(evaluate(ema, kind, conditional, args, device))
@@ -335,6 +376,9 @@ def main(argv=None):
     parser.add_argument("--batch-size", type=int, help="batch size")
     parser.add_argument("--ema-decay", type=float, help="decay of the generator's weight average (default: per model)")
     parser.add_argument("--decay-from", type=int, help="after this epoch the learning rate decays linearly to 0 (0: never)")
+    parser.add_argument("--clusters", type=int,
+                        help="dcgan only: k-means clusters of the training pixels it is self-conditioned on "
+                             "(default 50; 0 trains the seeds' plain DCGAN)")
     parser.add_argument("--update-metrics", action="store_true",
                         help="with --eval: also write the re-measured numbers into the checkpoint's metrics.json")
     parser.add_argument("--eval-samples", type=int, default=10000, help="samples for the quality metrics")
