@@ -1,0 +1,156 @@
+"""Style transfer on the six test photos x six paintings, for each method and feature
+network: a contact sheet per combination in docs/ and a table of style loss, content loss
+(both measured with the best feature network available, as train.style_transfer --eval
+does) and time per picture.
+
+    python -m benchmarks.style_transfer                    # everything (about 1 hour here)
+    python -m benchmarks.style_transfer --methods fast     # only the trained networks (a minute)
+    python -m benchmarks.style_transfer --photos 2 --paintings 2 --steps 5 --size 128 --out /tmp/st   # a quick look
+
+Optimisation runs the tab's defaults (Adam, 60 steps, 256 px, style weight 10) once per
+available feature network; the feed-forward networks are the ones in --checkpoint-dirs
+(each labelled with the feature network it was trained with). The "photo itself" row is
+the unstylised photo measured the same way: the losses a method starts from.
+"""
+import argparse
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image, ImageDraw
+from tqdm import tqdm
+
+from core import checkpoints
+from core.data import REPO
+from models.style_transfer import FEATURE_NETWORKS, TransformerNet, stylize_steps
+from train import style_transfer as st
+
+CELL = 160  # pixels of a contact-sheet cell
+
+
+def contact_sheet(title: str, photos: dict, paintings: dict, results: dict) -> Image.Image:
+    """Paintings along the top, photos down the side, results[(photo, painting)] inside."""
+    header = 28
+    sheet = Image.new("RGB", ((len(paintings) + 1) * CELL, header + (len(photos) + 1) * CELL), "white")
+    ImageDraw.Draw(sheet).text((8, 8), title, fill="black")
+
+    def paste(picture: Image.Image, row: int, col: int):
+        thumb = picture.copy()
+        thumb.thumbnail((CELL - 4, CELL - 4))
+        sheet.paste(thumb, (col * CELL + (CELL - thumb.width) // 2, header + row * CELL + (CELL - thumb.height) // 2))
+
+    for j, painting in enumerate(paintings.values(), 1):
+        paste(st.to_pil(painting), 0, j)
+    for i, (photo_name, photo) in enumerate(photos.items(), 1):
+        paste(st.to_pil(photo), i, 0)
+        for j, painting_name in enumerate(paintings, 1):
+            if (photo_name, painting_name) in results:
+                paste(results[photo_name, painting_name], i, j)
+    return sheet
+
+
+def summarise(method: str, network: str, rows: list[dict]) -> dict:
+    return {"method": method, "feature_network": network, "pairs": len(rows),
+            "style_loss": float(np.mean([r["style_loss"] for r in rows])),
+            "content_loss": float(np.mean([r["content_loss"] for r in rows])),
+            "seconds_per_picture": float(np.mean([r["seconds"] for r in rows])), "per_pair": rows}
+
+
+def run_optimize(network: str, photos, paintings, judge, args):
+    extractor = st.load_feature_network(network)
+    rows, pictures = [], {}
+    for (photo_name, photo), (painting_name, painting) in tqdm(
+            [(p, q) for p in photos.items() for q in paintings.items()], desc=f"optimize, {network}"):
+        start = time.perf_counter()
+        for image, _, _ in stylize_steps(extractor, photo, painting, steps=args.steps, style_weight=args.style_weight,
+                                         lr=args.lr, optimizer=args.optimizer):
+            pass
+        seconds = time.perf_counter() - start
+        rows.append({"photo": photo_name, "painting": painting_name, "seconds": seconds,
+                     **st.measure(judge, image, photo, painting)})
+        pictures[photo_name, painting_name] = st.to_pil(image)
+    return rows, pictures
+
+
+def run_fast(root: Path | None, photos, paintings, judge):
+    """The trained networks under root, grouped by the feature network each was trained with."""
+    by_network = {}
+    for painting_name, painting in paintings.items():
+        name = st.checkpoint_name(painting_name)
+        if checkpoints.find(name, root) is None:
+            print(f"no feed-forward network for {painting_name} in {root or checkpoints.CHECKPOINTS}: "
+                  f"{st.train_command(painting_name)}")
+            continue
+        net = checkpoints.load(TransformerNet, name, st.train_command(painting_name), root=root)
+        network = checkpoints.load_metrics(name, root).get("feature_network", "unknown")
+        rows, pictures = by_network.setdefault(network, ([], {}))
+        for photo_name, photo in photos.items():
+            with torch.inference_mode():
+                start = time.perf_counter()
+                image = net(photo).clamp(0, 1)
+                seconds = time.perf_counter() - start
+            rows.append({"photo": photo_name, "painting": painting_name, "seconds": seconds,
+                         **st.measure(judge, image, photo, painting)})
+            pictures[photo_name, painting_name] = st.to_pil(image)
+    return by_network
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--methods", nargs="+", default=["optimize", "fast"], choices=["optimize", "fast"])
+    parser.add_argument("--features", nargs="+", choices=list(FEATURE_NETWORKS),
+                        help="feature networks for optimisation (default: every available one)")
+    parser.add_argument("--checkpoint-dirs", nargs="+", default=[None],
+                        help="where feed-forward networks are read (default: checkpoints/); several to compare "
+                             "networks trained with other feature networks (train.style_transfer --features)")
+    parser.add_argument("--size", type=int, default=st.MEASURE_SIZE, help="longer side of photos and paintings")
+    parser.add_argument("--steps", type=int, default=60, help="optimisation steps (the tab's default)")
+    parser.add_argument("--optimizer", default="adam", choices=["adam", "lbfgs"])
+    parser.add_argument("--lr", type=float, default=0.02, help="Adam's step on the pixels")
+    parser.add_argument("--style-weight", type=float, default=10.0)
+    parser.add_argument("--photos", type=int, default=len(st.PHOTOS), help="use the first n test photos")
+    parser.add_argument("--paintings", type=int, default=len(st.PAINTINGS), help="use the first n paintings")
+    parser.add_argument("--out", default=str(REPO / "docs"), help="folder for the sheets and results JSON")
+    parser.add_argument("--data-dir", help="data directory (default: $DLP_DATA_DIR or data/)")
+    args = parser.parse_args(argv)
+
+    torch.manual_seed(0)
+    photos = dict(list(st.test_photos(args.size, args.data_dir).items())[:args.photos])
+    paintings = {p: st.painting(p, args.size, args.data_dir) for p in st.PAINTINGS[:args.paintings]}
+    judge = st.load_feature_network("auto")
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+
+    results = [summarise("photo itself", "-", [{"photo": a, "painting": b, "seconds": 0.0,
+                                                **st.measure(judge, photo, photo, painting)}
+                                               for a, photo in photos.items() for b, painting in paintings.items()])]
+    if "optimize" in args.methods:
+        for network in args.features or st.available_feature_networks():
+            rows, pictures = run_optimize(network, photos, paintings, judge, args)
+            results.append(summarise("optimize", network, rows))
+            contact_sheet(f"Optimisation (Gatys et al.), {args.steps} {args.optimizer} steps at {args.size} px, "
+                          f"features: {network}", photos, paintings, pictures
+                          ).save(out / f"style_transfer_optimize_{network}.jpg", quality=88)
+    if "fast" in args.methods:
+        for root in args.checkpoint_dirs:
+            for network, (rows, pictures) in run_fast(root, photos, paintings, judge).items():
+                results.append(summarise("fast", network, rows))
+                contact_sheet(f"Feed-forward (Johnson et al.) at {args.size} px, trained with {network}", photos,
+                              paintings, pictures).save(out / f"style_transfer_fast_{network}.jpg", quality=88)
+
+    print(f"\nLosses measured with {FEATURE_NETWORKS[judge.name][0]} at {args.size} px "
+          f"({len(photos)} photos x {len(paintings)} paintings)")
+    print(f"{'method':<14} {'feature network':<16} {'style loss':>10} {'content loss':>12} {'s / picture':>11}")
+    for r in results:
+        print(f"{r['method']:<14} {r['feature_network']:<16} {r['style_loss']:>10.3f} {r['content_loss']:>12.3f} "
+              f"{r['seconds_per_picture']:>11.3f}")
+    summary = {"measured_with": judge.name, "size": args.size, "steps": args.steps, "optimizer": args.optimizer,
+               "results": results}
+    (out / "style_transfer_results.json").write_text(json.dumps(summary, indent=1) + "\n")
+    print(json.dumps([{k: v for k, v in r.items() if k != "per_pair"} for r in results]))
+
+
+if __name__ == "__main__":
+    main()

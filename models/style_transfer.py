@@ -1,0 +1,302 @@
+"""Neural style transfer: the losses of Gatys et al., the networks that see the
+features, and the feed-forward TransformerNet of Johnson et al.
+
+Images everywhere here are float (N, 3, H, W) in [0, 1]; each feature network applies
+its own normalisation. Three feature networks, best first (see `FEATURE_NETWORKS`):
+
+- ImageNet VGG-19 (torchvision's weights, the seeds' network), taps after modules
+  0, 5, 10, 19, 28 (conv1_1 ... conv5_1, the seed's layers) and 21 (conv4_2, Gatys's
+  content layer);
+- the project's own CIFAR-10 VGG (checkpoints/cifar10/vgg), trained on 32x32 images but
+  fully convolutional, so it is a multi-layer encoder at any size;
+- a randomly initialised VGG-19 (fixed seed): the baseline, since even random filters
+  transfer colour and some texture.
+"""
+import torch
+import torch.nn.functional as F
+from huggingface_hub import PyTorchModelHubMixin
+from torch import nn
+
+IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
+CIFAR10_MEAN, CIFAR10_STD = (0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616)  # as models/cifar10.py
+
+# torchvision's VGG-19 configuration "E": channels, "M" a 2x2 max-pool.
+VGG19_CFG = [64, 64, "M", 128, 128, "M", 256, 256, 256, 256, "M", 512, 512, 512, 512, "M", 512, 512, 512, 512, "M"]
+# Conv outputs before their ReLU, as the seed takes them (module indices of vgg19().features).
+VGG19_LAYERS = {"conv1_1": 0, "conv2_1": 5, "conv3_1": 10, "conv4_1": 19, "conv4_2": 21, "conv5_1": 28}
+# The CIFAR-10 VGG's features: stem conv, then three stages of (conv, pool, BN, GELU, conv,
+# BN, GELU). Taps after each GELU; the name's number is the conv's place, the comment
+# the resolution against the input.
+CIFAR10_VGG_LAYERS = {"conv1": 2,  # 32 channels, 1/1
+                      "conv2": 6, "conv3": 9,  # 64 channels, 1/2
+                      "conv4": 13, "conv5": 16,  # 256 channels, 1/4
+                      "conv6": 20, "conv7": 23}  # 256 channels, 1/8
+
+# name -> (label for the UI, layers, default style layers, default content layers)
+FEATURE_NETWORKS = {
+    "imagenet_vgg19": ("ImageNet VGG-19 (torchvision weights)", VGG19_LAYERS,
+                       ["conv1_1", "conv2_1", "conv3_1", "conv4_1", "conv5_1"], ["conv4_2"]),
+    "cifar10_vgg": ("the project's CIFAR-10 VGG (checkpoints/cifar10/vgg)", CIFAR10_VGG_LAYERS,
+                    ["conv1", "conv2", "conv4", "conv6"], ["conv5"]),
+    "random_vgg19": ("a randomly initialised VGG-19 (seed 0; the baseline)", VGG19_LAYERS,
+                     ["conv1_1", "conv2_1", "conv3_1", "conv4_1", "conv5_1"], ["conv4_2"]),
+}
+
+
+# ---- Gatys et al.'s losses ------------------------------------------------------------------
+
+def gram_matrix(features: torch.Tensor) -> torch.Tensor:
+    """(N, C, H, W) -> (N, C, C): the channels' inner products over all positions, divided
+    by C*H*W so that layers of every size and image sizes are comparable."""
+    n, c, h, w = features.shape
+    flat = features.reshape(n, c, h * w)
+    return flat @ flat.transpose(1, 2) / (c * h * w)  # (N, C, C)
+
+
+def content_loss(features: dict, targets: dict) -> torch.Tensor:
+    """Gatys's content loss on each layer, ||F - P||^2, relative to ||P||^2 and averaged
+    over the layers (and the batch), so one weight suits every layer and network."""
+    losses = [((features[k] - p) ** 2).sum(dim=(1, 2, 3)) / (p ** 2).sum(dim=(1, 2, 3)).clamp_min(1e-8)
+              for k, p in targets.items()]
+    return torch.stack(losses).mean()
+
+
+def style_loss(features: dict, target_grams: dict) -> torch.Tensor:
+    """Gatys's style loss: the squared distance between Gram matrices, per layer. His layer
+    weights w_l are 1 / (L ||A_l||^2): each layer counts on the same scale."""
+    losses = []
+    for k, a in target_grams.items():
+        g = gram_matrix(features[k])
+        losses.append(((g - a) ** 2).sum(dim=(1, 2)) / (a ** 2).sum(dim=(1, 2)).clamp_min(1e-12))
+    return torch.stack(losses).mean()
+
+
+def total_variation(images: torch.Tensor) -> torch.Tensor:
+    """Mean absolute difference of neighbouring pixels (a small smoothness prior)."""
+    return ((images[..., 1:, :] - images[..., :-1, :]).abs().mean()
+            + (images[..., :, 1:] - images[..., :, :-1]).abs().mean())
+
+
+# ---- feature networks -----------------------------------------------------------------------
+
+class FeatureExtractor(nn.Module):
+    """A frozen convolutional body that returns its activations at named layers.
+
+    `body` is an nn.Sequential; `layers` maps a name to the index of the module whose
+    output is taken. Inputs are images in [0, 1]; the body sees them normalised with
+    `mean`/`std`. Only the modules up to the deepest layer asked for are run."""
+
+    def __init__(self, name: str, body: nn.Sequential, layers: dict, mean, std):
+        super().__init__()
+        self.name, self.layers = name, dict(layers)
+        self.body = body[:max(layers.values()) + 1].eval().requires_grad_(False)
+        self.register_buffer("mean", torch.tensor(mean).view(1, 3, 1, 1))
+        self.register_buffer("std", torch.tensor(std).view(1, 3, 1, 1))
+
+    def train(self, mode: bool = True):  # always eval: batch norm keeps its statistics
+        return super().train(False)
+
+    def forward(self, images: torch.Tensor, names) -> dict:
+        unknown = set(names) - set(self.layers)
+        if unknown:
+            raise ValueError(f"{self.name} has no layers {sorted(unknown)}; it has {list(self.layers)}")
+        wanted = {self.layers[n]: n for n in names}
+        x, out = (images - self.mean) / self.std, {}
+        for i, module in enumerate(self.body):
+            x = module(x)
+            if i in wanted:
+                out[wanted[i]] = x
+                if len(out) == len(wanted):
+                    break
+        return out
+
+
+def vgg19_body() -> nn.Sequential:
+    """VGG-19's convolutional part (torchvision's module order), with ReLUs that are not
+    in-place: an in-place ReLU would overwrite the conv outputs the losses read."""
+    layers, cin = [], 3
+    for v in VGG19_CFG:
+        if v == "M":
+            layers.append(nn.MaxPool2d(2, 2))
+        else:
+            layers += [nn.Conv2d(cin, v, 3, padding=1), nn.ReLU()]
+            cin = v
+    return nn.Sequential(*layers)
+
+
+def imagenet_vgg19(state_dict: dict) -> FeatureExtractor:
+    """The extractor from a torchvision VGG-19 state_dict (keys 'features.<i>.weight', ...)."""
+    body = vgg19_body()[:max(VGG19_LAYERS.values()) + 1]
+    wanted = body.state_dict()
+    features = {k[len("features."):]: v for k, v in state_dict.items() if k.startswith("features.")}
+    missing = [k for k in wanted if k not in features or features[k].shape != wanted[k].shape]
+    if missing:
+        raise ValueError(f"not a torchvision VGG-19 state_dict: missing or misshapen {missing[:4]}")
+    body.load_state_dict({k: features[k] for k in wanted})
+    return FeatureExtractor("imagenet_vgg19", body, VGG19_LAYERS, IMAGENET_MEAN, IMAGENET_STD)
+
+
+def random_vgg19(seed: int = 0) -> FeatureExtractor:
+    """VGG-19 with torchvision's initialisation (Kaiming normal, fan-out) from a fixed seed."""
+    body = vgg19_body()[:max(VGG19_LAYERS.values()) + 1]
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for m in body:
+            if isinstance(m, nn.Conv2d):
+                std = (2.0 / (m.out_channels * 9)) ** 0.5
+                m.weight.copy_(torch.randn(m.weight.shape, generator=g) * std)
+                m.bias.zero_()
+    return FeatureExtractor("random_vgg19", body, VGG19_LAYERS, IMAGENET_MEAN, IMAGENET_STD)
+
+
+def cifar10_vgg_encoder(vgg: nn.Module) -> FeatureExtractor:
+    """The extractor from the project's trained CIFAR-10 VGG (models/cifar10.py)."""
+    return FeatureExtractor("cifar10_vgg", vgg.features, CIFAR10_VGG_LAYERS, CIFAR10_MEAN, CIFAR10_STD)
+
+
+# ---- Gatys et al.'s method: optimise the picture itself ---------------------------------------
+
+def style_targets(extractor: FeatureExtractor, style: torch.Tensor, layers) -> dict:
+    """The painting's Gram matrices at the style layers: {name: (1, C, C)}."""
+    with torch.no_grad():
+        return {k: gram_matrix(f) for k, f in extractor(style, layers).items()}
+
+
+def content_targets(extractor: FeatureExtractor, content: torch.Tensor, layers) -> dict:
+    """The photo's activations at the content layers: {name: (N, C, H', W')}."""
+    with torch.no_grad():
+        return extractor(content, layers)
+
+
+def perceptual_losses(extractor, images, content_feats: dict, style_grams: dict) -> tuple[torch.Tensor, torch.Tensor]:
+    """(content loss, style loss) of images against precomputed targets, in one forward pass."""
+    feats = extractor(images, list(dict.fromkeys([*content_feats, *style_grams])))
+    return content_loss(feats, content_feats), style_loss(feats, style_grams)
+
+
+def stylize_steps(extractor: FeatureExtractor, content: torch.Tensor, style: torch.Tensor, steps: int = 100,
+                  style_weight: float = 10.0, content_weight: float = 1.0, tv_weight: float = 0.0,
+                  optimizer: str = "adam", lr: float = 0.02, init: str = "content",
+                  style_layers=None, content_layers=None, seed: int = 0):
+    """Gatys et al.: start from the photo (or noise) and change its pixels to lower
+    content_weight * content loss + style_weight * style loss (+ tv_weight * total variation).
+
+    content and style are (1, 3, H, W) in [0, 1] (sizes may differ). A generator of
+    steps + 1 items (image (1, 3, H, W) in [0, 1], step, losses): the starting picture
+    (step 0), then the picture after each step, with its losses: the unweighted "content"
+    and "style" losses and the weighted "total". Each item comes after one forward and
+    backward pass, the first within about a second. Adam changes the pixels by about lr
+    per step; L-BFGS (one iteration with a strong-Wolfe line search per step) needs fewer."""
+    if not style_layers or not content_layers:
+        _, default_style, default_content = FEATURE_NETWORKS[extractor.name][1:]
+        style_layers, content_layers = style_layers or default_style, content_layers or default_content
+    style_grams = style_targets(extractor, style, style_layers)
+    content_feats = content_targets(extractor, content, content_layers)
+    if init == "content":
+        image = content.detach().clone(memory_format=torch.contiguous_format)
+    elif init == "noise":
+        image = torch.rand(content.shape, generator=torch.Generator().manual_seed(seed)).to(content.device)
+    else:
+        raise ValueError(f"init must be 'content' or 'noise', not {init!r}")
+    image.requires_grad_(True)
+    if optimizer == "adam":
+        opt = torch.optim.Adam([image], lr=lr)
+    elif optimizer == "lbfgs":
+        opt = torch.optim.LBFGS([image], lr=1.0, max_iter=1, history_size=20, line_search_fn="strong_wolfe")
+    else:
+        raise ValueError(f"optimizer must be 'adam' or 'lbfgs', not {optimizer!r}")
+
+    def objective():
+        c, s = perceptual_losses(extractor, image, content_feats, style_grams)
+        total = content_weight * c + style_weight * s
+        if tv_weight:
+            total = total + tv_weight * total_variation(image)
+        return total, {"content": c.item(), "style": s.item(), "total": total.item()}
+
+    record = {}
+
+    def closure():
+        opt.zero_grad(set_to_none=True)
+        total, losses = objective()
+        total.backward()
+        record.setdefault("losses", losses)  # L-BFGS's line search calls again: keep the first
+        return total
+
+    for step in range(steps + 1):
+        before = image.detach().clone()
+        if step < steps:
+            record.clear()
+            opt.step(closure)
+            with torch.no_grad():
+                image.clamp_(0, 1)  # a picture's pixels
+            losses = record["losses"]  # of `before`, the picture the step started from
+        else:  # the last picture: measured without a step
+            with torch.no_grad():
+                losses = objective()[1]
+        yield before, step, losses
+
+
+# ---- Johnson et al.'s feed-forward network -----------------------------------------------------
+
+class ConvLayer(nn.Module):
+    """Reflection padding then a conv: no zero border for the network to paint over."""
+
+    def __init__(self, cin: int, cout: int, kernel: int, stride: int = 1):
+        super().__init__()
+        self.pad = nn.ReflectionPad2d(kernel // 2)
+        self.conv = nn.Conv2d(cin, cout, kernel, stride)
+
+    def forward(self, x):
+        return self.conv(self.pad(x))
+
+
+class UpsampleConvLayer(nn.Module):
+    """Nearest-neighbour 2x upsampling then a conv: no checkerboard of transposed convs."""
+
+    def __init__(self, cin: int, cout: int, kernel: int):
+        super().__init__()
+        self.conv = ConvLayer(cin, cout, kernel)
+
+    def forward(self, x):
+        return self.conv(F.interpolate(x, scale_factor=2, mode="nearest"))
+
+
+class ResidualBlock(nn.Module):
+    def __init__(self, channels: int):
+        super().__init__()
+        self.body = nn.Sequential(ConvLayer(channels, channels, 3), nn.InstanceNorm2d(channels, affine=True), nn.ReLU(),
+                                  ConvLayer(channels, channels, 3), nn.InstanceNorm2d(channels, affine=True))
+
+    def forward(self, x):
+        return x + self.body(x)
+
+
+class TransformerNet(nn.Module, PyTorchModelHubMixin):
+    """Johnson et al.'s image transformation network as in pytorch/examples'
+    fast_neural_style: 9x9 conv, two stride-2 convs, residual blocks, two upsample+conv
+    layers, 9x9 conv; instance norm throughout. `width` is the first layer's channels
+    (32 in the paper; the later layers have 2x and 4x); `blocks` residual blocks (5).
+
+    (N, 3, H, W) in [0, 1] -> (N, 3, H, W), about [0, 1] (clamp to show). H and W need
+    not be multiples of 4: the input is reflection-padded and the output cropped."""
+
+    def __init__(self, width: int = 32, blocks: int = 5):
+        super().__init__()
+        w = width
+
+        def conv(cin, cout, kernel, stride=1):
+            return [ConvLayer(cin, cout, kernel, stride), nn.InstanceNorm2d(cout, affine=True), nn.ReLU()]
+
+        self.net = nn.Sequential(
+            *conv(3, w, 9), *conv(w, 2 * w, 3, 2), *conv(2 * w, 4 * w, 3, 2),  # (N, 4w, H/4, W/4)
+            *[ResidualBlock(4 * w) for _ in range(blocks)],
+            UpsampleConvLayer(4 * w, 2 * w, 3), nn.InstanceNorm2d(2 * w, affine=True), nn.ReLU(),  # (N, 2w, H/2, W/2)
+            UpsampleConvLayer(2 * w, w, 3), nn.InstanceNorm2d(w, affine=True), nn.ReLU(),  # (N, w, H, W)
+            ConvLayer(w, 3, 9))  # (N, 3, H, W)
+
+    def forward(self, x):
+        h, w = x.shape[2:]
+        pad_h, pad_w = -h % 4, -w % 4
+        if pad_h or pad_w:
+            x = F.pad(x, (0, pad_w, 0, pad_h), mode="reflect")
+        return self.net(x)[:, :, :h, :w]

@@ -1,0 +1,300 @@
+"""Style transfer: the losses, both methods, the feature-network choice (with a faked
+ImageNet VGG-19 in the torch cache), a training smoke run and the tab's endpoint."""
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from core import checkpoints
+from core.ui import BadInput
+from models.style_transfer import (FEATURE_NETWORKS, TransformerNet, content_loss, gram_matrix, stylize_steps,
+                                   style_loss, vgg19_body)
+from test_train_smoke import run_cli
+from train import style_transfer as st
+
+
+@pytest.fixture
+def random_vgg():
+    return st.load_feature_network("random_vgg19")
+
+
+@pytest.fixture
+def no_trained_networks(tmp_path, monkeypatch):
+    """checkpoints/ is an empty folder and the Hub is not asked."""
+    from demos import style_transfer as demo
+
+    monkeypatch.setattr(checkpoints, "CHECKPOINTS", tmp_path)
+    monkeypatch.delenv("DLP_HUB_REPO", raising=False)
+    demo.load_fast.cache_clear()
+    yield tmp_path
+    demo.load_fast.cache_clear()
+
+
+def picture(width=48, height=32, seed=0, mode="RGB") -> Image.Image:
+    rng = np.random.default_rng(seed)
+    channels = {"RGB": 3, "RGBA": 4, "L": 1}[mode]
+    array = rng.integers(0, 256, (height, width, channels), dtype=np.uint8)
+    return Image.fromarray(array[:, :, 0] if channels == 1 else array, mode)
+
+
+# ---- the losses ----------------------------------------------------------------------------
+
+def test_gram_matrix_is_channel_inner_products_over_c_h_w():
+    f = torch.tensor([[[[1.0, 2.0], [3.0, 4.0]], [[0.0, 1.0], [0.0, 1.0]]]])  # (1, 2, 2, 2)
+    # channel 0: 1,2,3,4 ; channel 1: 0,1,0,1 -> <c0,c0>=30, <c0,c1>=6, <c1,c1>=2; C*H*W = 8
+    expected = torch.tensor([[[30.0, 6.0], [6.0, 2.0]]]) / 8
+    torch.testing.assert_close(gram_matrix(f), expected)
+    batch = torch.randn(3, 5, 7, 6)
+    grams = gram_matrix(batch)
+    assert grams.shape == (3, 5, 5)
+    torch.testing.assert_close(grams, grams.transpose(1, 2))
+    torch.testing.assert_close(grams[1], batch[1].reshape(5, -1) @ batch[1].reshape(5, -1).T / (5 * 7 * 6))
+
+
+def test_style_loss_ignores_where_things_are_and_content_loss_does_not():
+    f = torch.randn(1, 4, 6, 6)
+    shuffled = f.flatten(2)[:, :, torch.randperm(36)].reshape(1, 4, 6, 6)  # same textures, other places
+    assert style_loss({"a": shuffled}, {"a": gram_matrix(f)}).item() < 1e-10
+    assert content_loss({"a": shuffled}, {"a": f}).item() > 0.5
+    assert content_loss({"a": f}, {"a": f}).item() == 0
+    # relative to the target: ||F - P||^2 / ||P||^2, averaged over layers
+    assert content_loss({"a": 2 * f, "b": f}, {"a": f, "b": f}).item() == pytest.approx(0.5)
+    a = gram_matrix(f)
+    assert style_loss({"a": 2 * f}, {"a": a}).item() == pytest.approx(9.0, rel=1e-5)  # G = 4A: ||3A||^2/||A||^2
+
+
+# ---- optimisation ------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("optimizer", ["adam", "lbfgs"])
+def test_one_optimisation_step_reduces_the_loss(random_vgg, optimizer):
+    content = torch.rand(1, 3, 32, 40, generator=torch.Generator().manual_seed(0))
+    style = torch.rand(1, 3, 36, 36, generator=torch.Generator().manual_seed(1))
+    items = list(stylize_steps(random_vgg, content, style, steps=1, optimizer=optimizer, lr=0.02))
+    (first, step0, before), (second, step1, after) = items
+    assert (step0, step1) == (0, 1)
+    torch.testing.assert_close(first, content)  # starts from the photo
+    assert before["content"] == 0 and before["style"] > 0
+    assert after["total"] < before["total"]
+    assert before["total"] == pytest.approx(before["content"] + 10.0 * before["style"], rel=1e-5)
+
+
+def test_streaming_yields_every_step_with_pictures_in_range(random_vgg):
+    content = torch.rand(1, 3, 24, 32, generator=torch.Generator().manual_seed(0))
+    style = torch.rand(1, 3, 32, 32, generator=torch.Generator().manual_seed(1))
+    stream = stylize_steps(random_vgg, content, style, steps=3, init="noise", style_layers=["conv1_1", "conv2_1"],
+                           content_layers=["conv2_1"])
+    seen = []
+    for image, step, losses in stream:
+        assert image.shape == content.shape and 0 <= image.min() and image.max() <= 1
+        assert set(losses) == {"content", "style", "total"}
+        seen.append(step)
+    assert seen == [0, 1, 2, 3]
+
+
+def test_demo_stream_and_stylize(random_vgg):
+    from demos import style_transfer as demo
+
+    content, style = demo.CONTENT_EXAMPLES[1], demo.made_examples()[0]
+    items = list(demo.stylize_stream(str(content), str(style), steps=2, size=64, feature_net="random_vgg19"))
+    assert [info["step"] for _, info in items] == [0, 1, 2]
+    picture_, info = items[-1]
+    assert max(picture_.size) == 64 and picture_.mode == "RGB" and info["feature_network"] == "random_vgg19"
+    assert info["content"].size == picture_.size and len(info["losses"]) == 3
+    assert demo.stylize(str(content), str(style), steps=1, size=64, feature_net="random_vgg19").size == picture_.size
+
+
+# ---- the feed-forward network ----------------------------------------------------------------
+
+@pytest.mark.parametrize("shape", [(2, 3, 32, 32), (1, 3, 37, 50)])
+def test_transformer_net_keeps_the_picture_size(shape):
+    net = TransformerNet(width=8, blocks=2).eval()
+    with torch.inference_mode():
+        assert net(torch.rand(shape)).shape == shape
+
+
+def test_transformer_net_width_scales_it():
+    count = lambda net: sum(p.numel() for p in net.parameters())  # noqa: E731
+    assert count(TransformerNet(width=32)) > 3.5 * count(TransformerNet(width=16))
+    convs = [m for m in TransformerNet(width=16).modules() if isinstance(m, torch.nn.Conv2d)]
+    assert [c.out_channels for c in convs[:3]] == [16, 32, 64]  # 9x9, then two stride-2 convs
+    assert convs[0].kernel_size == (9, 9) and convs[-1].kernel_size == (9, 9)
+
+
+def test_fast_method_with_a_network_and_without(no_trained_networks):
+    from demos import style_transfer as demo
+
+    with pytest.raises(checkpoints.MissingCheckpoint, match="python -m train.style_transfer --style picabia_udnie"):
+        demo.stylize(picture(), "picabia_udnie", method="fast", size=64)
+    checkpoints.save(TransformerNet(width=4, blocks=1), st.checkpoint_name("picabia_udnie"),
+                     {"feature_network": "cifar10_vgg"})
+    assert demo.fast_paintings() == ["picabia_udnie"]
+    out = demo.stylize(picture(80, 40), "picabia_udnie", method="fast", size=96)
+    assert out.size == (96, 48)
+    with pytest.raises(BadInput, match="one trained network per painting"):
+        demo.stylize(picture(), picture(seed=1), method="fast", size=64)
+
+
+# ---- the feature networks ---------------------------------------------------------------------
+
+def test_cached_imagenet_vgg19_is_found_and_loaded(tmp_path, monkeypatch):
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path))
+    monkeypatch.delenv(st.DOWNLOAD_ENV, raising=False)
+    assert "imagenet_vgg19" not in st.available_feature_networks()
+    with pytest.raises(st.FeatureNetworkUnavailable, match="vgg19-dcbb9e9d.pth"):
+        st.load_feature_network("imagenet_vgg19")
+
+    # torchvision's file: VGG-19's state_dict (its features suffice here), plain tensors
+    torch.manual_seed(123)
+    body = vgg19_body()
+    fake = {f"features.{k}": v for k, v in body.state_dict().items()}
+    path = tmp_path / "hub" / "checkpoints" / "vgg19-dcbb9e9d.pth"
+    path.parent.mkdir(parents=True)
+    torch.save(fake, path, _use_new_zipfile_serialization=False)  # the 2017 file's legacy format
+    assert st.imagenet_vgg19_path() == path
+    assert st.available_feature_networks()[0] == st.best_feature_network() == "imagenet_vgg19"
+    try:
+        extractor = st.load_feature_network("auto")
+        assert extractor.name == "imagenet_vgg19"
+        torch.testing.assert_close(extractor.body[28].weight, fake["features.28.weight"])  # conv5_1
+        feats = extractor(torch.rand(1, 3, 32, 32), ["conv1_1", "conv5_1"])
+        assert feats["conv1_1"].shape == (1, 64, 32, 32) and feats["conv5_1"].shape == (1, 512, 2, 2)
+        from demos import style_transfer as demo
+        _, info = next(demo.stylize_stream(picture(), picture(seed=1), steps=1, size=64))
+        assert info["feature_network"] == "imagenet_vgg19"
+    finally:
+        st._imagenet_vgg19.cache_clear()
+
+
+def test_a_damaged_imagenet_file_falls_back_to_the_next_network(tmp_path, monkeypatch):
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path))
+    path = tmp_path / "hub" / "checkpoints" / "vgg19-dcbb9e9d.pth"
+    path.parent.mkdir(parents=True)
+    torch.save({"features.0.weight": torch.zeros(3)}, path)  # not a VGG-19
+    try:
+        assert st.load_feature_network("auto").name != "imagenet_vgg19"
+    finally:
+        st._imagenet_vgg19.cache_clear()
+
+
+def test_every_feature_network_has_its_default_layers():
+    for name, (label, layers, style_default, content_default) in FEATURE_NETWORKS.items():
+        assert set(style_default) <= set(layers) and set(content_default) <= set(layers), name
+    assert [FEATURE_NETWORKS["imagenet_vgg19"][1][k] for k in FEATURE_NETWORKS["imagenet_vgg19"][2]] == [0, 5, 10, 19, 28]
+
+
+def test_cifar10_vgg_is_an_encoder_at_any_size():
+    if checkpoints.find("cifar10/vgg") is None:
+        pytest.skip("no CIFAR-10 VGG checkpoint")
+    extractor = st.load_feature_network("cifar10_vgg")
+    feats = extractor(torch.rand(1, 3, 96, 64), list(FEATURE_NETWORKS["cifar10_vgg"][1]))
+    assert feats["conv1"].shape[2:] == (96, 64) and feats["conv7"].shape[2:] == (12, 8)
+    assert not any(p.requires_grad for p in extractor.parameters())
+
+
+# ---- training -------------------------------------------------------------------------------------
+
+def test_style_transfer_train_then_eval_smoke(tmp_path):
+    args = ["--style", "picabia_udnie", "--eval-photos", "1", "--latency-runs", "1", "--checkpoint-dir", str(tmp_path)]
+    trained = run_cli("train.style_transfer", *args, "--epochs", "1", "--steps", "2", "--limit", "4",
+                      "--batch-size", "2", "--crop", "48", "--width", "8", "--lfw", "0")["picabia_udnie"]
+    folder = tmp_path / "style_transfer" / "picabia_udnie"
+    assert {"model.safetensors", "config.json", "metrics.json"} <= {p.name for p in folder.iterdir()}
+    assert trained["feature_network"] == trained["measured_with"] == st.best_feature_network()
+    assert trained["train_photos"] == 4 and trained["ms_per_512px_image"] > 0
+    evaluated = run_cli("train.style_transfer", *args, "--eval")["picabia_udnie"]
+    assert evaluated["style_loss"] == pytest.approx(trained["style_loss"], rel=1e-5)
+    assert evaluated["content_loss"] == pytest.approx(trained["content_loss"], rel=1e-5)
+
+
+# ---- bad input ----------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("kwargs, message", [
+    (dict(content=None), "No content photo"), (dict(style=None), "No style image"),
+    (dict(size=5000), "output size"), (dict(steps=0), "Steps"), (dict(method="magic"), "method"),
+    (dict(optimizer="sgd"), "optimizer"), (dict(init="zeros"), "Start from"),
+    (dict(style_layers=["conv9_9"], feature_net="random_vgg19"), "style layer"),
+    (dict(content_layers=[], feature_net="random_vgg19"), "content layer"),
+    (dict(feature_net="alexnet"), "feature network"), (dict(content=picture(4, 4)), "too small"),
+    (dict(content=np.zeros((8, 8, 2), np.uint8)), "HxW"),
+])
+def test_bad_input_is_a_clear_message(kwargs, message):
+    from demos import style_transfer as demo
+
+    call = dict(content=picture(), style=picture(seed=1), steps=1, size=64, feature_net="random_vgg19") | kwargs
+    with pytest.raises(BadInput, match=message):
+        demo.stylize(**call)
+
+
+def test_odd_pictures_are_converted_with_a_note(tmp_path):
+    from demos import style_transfer as demo
+
+    huge = tmp_path / "huge.png"
+    Image.new("RGB", (3000, 2000), (200, 40, 40)).save(huge)
+    photo, notes = demo.load_picture(str(huge), "content photo", 96)
+    assert photo.size == (96, 64) and any("large" in n and "3000x2000" in n for n in notes)
+    rgba = picture(mode="RGBA")
+    photo, notes = demo.load_picture(rgba, "style image", 48)
+    assert photo.mode == "RGB" and any("transparent" in n for n in notes)
+    photo, notes = demo.load_picture(picture(mode="L"), "style image", 48)
+    assert photo.mode == "RGB" and any("grayscale" in n for n in notes)
+    photo, notes = demo.load_picture(np.random.default_rng(0).random((20, 30, 3)), "content photo", 30)
+    assert photo.size == (30, 20) and notes == []
+    _, info = next(demo.stylize_stream(picture(mode="RGBA"), picture(seed=1, mode="L"), steps=1, size=64,
+                                       feature_net="random_vgg19"))
+    assert len(info["notes"]) == 2
+
+
+def test_missing_fast_network_names_the_command_in_the_tab(no_trained_networks):
+    from demos import style_transfer as demo
+
+    handler = demo.user_errors(demo.run_tab)
+    with pytest.raises(Exception, match="python -m train.style_transfer --style munch_the_scream"):
+        list(handler(picture(), None, "fast", "munch_the_scream", "auto", 10, 1, 1, 64, "adam", "content", None, None))
+    with pytest.raises(Exception, match="No feed-forward networks are trained yet"):
+        list(handler(picture(), None, "fast", None, "auto", 10, 1, 1, 64, "adam", "content", None, None))
+
+
+# ---- the endpoint --------------------------------------------------------------------------------
+
+def test_stylize_endpoint_streams_and_stops_cleanly():
+    import socket
+    import time
+
+    from gradio_client import Client, handle_file
+
+    from app import build_app
+    from demos import style_transfer as demo
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    app = build_app(["style_transfer"])
+    app.launch(server_port=port, prevent_thread_lock=True, quiet=True)
+    try:
+        client = Client(f"http://127.0.0.1:{port}/", verbose=False)
+        content, style = handle_file(str(demo.CONTENT_EXAMPLES[1])), handle_file(str(demo.made_examples()[1]))
+        # picking a feature network offers its layers
+        style_layers, content_layers = client.predict("random_vgg19", api_name="/style_transfer_layers")
+        assert style_layers["value"] == FEATURE_NETWORKS["random_vgg19"][2] and content_layers["value"] == ["conv4_2"]
+        assert "conv5_1" in [c[0] for c in style_layers["choices"]]
+        result, compare, curves, status, download = client.predict(
+            content, style, "optimize", None, "random_vgg19", 10, 1, 2, 64, "adam", "content",
+            ["conv1_1", "conv2_1"], ["conv2_1"], api_name="/style_transfer_stylize")
+        assert max(Image.open(result).size) == 64 and "Step 2/2" in status and "random" in status
+        assert Image.open(download).size == Image.open(result).size
+        # a long run streams previews, is stopped, and the next run starts clean
+        job = client.submit(content, style, "optimize", None, "random_vgg19", 10, 1, 500, 64, "adam", "content",
+                            ["conv1_1"], ["conv2_1"], api_name="/style_transfer_stylize")
+        deadline = time.time() + 60
+        while not job.outputs() and time.time() < deadline:
+            time.sleep(0.1)
+        assert job.outputs() and "/500" in job.outputs()[-1][3]
+        job.cancel()
+        *_, status, _ = client.predict(content, style, "optimize", None, "random_vgg19", 10, 1, 1, 64, "adam",
+                                       "content", ["conv1_1"], ["conv2_1"], api_name="/style_transfer_stylize")
+        assert "Step 1/1" in status
+        with pytest.raises(Exception, match="No content photo"):
+            client.predict(None, style, "optimize", None, "random_vgg19", 10, 1, 2, 64, "adam", "content",
+                           ["conv1_1"], ["conv2_1"], api_name="/style_transfer_stylize")
+    finally:
+        app.close()

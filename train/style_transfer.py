@@ -1,0 +1,422 @@
+"""Train Johnson et al.'s feed-forward style network for one painting (or all six), with
+Gatys's perceptual losses measured by the best feature network available.
+
+    python -m train.style_transfer --style vangogh_starry_night   # one painting, as committed
+    python -m train.style_transfer --all                          # all six, one after another
+    python -m train.style_transfer --all --eval                   # re-measure the committed networks
+    python -m train.style_transfer --style picabia_udnie --epochs 1 --steps 3 --limit 16 \\
+        --checkpoint-dir /tmp/ck                                  # a smoke run, seconds
+
+Time: about 5 minutes per painting on a free 2-core CPU with the defaults (600 steps of
+two 160 px crops, about 0.5 s each: 4 "epochs" of 150 steps, each a fresh random draw of
+the ~1,650 training photos; a width-16 network; the CIFAR-10 VGG as feature network),
+about 35 minutes for --all. With a VGG-19 as feature network (ImageNet or random) a step
+takes about 1.6 times as long. --resume continues after the last finished epoch.
+
+Training photos, all from the data directory or mirror: the face-mask street scenes (853;
+mirror only), the ants and bees (398) and 400 LFW faces. The six photos of
+style-images/photos are never trained on: they are the test set. Feature networks, best
+first: torchvision's ImageNet VGG-19 if its weights are in the torch hub cache (set
+DLP_DOWNLOAD_VGG19=1 to let it be downloaded there), else the project's CIFAR-10 VGG,
+else a randomly initialised VGG-19. --eval prints, per painting, the style and content
+loss on the six test photos (256 px, measured with the best feature network available)
+and the milliseconds to stylise a 512x512 photo.
+"""
+import argparse
+import functools
+import json
+import logging
+import os
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image, ImageOps
+from tqdm import tqdm
+
+from core import checkpoints, data
+from core.training import (add_run_arguments, load_state, parse_run_arguments, pick_device, save_state, seed_epoch,
+                           seed_everything)
+from models.style_transfer import (FEATURE_NETWORKS, TransformerNet, cifar10_vgg_encoder, content_targets,
+                                   imagenet_vgg19, perceptual_losses, random_vgg19, style_targets, total_variation)
+
+PAINTINGS = ("vangogh_starry_night", "munch_the_scream", "hokusai_great_wave", "kandinsky_composition_vii",
+             "turner_shipwreck", "picabia_udnie")
+PHOTOS = ("tubingen_neckarfront", "golden_gate", "hoover_tower_night", "chicago_skyline", "amber_doorway",
+          "obama_portrait")
+# Where the mirror's style-images came from (its SOURCES.tsv), to download them elsewhere.
+STYLE_IMAGE_SOURCES = {
+    "paintings/vangogh_starry_night.jpg": "jcjohnson/neural-style/master/examples/inputs/starry_night.jpg",
+    "paintings/munch_the_scream.jpg": "jcjohnson/neural-style/master/examples/inputs/the_scream.jpg",
+    "paintings/hokusai_great_wave.jpg": "jcjohnson/fast-neural-style/master/images/styles/wave.jpg",
+    "paintings/kandinsky_composition_vii.jpg": "jcjohnson/fast-neural-style/master/images/styles/composition_vii.jpg",
+    "paintings/turner_shipwreck.jpg": "jcjohnson/neural-style/master/examples/inputs/shipwreck.jpg",
+    "paintings/picabia_udnie.jpg": "jcjohnson/fast-neural-style/master/images/styles/udnie.jpg",
+    "photos/tubingen_neckarfront.jpg": "jcjohnson/neural-style/master/examples/inputs/tubingen.jpg",
+    "photos/golden_gate.jpg": "jcjohnson/neural-style/master/examples/inputs/golden_gate.jpg",
+    "photos/hoover_tower_night.jpg": "jcjohnson/neural-style/master/examples/inputs/hoovertowernight.jpg",
+    "photos/chicago_skyline.jpg": "jcjohnson/fast-neural-style/master/images/content/chicago.jpg",
+    "photos/amber_doorway.jpg": "pytorch/examples/main/fast_neural_style/images/content-images/amber.jpg",
+    "photos/obama_portrait.jpg": "ageitgey/face_recognition/master/examples/obama.jpg",
+}
+# About 5 minutes a painting on a free 2-core CPU: 4 x 150 steps of 2 crops, ~0.5 s a step.
+DEFAULTS = dict(width=16, blocks=5, epochs=4, steps=150, batch_size=2, crop=160, lr=2e-3, style_weight=10.0,
+                content_weight=1.0, tv_weight=0.0, style_size=256, lfw=400)
+MEASURE_SIZE = 256  # the longer side of test photos and paintings when losses are measured
+LATENCY_SIZE = 512
+IMAGENET_VGG19_FILE = "vgg19-dcbb9e9d.pth"  # torchvision's name (the hash prefix of its contents)
+IMAGENET_VGG19_URL = "https://download.pytorch.org/models/" + IMAGENET_VGG19_FILE
+DOWNLOAD_ENV = "DLP_DOWNLOAD_VGG19"
+
+
+def checkpoint_name(painting: str) -> str:
+    return f"style_transfer/{painting}"
+
+
+def train_command(painting: str) -> str:
+    return f"python -m train.style_transfer --style {painting}"
+
+
+# ---- the feature networks, best first ------------------------------------------------------
+
+class FeatureNetworkUnavailable(RuntimeError):
+    """The asked-for feature network cannot be had here (no weights, no download)."""
+
+
+def imagenet_vgg19_path() -> Path:
+    """Where torchvision keeps the ImageNet VGG-19 weights: <torch hub dir>/checkpoints/."""
+    return Path(torch.hub.get_dir()) / "checkpoints" / IMAGENET_VGG19_FILE
+
+
+def available_feature_networks() -> list[str]:
+    """The feature networks that can be loaded now, best first (nothing is loaded)."""
+    found = []
+    if imagenet_vgg19_path().exists() or os.environ.get(DOWNLOAD_ENV) == "1":
+        found.append("imagenet_vgg19")
+    if checkpoints.find("cifar10/vgg") is not None:
+        found.append("cifar10_vgg")
+    return found + ["random_vgg19"]
+
+
+def best_feature_network() -> str:
+    return available_feature_networks()[0]
+
+
+def load_feature_network(name: str = "auto", device="cpu"):
+    """A FeatureExtractor: "auto" is the best available that loads (a damaged weights file
+    is skipped with a warning, so the next one is used)."""
+    if name == "auto":
+        for candidate in available_feature_networks():
+            try:
+                return load_feature_network(candidate, device)
+            except (FeatureNetworkUnavailable, checkpoints.MissingCheckpoint, ValueError, RuntimeError, OSError) as e:
+                if candidate == "random_vgg19":
+                    raise
+                logging.warning("feature network %s did not load (%s); trying the next one", candidate, e)
+    if name == "imagenet_vgg19":
+        path = imagenet_vgg19_path()
+        if not path.exists() and os.environ.get(DOWNLOAD_ENV) != "1":
+            raise FeatureNetworkUnavailable(f"No ImageNet VGG-19 weights at {path} (set {DOWNLOAD_ENV}=1 to download them).")
+        return _imagenet_vgg19(str(path), str(device))
+    if name == "cifar10_vgg":
+        return _cifar10_vgg(str(device))
+    if name == "random_vgg19":
+        return _random_vgg19(str(device))
+    raise ValueError(f"unknown feature network {name!r}; choose from {list(FEATURE_NETWORKS)} or 'auto'")
+
+
+@functools.lru_cache(maxsize=2)
+def _imagenet_vgg19(path: str, device: str):
+    if not Path(path).exists():  # only when DLP_DOWNLOAD_VGG19=1: torchvision's own download and hash check
+        state_dict = torch.hub.load_state_dict_from_url(IMAGENET_VGG19_URL, map_location="cpu", check_hash=True,
+                                                        weights_only=True)
+    else:  # torchvision's .pth is a pickle: weights_only unpickles tensors and plain containers, nothing else
+        state_dict = torch.load(path, map_location="cpu", weights_only=True)
+    return imagenet_vgg19(state_dict).to(device)
+
+
+@functools.lru_cache(maxsize=None)
+def _cifar10_vgg(device: str):
+    from models.cifar10 import VGG
+
+    return cifar10_vgg_encoder(checkpoints.load(VGG, "cifar10/vgg", "python -m train.cifar10 --arch vgg", device)).to(device)
+
+
+@functools.lru_cache(maxsize=None)
+def _random_vgg19(device: str):
+    return random_vgg19(seed=0).to(device)
+
+
+# ---- images ---------------------------------------------------------------------------------
+
+def to_tensor(image: Image.Image, long_side: int | None = None) -> torch.Tensor:
+    """A PIL image -> (1, 3, H, W) float in [0, 1], the longer side scaled to long_side."""
+    image = ImageOps.exif_transpose(image).convert("RGB")
+    if long_side and max(image.size) != long_side:
+        scale = long_side / max(image.size)
+        image = image.resize((max(1, round(image.width * scale)), max(1, round(image.height * scale))),
+                             Image.Resampling.LANCZOS)
+    return torch.from_numpy(np.asarray(image).copy()).permute(2, 0, 1).contiguous().float().div(255).unsqueeze(0)
+
+
+def to_pil(image: torch.Tensor) -> Image.Image:
+    """(1, 3, H, W) or (3, H, W) in [0, 1] -> a PIL image."""
+    image = image.detach().squeeze(0).clamp(0, 1).mul(255).round().byte().permute(1, 2, 0).cpu().numpy()
+    return Image.fromarray(image)
+
+
+def style_images_dir(root=None, download: bool = True) -> Path | None:
+    """The folder with paintings/ and photos/: the mirror's style-images, or a copy
+    downloaded into the data directory from the repositories they came from."""
+    mirror = data.mirror_dir()
+    if mirror is not None and (mirror / "style-images" / "paintings").exists():
+        return mirror / "style-images"
+    dest = data.data_dir(root) / "style-images"
+    if all((dest / name).exists() for name in STYLE_IMAGE_SOURCES):
+        return dest
+    if not download:
+        return None
+    import urllib.request
+
+    for name, source in STYLE_IMAGE_SOURCES.items():
+        if not (dest / name).exists():
+            (dest / name).parent.mkdir(parents=True, exist_ok=True)
+            try:
+                with urllib.request.urlopen("https://raw.githubusercontent.com/" + source, timeout=60) as f:
+                    raw = f.read()
+            except OSError as e:
+                raise RuntimeError("Could not download the style images. Offline? Point DLP_DATA_MIRROR at a copy "
+                                   "laid out like ../shared/data.") from e
+            (dest / name).write_bytes(raw)
+    return dest
+
+
+def painting(name: str, long_side: int | None = None, root=None) -> torch.Tensor:
+    if name not in PAINTINGS:
+        raise ValueError(f"unknown painting {name!r}; choose from {PAINTINGS}")
+    with Image.open(style_images_dir(root) / "paintings" / f"{name}.jpg") as image:
+        return to_tensor(image, long_side)
+
+
+def test_photos(long_side: int = MEASURE_SIZE, root=None) -> dict[str, torch.Tensor]:
+    """The six photos of style-images/photos (never trained on), longer side long_side."""
+    folder = style_images_dir(root) / "photos"
+    out = {}
+    for name in PHOTOS:
+        with Image.open(folder / f"{name}.jpg") as image:
+            out[name] = to_tensor(image, long_side)
+    return out
+
+
+def face_mask_photos(size: int, root=None, limit: int = 0) -> torch.Tensor:
+    """The face-mask set's 853 street scenes as (N, 3, size, size) uint8 centre squares
+    (mirror only: the set is on Kaggle, which needs an account). Cached as .npy, unless
+    only the first `limit` are asked for."""
+    mirror = data.mirror_dir()
+    if mirror is None or not (mirror / "face-mask" / "images").exists():
+        return torch.zeros(0, 3, size, size, dtype=torch.uint8)
+    paths = sorted((mirror / "face-mask" / "images").glob("*.jpg"))
+    if limit:
+        return _squares(paths[:limit], size)
+    cache = data.data_dir(root) / "face-mask" / f"squares_{size}.npy"
+    if not cache.exists():
+        cache.parent.mkdir(parents=True, exist_ok=True)
+        np.save(cache, _squares(paths, size).numpy())
+    return torch.from_numpy(np.load(cache))
+
+
+def _squares(paths, size: int) -> torch.Tensor:
+    squares = [np.asarray(data.square(Image.open(p).convert("RGB"), size)) for p in paths]
+    return torch.from_numpy(np.stack(squares).transpose(0, 3, 1, 2).copy())
+
+
+def lfw_photos(size: int, count: int, root=None) -> torch.Tensor:
+    """`count` LFW faces (every k-th of the sorted files), 112 px scaled up to size."""
+    if count <= 0:
+        return torch.zeros(0, 3, size, size, dtype=torch.uint8)
+    paths = sorted((data.lfw_dir(root) / "images").glob("*/*.jpg"))
+    picked = paths[::max(1, len(paths) // count)][:count]
+    return torch.from_numpy(np.stack([np.asarray(Image.open(p).convert("RGB").resize((size, size), Image.Resampling.BICUBIC))
+                                      for p in picked]).transpose(0, 3, 1, 2).copy())
+
+
+def training_photos(size: int, lfw: int = 400, root=None, limit: int = 0) -> torch.Tensor:
+    """Every training photo as (N, 3, size, size) uint8 centre squares. With limit, only
+    that many: the first face-mask scenes when there are enough (a smoke run decodes a
+    handful of files), else a fixed random subset of all."""
+    if limit:
+        photos = face_mask_photos(size, root, limit)
+        if len(photos) >= limit:
+            return photos
+    photos = torch.cat([face_mask_photos(size, root), data.hymenoptera("train", size, root)[0],
+                        data.hymenoptera("val", size, root)[0], lfw_photos(size, lfw, root)])
+    if limit:
+        photos = photos[torch.randperm(len(photos), generator=torch.Generator().manual_seed(0))[:limit]]
+    return photos
+
+
+def random_crops(photos: torch.Tensor, crop: int, g: torch.Generator) -> torch.Tensor:
+    """uint8 (B, 3, S, S) -> float (B, 3, crop, crop) in [0, 1]: a random crop of each,
+    mirrored half the time."""
+    out = []
+    for photo in photos:
+        top, left = (torch.randint(0, photo.shape[1] - crop + 1, (2,), generator=g)).tolist()
+        patch = photo[:, top:top + crop, left:left + crop]
+        out.append(patch.flip(2) if torch.rand((), generator=g) < 0.5 else patch)
+    return torch.stack(out).float().div(255)
+
+
+# ---- measuring ------------------------------------------------------------------------------
+
+def measure(extractor, output: torch.Tensor, photo: torch.Tensor, style: torch.Tensor) -> dict:
+    """Content loss of output against photo and style loss against the painting, on the
+    feature network's default layers (the same definition for every method)."""
+    _, style_layers, content_layers = FEATURE_NETWORKS[extractor.name][1:]
+    with torch.no_grad():
+        c, s = perceptual_losses(extractor, output, content_targets(extractor, photo, content_layers),
+                                 style_targets(extractor, style, style_layers))
+    return {"content_loss": c.item(), "style_loss": s.item()}
+
+
+@torch.inference_mode()
+def latency_ms(net, runs: int = 5, size: int = LATENCY_SIZE, device="cpu") -> float:
+    """Median milliseconds to stylise one size x size photo (after one warm-up run)."""
+    x = torch.rand(1, 3, size, size, generator=torch.Generator().manual_seed(0)).to(device)
+    net.eval()
+    net(x)
+    times = []
+    for _ in range(runs):
+        start = time.perf_counter()
+        net(x)
+        if x.device.type == "cuda":
+            torch.cuda.synchronize()
+        times.append((time.perf_counter() - start) * 1000)
+    return float(np.median(times))
+
+
+@torch.inference_mode()
+def evaluate(net, name: str, args, device) -> dict:
+    """Style and content loss on the six test photos, and the time for a 512 px photo."""
+    extractor = load_feature_network("auto", device)
+    style = painting(name, MEASURE_SIZE, args.data_dir).to(device)
+    per_photo = {}
+    for photo_name, photo in list(test_photos(MEASURE_SIZE, args.data_dir).items())[:args.eval_photos]:
+        photo = photo.to(device)
+        per_photo[photo_name] = measure(extractor, net(photo).clamp(0, 1), photo, style)
+    return {"style_loss": float(np.mean([m["style_loss"] for m in per_photo.values()])),
+            "content_loss": float(np.mean([m["content_loss"] for m in per_photo.values()])),
+            "ms_per_512px_image": round(latency_ms(net, args.latency_runs, device=device), 1),
+            "measured_with": extractor.name, "measure_size": MEASURE_SIZE, "per_photo": per_photo}
+
+
+# ---- training -------------------------------------------------------------------------------
+
+def train_epoch(net, opt, extractor, photos, style_grams, content_layers, args, epoch, device) -> dict:
+    net.train()
+    g = seed_epoch(args.seed, epoch)
+    order = torch.randperm(len(photos), generator=g)
+    starts = list(range(0, len(photos) - args.batch_size + 1, args.batch_size))[:args.steps or None]
+    sums, steps = {"content_loss": 0.0, "style_loss": 0.0}, 0
+    bar = tqdm(starts, desc=f"{args.style} epoch {epoch}/{args.epochs}", leave=False)
+    for i in bar:
+        x = random_crops(photos[order[i:i + args.batch_size]], args.crop, g).to(device)
+        y = net(x)
+        # The painting's Gram matrices are one image's; they serve every image of the batch.
+        grams = {k: a.expand(len(x), -1, -1) for k, a in style_grams.items()}
+        c, s = perceptual_losses(extractor, y, content_targets(extractor, x, content_layers), grams)
+        loss = args.content_weight * c + args.style_weight * s
+        if args.tv_weight:
+            loss = loss + args.tv_weight * total_variation(y)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        steps += 1
+        sums["content_loss"] += c.item()
+        sums["style_loss"] += s.item()
+        bar.set_postfix(content=f"{sums['content_loss'] / steps:.3f}", style=f"{sums['style_loss'] / steps:.3f}")
+    return {k: v / max(steps, 1) for k, v in sums.items()} | {"steps": steps}
+
+
+def run(args) -> dict:
+    device = pick_device(args.device)
+    name = checkpoint_name(args.style)
+    if args.eval:
+        net = checkpoints.load(TransformerNet, name, train_command(args.style), device, root=args.checkpoint_dir)
+        return evaluate(net, args.style, args, device)
+
+    seed_everything(args.seed)
+    extractor = load_feature_network(args.features, device)
+    _, _, style_layers, content_layers = FEATURE_NETWORKS[extractor.name]
+    photos = training_photos(args.crop + args.crop // 8, args.lfw, args.data_dir, args.limit)
+    style_grams = style_targets(extractor, painting(args.style, args.style_size, args.data_dir).to(device), style_layers)
+    net = TransformerNet(args.width, args.blocks).to(device)
+    opt = torch.optim.Adam(net.parameters(), lr=args.lr)
+    root = Path(args.checkpoint_dir or checkpoints.CHECKPOINTS)
+    config = {k: getattr(args, k) for k in ("style", "width", "blocks", "epochs", "steps", "batch_size", "crop", "lr",
+                                            "style_weight", "content_weight", "tv_weight", "style_size", "lfw", "seed",
+                                            "limit")} | {"features": extractor.name}
+    start_epoch, history = load_state(root / name / "resume", net, opt, None, config) if args.resume else (0, [])
+    elapsed_before = history[-1]["wall_time_s"] if history else 0.0
+
+    start = time.perf_counter()
+    for epoch in range(start_epoch + 1, args.epochs + 1):
+        stats = train_epoch(net, opt, extractor, photos, style_grams, content_layers, args, epoch, device)
+        history.append({"epoch": epoch, **stats, "wall_time_s": round(elapsed_before + time.perf_counter() - start, 1)})
+        tqdm.write(json.dumps(history[-1]))
+        save_state(root / name / "resume", net, opt, None, epoch, history, config)
+        if args.stop_after and epoch >= args.stop_after:
+            return {"stopped_after_epoch": epoch}
+    wall_time = elapsed_before + time.perf_counter() - start
+
+    metrics = {
+        "painting": args.style, "feature_network": extractor.name, "style_layers": style_layers,
+        "content_layers": content_layers, "train_photos": len(photos),
+        "parameters": sum(p.numel() for p in net.parameters()),
+        "train_wall_time_s": round(wall_time, 1), "device": str(device), "seed": args.seed,
+        "command": checkpoints.command_line("train.style_transfer"),
+        "hyperparameters": {k: v for k, v in config.items() if k not in ("style", "seed", "limit", "features")},
+        "history": history,
+    }
+    metrics.update(evaluate(net.eval(), args.style, args, device))
+    checkpoints.save(net.cpu(), name, metrics, root=args.checkpoint_dir)
+    return {k: v for k, v in metrics.items() if k not in ("history", "hyperparameters", "per_photo")}
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--style", choices=["all", *PAINTINGS], help="the painting to learn (see style-images/paintings)")
+    parser.add_argument("--all", action="store_true", help="every painting, one after another (about 35 minutes)")
+    parser.add_argument("--features", default="auto", choices=["auto", *FEATURE_NETWORKS],
+                        help="feature network for the losses (default: the best available)")
+    parser.add_argument("--width", type=int, default=DEFAULTS["width"],
+                        help="channels of TransformerNet's first layer (32 in Johnson et al.; 16 stays under 1 s at 512 px)")
+    parser.add_argument("--blocks", type=int, default=DEFAULTS["blocks"], help="residual blocks")
+    parser.add_argument("--epochs", type=int, default=DEFAULTS["epochs"], help="epochs (--resume goes back to the last one)")
+    parser.add_argument("--steps", type=int, default=DEFAULTS["steps"],
+                        help="steps an epoch, each epoch a fresh random draw of photos (0: a full pass)")
+    parser.add_argument("--batch-size", type=int, default=DEFAULTS["batch_size"], help="photos per step")
+    parser.add_argument("--crop", type=int, default=DEFAULTS["crop"], help="training crop size in pixels")
+    parser.add_argument("--lr", type=float, default=DEFAULTS["lr"], help="Adam learning rate")
+    parser.add_argument("--style-weight", type=float, default=DEFAULTS["style_weight"], help="weight of the style loss")
+    parser.add_argument("--content-weight", type=float, default=DEFAULTS["content_weight"], help="weight of the content loss")
+    parser.add_argument("--tv-weight", type=float, default=DEFAULTS["tv_weight"], help="weight of total variation")
+    parser.add_argument("--style-size", type=int, default=DEFAULTS["style_size"],
+                        help="the painting's longer side when its Gram matrices are taken")
+    parser.add_argument("--lfw", type=int, default=DEFAULTS["lfw"], help="LFW faces among the training photos")
+    parser.add_argument("--eval-photos", type=int, default=len(PHOTOS), help="test photos to measure on")
+    parser.add_argument("--latency-runs", type=int, default=5, help="timed runs for ms per 512 px image")
+    add_run_arguments(parser)
+    args = parse_run_arguments(parser, argv)
+    if not args.style and not args.all:
+        parser.error("give --style <painting> or --all")
+
+    results = {}
+    for style in PAINTINGS if args.all or args.style == "all" else [args.style]:
+        results[style] = run(argparse.Namespace(**dict(vars(args), style=style)))
+    print(json.dumps(results))
+    return results
+
+
+if __name__ == "__main__":
+    main()
