@@ -11,9 +11,19 @@ import os
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 
 import gradio as gr  # noqa: E402
+from PIL import Image  # noqa: E402
+
+from core.ui import readable_input_errors  # noqa: E402
 
 # One line per tab: the module in demos/ that lays it out. Adding a tab adds a line here.
-TABS = ["overview", "fizzbuzz", "mnist", "gan", "vae", "cifar10", "transfer", "text_classification", "speech", "translation"]
+TABS = ["overview", "fizzbuzz", "mnist", "gan", "vae", "cifar10", "transfer", "text_classification", "speech", "translation", "style_transfer"]
+
+# Uploads: at most 25 MB a file (a phone photo is under 15 MB, a 20-second WAV, the speech
+# tab's limit, under 4 MB at 48 kHz stereo), and no picture over 50 megapixels is decoded:
+# PIL refuses more than twice MAX_IMAGE_PIXELS, so an 8000x8000 upload is turned away before
+# it takes 256 MB of memory.
+MAX_FILE_SIZE = "25mb"
+Image.MAX_IMAGE_PIXELS = 25_000_000
 
 
 def build_app(tabs=None) -> gr.Blocks:
@@ -38,7 +48,7 @@ def build_app(tabs=None) -> gr.Blocks:
             else:
                 button.visible = False  # that tab was not loaded (--tabs)
     demo.queue(default_concurrency_limit=2)
-    return demo
+    return readable_input_errors(demo)
 
 
 def main(argv=None):
@@ -51,7 +61,8 @@ def main(argv=None):
     parser.add_argument("--tabs", nargs="+", choices=TABS, metavar="TAB",
                         help=f"load only these tabs (default: all of {', '.join(TABS)})")
     args = parser.parse_args(argv)
-    build_app(args.tabs).launch(server_name=args.host, server_port=args.port, share=args.share)
+    build_app(args.tabs).launch(server_name=args.host, server_port=args.port, share=args.share,
+                                max_file_size=MAX_FILE_SIZE)
 
 
 if __name__ == "__main__":

@@ -1,9 +1,14 @@
 """Small helpers the tabs share: turning bad input into a clear message, and plots."""
 import functools
 import inspect
+import math
+import re
 
 import gradio as gr
 import matplotlib
+import pydantic
+from gradio.exceptions import ComponentProcessingError, InvalidPathError
+from PIL import Image, UnidentifiedImageError
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
@@ -34,6 +39,122 @@ def user_errors(fn):
         except (BadInput, MissingCheckpoint) as e:
             raise gr.Error(str(e), print_exception=False) from e
     return wrapper
+
+
+# ---- input Gradio itself cannot read ------------------------------------------------------
+# A word where a number goes, NaN, a text file sent as a picture or a path that was never
+# uploaded fail inside Gradio, before any handler runs, and reach the user as a bare "Error".
+# readable_input_errors() turns each into a gr.Error that says which input and why.
+
+UPLOAD_HINT = "from Python: gradio_client.handle_file(path)"
+TAKES = {"Image": f"a picture uploaded to the app ({UPLOAD_HINT})",
+         "ImageEditor": f"a drawing: a dict of 'background', 'layers' and 'composite' pictures ({UPLOAD_HINT})",
+         "Audio": f"a sound file uploaded to the app ({UPLOAD_HINT})",
+         "File": f"files uploaded to the app ({UPLOAD_HINT})"}
+
+
+def _name(block) -> str:
+    return f"'{getattr(block, 'label', None) or type(block).__name__}'"
+
+
+def _show(value) -> str:
+    text = repr(value)
+    if isinstance(value, str) and len(value) > 40:
+        return f"a text of {len(value):,} characters"
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
+def input_problem(block, value) -> str | None:
+    """Why Gradio cannot read `value` for the input component `block`, as a sentence
+    (None when it can)."""
+    if isinstance(block, (gr.Number, gr.Slider)):
+        if value is None:
+            return None if isinstance(block, gr.Number) else f"{_name(block)} needs a number, and got none."
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            return f"{_name(block)} must be a number, not {_show(value)}."
+        if not math.isfinite(value):
+            return f"{_name(block)} must be a finite number, not {value}."
+        if isinstance(block, gr.Slider) and float(block.step or 0).is_integer() and float(block.minimum).is_integer() \
+                and not float(value).is_integer():
+            return f"{_name(block)} must be a whole number, not {value:g}."
+        low, high = block.minimum, block.maximum
+        if (low is not None and value < low) or (high is not None and value > high):
+            bounds = (f"from {low:g} to {high:g}" if low is not None and high is not None
+                      else f"at least {low:g}" if low is not None else f"at most {high:g}")
+            return f"{_name(block)} must be {bounds}, not {value:g}."
+    if isinstance(block, gr.Checkbox) and not isinstance(value, bool):
+        return f"{_name(block)} must be true or false, not {_show(value)}."
+    if isinstance(block, (gr.Dropdown, gr.Radio)) and value is not None and not getattr(block, "allow_custom_value", False):
+        allowed = [v for _, v in block.choices]
+        chosen = value if getattr(block, "multiselect", False) and isinstance(value, list) else [value]
+        if not all(isinstance(v, (str, int, float)) and v in allowed for v in chosen):
+            listed = ", ".join(map(repr, allowed[:12])) + (", ..." if len(allowed) > 12 else "")
+            return f"{_name(block)} must be one of {listed}; not {_show(value)}."
+    if isinstance(block, gr.Dataset):  # a row of gr.Examples, by its number
+        rows = len(block.raw_samples)
+        if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value < rows:
+            return f"{_name(block)} takes the number of an example, 0 to {rows - 1}; not {_show(value)}."
+    model = getattr(block, "data_model", None)
+    if model is not None and value is not None:
+        try:
+            model.model_validate(value)
+        except pydantic.ValidationError:
+            return (f"{_name(block)} cannot take {_show(value)}: it takes "
+                    f"{TAKES.get(type(block).__name__, f'a file uploaded to the app ({UPLOAD_HINT})')}.")
+    return None
+
+
+def _unreadable(block, payload, error: Exception) -> str:
+    """A sentence for a file (or value) a component failed to decode."""
+    if isinstance(error, Image.DecompressionBombError):
+        limit = 2 * (Image.MAX_IMAGE_PIXELS or 0) // 1_000_000
+        return f"{_name(block)}: that picture has more than {limit} megapixels. Please upload a smaller one."
+    if isinstance(error, UnidentifiedImageError):
+        return f"{_name(block)}: that file is not a picture this app can read (try PNG, JPEG or WebP)."
+    if isinstance(error, OSError) and "truncated" in str(error):
+        return f"{_name(block)}: that picture file is cut short (truncated). Please upload it again."
+    if isinstance(error, OSError):
+        return f"{_name(block)}: that file could not be read ({error.__class__.__name__}). Please upload another."
+    return f"{_name(block)} cannot use {_show(payload)}: it is not a value of the kind this input takes."
+
+
+def readable_input_errors(demo: gr.Blocks) -> gr.Blocks:
+    """Make input that Gradio cannot read (before any handler runs) a gr.Error naming the
+    input, for every event of `demo`. Gradio 6.31's own messages for these are empty."""
+    original_preprocess_data = demo.preprocess_data
+
+    async def preprocess_data(block_fn, inputs, state, explicit_call=False):
+        # As Gradio does: a component updated in this session (new choices, a new range) is
+        # the session's copy, not the one built with the page.
+        blocks = [state[b._id] if state is not None and not b.stateful and b._id in state else b
+                  for b in block_fn.inputs]
+        if len(inputs) < len(blocks):
+            labels = ", ".join("null (the session's state)" if isinstance(b, gr.State) else _name(b) for b in blocks)
+            raise gr.Error(f"This takes {len(blocks)} inputs ({labels}), but got {len(inputs)}.", print_exception=False)
+        for block, value in zip(blocks, inputs):
+            problem = input_problem(block, value)
+            if problem:
+                raise gr.Error(problem, print_exception=False)
+        try:
+            return await original_preprocess_data(block_fn, inputs, state, explicit_call)
+        except gr.Error:
+            raise
+        except InvalidPathError as e:  # a path on the server that nobody uploaded, e.g. /etc/passwd
+            raise gr.Error("A file in this request was not uploaded to the app, so it cannot be read: upload it "
+                           f"first ({UPLOAD_HINT}).", print_exception=False) from e
+        except ComponentProcessingError as e:  # a component could not decode its value (a text file as a picture)
+            where = re.search(r"input component at index (\d+)", str(e))
+            if where and e.__cause__ is not None and int(where[1]) < len(blocks):
+                k = int(where[1])
+                raise gr.Error(_unreadable(blocks[k], inputs[k], e.__cause__), print_exception=False) from e
+            raise gr.Error("One of the inputs could not be read: it is not a value of the kind its box takes.",
+                           print_exception=False) from e
+        except Exception as e:
+            raise gr.Error(f"One of the inputs is not a value of the kind its box takes ({e.__class__.__name__}).",
+                           print_exception=False) from e
+
+    demo.preprocess_data = preprocess_data
+    return demo
 
 
 # The Sketchpad opens with no tool selected ("select the draw tool to start"), so a first

@@ -30,6 +30,7 @@ SKIMAGE_DATA = Path(skimage.__file__).parent / "data"
 EXAMPLES = [SKIMAGE_DATA / name for name in ("chelsea.png", "rocket.jpg", "horse.png", "motorcycle_left.png", "coffee.png")]
 MAX_PIXELS = 50_000_000  # larger uploads are refused before they are decoded
 STUDY = checkpoints.CHECKPOINTS / "cifar10" / "study.json"
+INITIALIZERS = ["he", "xavier", "normal", "truncated_normal"]  # the course's study (models.cifar10.init_weights)
 
 
 def models() -> list[str]:
@@ -175,6 +176,8 @@ def mistakes_gallery(model: str) -> list:
 
 def model_card(model: str):
     """Markdown summary, training curves, confusion matrix and confident mistakes."""
+    if model not in ARCHITECTURES:
+        raise BadInput(f"Unknown model {model!r}; choose one of {models()}.")
     metrics = checkpoints.load_metrics(training.checkpoint_name(model))
     if not metrics:
         return f"No checkpoint yet: run `python -m train.cifar10 --arch {model}`.", None, None, []
@@ -234,6 +237,8 @@ def lab_plot(history, title="Training lab"):
 
 def run_lab(activation, initializer, optimizer, augment, batch_norm, frozen_stages, epochs, train_images):
     """The lab button: streams the curves after every epoch (cancellable between epochs)."""
+    if initializer not in INITIALIZERS:
+        raise BadInput(f"The initializer must be one of {', '.join(INITIALIZERS)}, not {initializer!r}.")
     note = " (frozen stages come from the committed 3-layer CNN: ReLU and batch norm)" if frozen_stages else ""
     yield None, f"Loading data and starting{note}..."
     for history in lab_train(activation, initializer, optimizer, augment, batch_norm, frozen_stages, epochs, train_images):
@@ -293,7 +298,7 @@ def build():
                     "current epoch.")
         with gr.Row():
             activation = gr.Dropdown(["relu", "sigmoid", "tanh"], value="relu", label="Activation")
-            initializer = gr.Dropdown(["he", "xavier", "normal", "truncated_normal"], value="he", label="Initializer")
+            initializer = gr.Dropdown(INITIALIZERS, value="he", label="Initializer")
             optimizer = gr.Dropdown(list(OPTIMIZERS), value="adam", label="Optimizer")
             frozen = gr.Slider(0, 3, value=0, step=1, label="Frozen conv stages (restored from the committed CNN)")
         with gr.Row():

@@ -76,8 +76,11 @@ def ink_image(image) -> np.ndarray:
     image = to_uint8(np.asarray(image))
     if image.ndim == 3 and image.shape[2] == 1:
         image = image[:, :, 0]
-    if image.ndim not in (2, 3) or (image.ndim == 3 and image.shape[2] not in (3, 4)) or min(image.shape[:2]) < 2:
+    if image.ndim not in (2, 3) or (image.ndim == 3 and image.shape[2] not in (3, 4)):
         raise BadInput(f"Expected an HxW, HxWx3 or HxWx4 image, got shape {image.shape}.")
+    if min(image.shape[:2]) < 2:
+        raise BadInput(f"Expected an image of at least 2x2 pixels; this one is {image.shape[1]}x{image.shape[0]}, "
+                       "too small to hold a digit.")
     if max(image.shape[:2]) > MAX_SIDE:
         # A photo-sized upload: shrink first, the digit ends up 20 pixels tall anyway.
         small = Image.fromarray(image)
@@ -175,6 +178,8 @@ def mistakes_gallery(model: str = "cnn") -> list[tuple[Image.Image, str]]:
 
 def model_card(model: str = "cnn") -> tuple[str, object]:
     """A markdown summary and the training curves of one model's checkpoint."""
+    if model not in ARCHS:
+        raise BadInput(f"Unknown model {model!r}; choose one of {models()}.")
     metrics = checkpoints.load_metrics(checkpoint_name(model))
     if not metrics:
         return f"No checkpoint yet: run `python -m train.mnist --arch {model}`.", None
@@ -230,4 +235,4 @@ def build():
     # Setting the editor's value to None from Python leaves it unable to draw, so Clear
     # presses the editor's own clear button; its change event then empties the outputs.
     clear_btn.click(None, js=CLEAR_JS, api_name="mnist_clear", api_visibility="private")
-    chosen.change(show_model, inputs=chosen, outputs=[card, plot, gallery], api_name="mnist_model_card")
+    chosen.change(user_errors(show_model), inputs=chosen, outputs=[card, plot, gallery], api_name="mnist_model_card")

@@ -54,8 +54,12 @@ def load_picture(image, what: str, size: int) -> tuple[Image.Image, list[str]]:
                                f"{MAX_PIXELS // 1_000_000} megapixels. Please upload a smaller one.")
             original = probe.size
             probe.draft("RGB", (size, size))  # JPEGs decode at a reduced size: fast for huge photos
-            image = ImageOps.exif_transpose(probe)
-            image.load()
+            try:
+                image = ImageOps.exif_transpose(probe)
+                image.load()
+            except OSError as e:  # a truncated or damaged file fails only when decoded
+                raise BadInput(f"The {what} is damaged or cut short and cannot be read. "
+                               "Please upload it again or pick another picture.") from e
     elif isinstance(image, Image.Image):
         original = image.size
     else:

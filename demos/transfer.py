@@ -188,9 +188,9 @@ def results_figures(experiment: str):
 def live_train(experiment: str, strategy: str, per_class: int, epochs: int, should_stop=None):
     """Train one strategy now; yields the list of validation accuracies after each epoch."""
     if experiment not in EXPERIMENTS:
-        raise BadInput(f"Unknown experiment {experiment!r}.")
+        raise BadInput(f"Unknown experiment {experiment!r}: choose one of {', '.join(EXPERIMENTS)}.")
     if strategy not in training.STRATEGIES:
-        raise BadInput(f"strategy must be one of {training.STRATEGIES}")
+        raise BadInput(f"The strategy must be one of {', '.join(training.STRATEGIES)}, not {strategy!r}.")
     per_class, epochs = int(per_class), int(epochs)
     if not 1 <= per_class <= 120 or not 1 <= epochs <= 30:
         raise BadInput("examples per class must be 1..120 and epochs 1..30")
@@ -241,6 +241,9 @@ def add_drawing(drawings, sketch, slot):
     image = sketch.get("composite") if isinstance(sketch, dict) else sketch
     if image is None or np.asarray(image).size == 0 or (np.asarray(image).ndim == 3 and np.asarray(image)[..., -1].max() == 0):
         raise BadInput("The canvas is empty: draw something first.")
+    if str(slot) not in {str(k) for k in range(1, MAX_CLASSES + 1)}:
+        raise BadInput(f"Pick the class (1 to {MAX_CLASSES}) the drawing is an example of.")
+    to_pil(image, "The drawing")  # refuses what no backbone could read (a 1x1 image), now rather than at Train
     drawings.setdefault(str(slot), []).append(np.asarray(image))
     return drawings, counts_text(drawings)
 
@@ -306,7 +309,8 @@ def build():
             with gr.Column():
                 sketch = drawing_canvas("Or draw an example", elem_id="transfer-sketchpad")
                 with gr.Row():
-                    slot = gr.Dropdown(list(range(1, MAX_CLASSES + 1)), value=1, label="Add it to class")
+                    slot = gr.Dropdown([str(k) for k in range(1, MAX_CLASSES + 1)], value="1",
+                                       label="Add it to class")  # text, as the API documents it
                     add_btn = gr.Button("Add drawing")
                 drawn = gr.Markdown(counts_text({}))
             with gr.Column():

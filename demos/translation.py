@@ -30,6 +30,7 @@ EXAMPLES = [
 MAX_SENTENCES, MAX_CHARS = 20, 1000  # longer text: the first sentences within both limits, with a note
 MAX_SOURCE_TOKENS = 100  # a longer "sentence" (no full stops) is cut here; Multi30K's longest has 55
 MAX_BEAM = 8
+MAX_LABELLED = 40  # attention maps over more tokens than this are drawn without token labels
 TOP_K = 5
 KINDS = {"cross": "Cross-attention (German token looks at English)", "encoder": "Encoder self-attention (English)",
          "decoder": "Decoder self-attention (German, masked)"}
@@ -64,6 +65,12 @@ def split_sentences(text: str) -> tuple[list[str], str]:
     if not re.search(r"[A-Za-z]", "".join(kept)):
         note += "The model learned from English image captions; this has no English letters, so the answer means little. "
     return kept, note
+
+
+def _check_kind(kind) -> str:
+    if kind not in KINDS:
+        raise BadInput(f"The attention to show must be one of {', '.join(KINDS)}, not {kind!r}.")
+    return kind
 
 
 def _check_options(beam_size, alpha) -> tuple[int, float]:
@@ -134,13 +141,20 @@ def attention_figure(view: dict, kind: str = "cross"):
     rows, cols = {"cross": (view["target_out"], view["source"]), "encoder": (view["source"], view["source"]),
                   "decoder": (view["target_out"], view["target_in"])}[kind]
     layers, heads = weights.shape[:2]
-    cell = max(2.4, 0.22 * max(len(rows), len(cols)))
+    tokens = max(len(rows), len(cols))
+    # Up to MAX_LABELLED tokens a map grows with the sentence and names every token; a longer
+    # one (a pasted paragraph) keeps a readable size and draws no labels.
+    cell = max(2.4, 0.22 * min(tokens, MAX_LABELLED))
     fig, axes = plt.subplots(layers, heads, figsize=(cell * heads, cell * layers), squeeze=False)
     for layer in range(layers):
         for head in range(heads):
             ax = axes[layer, head]
             ax.imshow(weights[layer, head], cmap="viridis", vmin=0, vmax=1, aspect="auto")
             ax.set_title(f"layer {layer + 1}, head {head + 1}", fontsize=8)
+            if tokens > MAX_LABELLED:
+                ax.set_xticks([])
+                ax.set_yticks([])
+                continue
             ax.set_xticks(range(len(cols)), cols, rotation=90, fontsize=6)
             ax.set_yticks(range(len(rows)), rows, fontsize=6)
     fig.suptitle(KINDS[kind] + " (rows: queries, columns: keys)")
@@ -198,7 +212,7 @@ def model_card() -> tuple[str, object]:
 
 def translate_tab(text: str, beam_size: int = 4, alpha: float = 0.6, kind: str = "cross"):
     """The tab's action: German, a note, the first sentence's attention maps and steps."""
-    beam_size, alpha = _check_options(beam_size, alpha)
+    beam_size, alpha, kind = *_check_options(beam_size, alpha), _check_kind(kind)
     sentences, note = split_sentences(text)
     sources, outputs, cut = decode(sentences, beam_size, alpha)
     _, sp = load()
@@ -212,7 +226,7 @@ def translate_tab(text: str, beam_size: int = 4, alpha: float = 0.6, kind: str =
 def attention_tab(text: str, beam_size: int = 4, alpha: float = 0.6, kind: str = "cross"):
     if not text or not text.strip():  # switching the view before typing anything
         return None
-    beam_size, alpha = _check_options(beam_size, alpha)
+    beam_size, alpha, kind = *_check_options(beam_size, alpha), _check_kind(kind)
     sentences, _ = split_sentences(text)
     sources, outputs, _ = decode(sentences[:1], beam_size, alpha)
     return attention_figure(inspect(sources[0], outputs[0]), kind)

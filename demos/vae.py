@@ -26,11 +26,15 @@ def models() -> list[str]:
     return list(MODELS)
 
 
-@functools.cache
-def load_model(model: str) -> ConvVAE:
+def _check_model(model) -> str:
     if model not in MODELS:
         raise BadInput(f"Unknown model {model!r}; choose one of {models()}.")
-    return checkpoints.load(ConvVAE, checkpoint_name(model), f"python -m train.vae --model {model}")
+    return model
+
+
+@functools.cache
+def load_model(model: str) -> ConvVAE:
+    return checkpoints.load(ConvVAE, checkpoint_name(_check_model(model)), f"python -m train.vae --model {model}")
 
 
 @functools.cache
@@ -64,7 +68,7 @@ def decode(model: str, z: list[float]) -> np.ndarray:
 def prepare(model: str, image) -> np.ndarray:
     """A drawing or upload -> (28, 28) float in [0, 1] like the model's training images.
     Digits get MNIST's preprocessing; clothes are cropped and scaled to fill the frame."""
-    if MODELS[model]["dataset"] == "MNIST":
+    if MODELS[_check_model(model)]["dataset"] == "MNIST":
         return preprocess_drawing(image)
     ink = ink_image(image)
     if ink.max() < 0.1:
@@ -109,7 +113,7 @@ def interpolate(model: str, index_a: int, index_b: int, steps: int = 10) -> np.n
 @functools.cache
 def latent_extent(model: str) -> float:
     """How far the 2-D map reaches: +-3 for a VAE (its prior), the embeddings' range for an AE."""
-    if MODELS[model]["variational"]:
+    if MODELS[_check_model(model)]["variational"]:
         return 3.0
     return float(np.percentile(test_set(model)["embeddings"].abs().numpy(), 99))
 
