@@ -18,6 +18,22 @@ class BadInput(ValueError):
     """Input a user can fix (empty canvas, number out of range): shown as a message."""
 
 
+def uint8_pixels(image, what: str = "picture"):
+    """An array-like picture as uint8 pixels: booleans to 0/255, floats in [0, 1] scaled by
+    255, NaN to 0, everything clipped to 0..255; shapes are the caller's to check."""
+    import numpy as np
+
+    array = np.asarray(image)
+    if array.dtype == bool:
+        return array.astype(np.uint8) * 255
+    if array.dtype != np.uint8:
+        if not np.issubdtype(array.dtype, np.number) or array.size == 0:
+            raise BadInput(f"Expected an image for the {what}, got an array of {array.dtype} with shape {array.shape}.")
+        scale = 255.0 if np.nanmax(array) <= 1.0 else 1.0
+        array = np.clip(np.nan_to_num(array.astype(np.float64)) * scale, 0, 255).astype(np.uint8)
+    return array
+
+
 def user_errors(fn):
     """Wrap a Gradio handler so a BadInput (or a missing checkpoint) becomes a gr.Error
     with its message, instead of a generic 'Error' and a traceback in the log."""

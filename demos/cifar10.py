@@ -13,7 +13,7 @@ from PIL import Image, ImageOps
 
 from core import checkpoints, data
 from core.data import CIFAR10_CLASSES
-from core.ui import BadInput, curves, user_errors
+from core.ui import BadInput, curves, uint8_pixels, user_errors
 from models.cifar10 import ARCHITECTURES, normalize
 from train import cifar10 as training
 from train.cifar10_study import OPTIMIZERS, lab_train
@@ -74,14 +74,7 @@ def preprocess_image(image) -> torch.Tensor:
                 probe.draft("RGB", (256, 256))  # JPEGs decode at a reduced size: fast for huge photos
                 image = ImageOps.exif_transpose(probe.convert("RGBA") if probe.mode == "P" else probe)
         if not isinstance(image, Image.Image):
-            array = np.asarray(image)
-            if array.dtype == bool:
-                array = array.astype(np.uint8) * 255
-            elif array.dtype != np.uint8:
-                if not np.issubdtype(array.dtype, np.number) or array.size == 0:
-                    raise BadInput(f"Expected an image, got an array of {array.dtype} with shape {array.shape}.")
-                scale = 255.0 if np.nanmax(array) <= 1.0 else 1.0
-                array = np.clip(np.nan_to_num(array) * scale, 0, 255).astype(np.uint8)
+            array = uint8_pixels(image)
             if array.ndim not in (2, 3) or (array.ndim == 3 and array.shape[2] not in (1, 3, 4)):
                 raise BadInput(f"Expected an HxW, HxWx3 or HxWx4 image, got shape {array.shape}.")
             image = Image.fromarray(array[:, :, 0] if array.ndim == 3 and array.shape[2] == 1 else array)

@@ -15,7 +15,7 @@ from PIL import Image, ImageDraw, ImageOps, UnidentifiedImageError
 from core import checkpoints
 from core.gpu import on_gpu
 from core.training import pick_device
-from core.ui import BadInput, user_errors
+from core.ui import BadInput, uint8_pixels, user_errors
 from models.style_transfer import FEATURE_NETWORKS, TransformerNet, stylize_steps
 from train import style_transfer as training
 
@@ -63,14 +63,7 @@ def load_picture(image, what: str, size: int) -> tuple[Image.Image, list[str]]:
     elif isinstance(image, Image.Image):
         original = image.size
     else:
-        array = np.asarray(image)
-        if array.dtype == bool:
-            array = array.astype(np.uint8) * 255
-        if array.dtype != np.uint8:
-            if not np.issubdtype(array.dtype, np.number) or array.size == 0:
-                raise BadInput(f"The {what} should be an image, not an array of {array.dtype} {array.shape}.")
-            scale = 255.0 if np.nanmax(array) <= 1.0 else 1.0
-            array = np.clip(np.nan_to_num(array.astype(np.float64)) * scale, 0, 255).astype(np.uint8)
+        array = uint8_pixels(image, what)
         if array.ndim == 3 and array.shape[2] == 1:
             array = array[:, :, 0]
         if array.ndim not in (2, 3) or (array.ndim == 3 and array.shape[2] not in (3, 4)):

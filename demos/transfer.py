@@ -11,7 +11,7 @@ import torch.nn.functional as F
 from PIL import Image
 
 from core import checkpoints, data
-from core.ui import BadInput, drawing_canvas, user_errors
+from core.ui import BadInput, drawing_canvas, uint8_pixels, user_errors
 from demos.mnist import preprocess_drawing
 from models.cifar10 import normalize as normalize_rgb
 from models.mnist import MEAN as MNIST_MEAN, STD as MNIST_STD
@@ -50,13 +50,7 @@ def to_pil(image, what: str = "image") -> Image.Image:
                 return f.convert("RGBA") if f.mode in ("P", "LA", "PA") else f.copy()
         if isinstance(image, Image.Image):
             return image
-        array = np.asarray(image)
-        if array.dtype == bool:
-            array = array.astype(np.uint8) * 255
-        elif array.dtype != np.uint8:
-            if not np.issubdtype(array.dtype, np.number) or array.size == 0:
-                raise BadInput(f"{what} is not an image ({array.dtype}, shape {array.shape}).")
-            array = np.clip(np.nan_to_num(array) * (255.0 if np.nanmax(array) <= 1.0 else 1.0), 0, 255).astype(np.uint8)
+        array = uint8_pixels(image, what)
         if array.ndim == 3 and array.shape[2] == 1:
             array = array[:, :, 0]
         if array.ndim not in (2, 3) or (array.ndim == 3 and array.shape[2] not in (3, 4)) or min(array.shape[:2]) < 4:
