@@ -18,6 +18,25 @@ class BadInput(ValueError):
     """Input a user can fix (empty canvas, number out of range): shown as a message."""
 
 
+MAX_PIXELS = 50_000_000  # larger uploads are refused before they are decoded
+
+
+def open_picture(path, what: str = "picture") -> Image.Image:
+    """Open (without decoding) a picture file, refusing files that are not pictures and
+    pictures over MAX_PIXELS, whichever limit (ours or PIL's bomb check) sees it first."""
+    too_big = f"The {what} has more than {MAX_PIXELS // 1_000_000} megapixels. Please upload a smaller one."
+    try:
+        image = Image.open(path)
+    except Image.DecompressionBombError as e:
+        raise BadInput(too_big) from e
+    except (UnidentifiedImageError, OSError) as e:
+        raise BadInput(f"Could not read the {what}: it is not a picture this tab can read (try PNG, JPEG or WebP).") from e
+    if image.width * image.height > MAX_PIXELS:
+        image.close()
+        raise BadInput(too_big.replace("has more", f"is {image.width}x{image.height}: more"))
+    return image
+
+
 def uint8_pixels(image, what: str = "picture"):
     """An array-like picture as uint8 pixels: booleans to 0/255, floats in [0, 1] scaled by
     255, NaN to 0, everything clipped to 0..255; shapes are the caller's to check."""

@@ -13,7 +13,7 @@ from PIL import Image, ImageOps
 
 from core import checkpoints, data
 from core.data import CIFAR10_CLASSES
-from core.ui import BadInput, curves, uint8_pixels, user_errors
+from core.ui import BadInput, curves, open_picture, uint8_pixels, user_errors
 from models.cifar10 import ARCHITECTURES, normalize
 from train import cifar10 as training
 from train.cifar10_study import OPTIMIZERS, lab_train
@@ -28,7 +28,6 @@ LABELS = {
 SKIMAGE_DATA = Path(skimage.__file__).parent / "data"
 # Pictures that ship inside scikit-image (a dependency), none of them from CIFAR-10.
 EXAMPLES = [SKIMAGE_DATA / name for name in ("chelsea.png", "rocket.jpg", "horse.png", "motorcycle_left.png", "coffee.png")]
-MAX_PIXELS = 50_000_000  # larger uploads are refused before they are decoded
 STUDY = checkpoints.CHECKPOINTS / "cifar10" / "study.json"
 INITIALIZERS = ["he", "xavier", "normal", "truncated_normal"]  # the course's study (models.cifar10.init_weights)
 
@@ -67,10 +66,7 @@ def preprocess_image(image) -> torch.Tensor:
         raise BadInput("No picture: upload one or pick an example.")
     try:
         if isinstance(image, (str, Path)):
-            with Image.open(image) as probe:
-                if probe.width * probe.height > MAX_PIXELS:
-                    raise BadInput(f"That picture is {probe.width}x{probe.height}: more than "
-                                   f"{MAX_PIXELS // 1_000_000} megapixels. Please upload a smaller one.")
+            with open_picture(image) as probe:
                 probe.draft("RGB", (256, 256))  # JPEGs decode at a reduced size: fast for huge photos
                 image = ImageOps.exif_transpose(probe.convert("RGBA") if probe.mode == "P" else probe)
         if not isinstance(image, Image.Image):
@@ -85,6 +81,8 @@ def preprocess_image(image) -> torch.Tensor:
             white = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
             image = Image.alpha_composite(white, rgba)
         image = image.convert("RGB")
+    except BadInput:
+        raise
     except (OSError, ValueError, Image.DecompressionBombError) as e:
         raise BadInput(f"Could not read that file as an image ({e}).") from e
     side = min(image.size)

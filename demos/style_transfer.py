@@ -10,12 +10,12 @@ import numpy as np
 import pandas as pd
 import skimage
 import torch
-from PIL import Image, ImageDraw, ImageOps, UnidentifiedImageError
+from PIL import Image, ImageDraw, ImageOps
 
 from core import checkpoints
 from core.gpu import on_gpu
 from core.training import pick_device
-from core.ui import BadInput, uint8_pixels, user_errors
+from core.ui import BadInput, open_picture, uint8_pixels, user_errors
 from models.style_transfer import FEATURE_NETWORKS, TransformerNet, stylize_steps
 from train import style_transfer as training
 
@@ -26,7 +26,6 @@ CONTENT_EXAMPLES = [SKIMAGE_DATA / n for n in ("astronaut.png", "chelsea.png", "
                                                 "motorcycle_left.png")]
 STYLE_EXAMPLES = [SKIMAGE_DATA / n for n in ("ihc.png", "hubble_deep_field.jpg", "gravel.png")]
 MADE_EXAMPLES = Path(tempfile.gettempdir()) / "dlp_style_transfer_examples"
-MAX_PIXELS = 50_000_000  # larger uploads are refused before they are decoded
 HUGE = 2048  # a longer side above this gets a note that the picture was scaled down
 SIZES = {"optimize": (64, 768), "fast": (64, 1024)}  # output's longer side, per method
 MAX_STEPS = 1000
@@ -42,16 +41,7 @@ def load_picture(image, what: str, size: int) -> tuple[Image.Image, list[str]]:
         raise BadInput(f"No {what}: upload one or pick an example.")
     notes = []
     if isinstance(image, (str, Path)):
-        try:
-            probe = Image.open(image)
-        except Image.DecompressionBombError as e:
-            raise BadInput(f"The {what} has too many pixels to open safely. Please upload a smaller one.") from e
-        except (UnidentifiedImageError, OSError) as e:
-            raise BadInput(f"The {what} is not a picture this tab can read (try PNG, JPEG or WebP).") from e
-        with probe:
-            if probe.width * probe.height > MAX_PIXELS:
-                raise BadInput(f"The {what} is {probe.width}x{probe.height}: more than "
-                               f"{MAX_PIXELS // 1_000_000} megapixels. Please upload a smaller one.")
+        with open_picture(image, what) as probe:
             original = probe.size
             probe.draft("RGB", (size, size))  # JPEGs decode at a reduced size: fast for huge photos
             try:

@@ -11,7 +11,7 @@ import torch.nn.functional as F
 from PIL import Image
 
 from core import checkpoints, data
-from core.ui import BadInput, drawing_canvas, uint8_pixels, user_errors
+from core.ui import BadInput, drawing_canvas, open_picture, uint8_pixels, user_errors
 from demos.mnist import preprocess_drawing
 from models.cifar10 import normalize as normalize_rgb
 from models.mnist import MEAN as MNIST_MEAN, STD as MNIST_STD
@@ -24,7 +24,6 @@ BACKBONE_LABELS = {"cifar10_vgg": "photos: CIFAR-10 VGG features", "cifar10_resn
 EXPERIMENTS = {"ants": ("Ants vs bees (CIFAR-10 ResNet-20 backbone)", "cifar10_resnet20"),
                "digits": ("Digits 5-9 (backbone trained on digits 0-4)", "digits04_cnn")}
 MAX_CLASSES = 5
-MAX_PIXELS = 50_000_000
 
 
 @functools.cache
@@ -43,9 +42,7 @@ def to_pil(image, what: str = "image") -> Image.Image:
         if image is None:
             raise BadInput(f"{what} is empty.")
         if isinstance(image, (str, Path)):
-            with Image.open(image) as f:
-                if f.width * f.height > MAX_PIXELS:
-                    raise BadInput(f"{what} is {f.width}x{f.height}: too large (over 50 megapixels).")
+            with open_picture(image, what) as f:
                 f.draft("RGB", (256, 256))
                 return f.convert("RGBA") if f.mode in ("P", "LA", "PA") else f.copy()
         if isinstance(image, Image.Image):
