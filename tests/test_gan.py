@@ -133,7 +133,7 @@ def test_walk_and_directions():
 
 def test_committed_dcgan_quality():
     # The targets: >= 90% of samples confidently one digit, every digit 7-13% of samples
-    # (the committed checkpoint measures 93.2% and 8.9-11.9%).
+    # (the committed checkpoint measures 92.3% and 8.6-12.3%).
     result = run_cli("train.gan", "--model", "dcgan", "--eval")["dcgan"]
     assert result["samples"] == 10000
     assert result["confident_share"] >= 0.90, result

@@ -34,7 +34,7 @@ from models.mnist import MEAN, STD, LeNet
 
 DEFAULTS = {
     "bootcamp": dict(epochs=25, lr=2e-4, batch_size=128, ema_decay=0.999, decay_from=0),
-    "dcgan": dict(epochs=10, lr=2e-4, batch_size=128, ema_decay=0.999, decay_from=0, clusters=50),
+    "dcgan": dict(epochs=8, lr=2e-4, batch_size=128, ema_decay=0.999, decay_from=0, clusters=50),
     "cdcgan": dict(epochs=8, lr=2e-4, batch_size=128, ema_decay=0.999, decay_from=0),
     # 13,233 faces make only 103 steps an epoch: a shorter average, or it still remembers
     # the untrained generator at the end.
