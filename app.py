@@ -23,13 +23,19 @@ TABS = ["overview", "fizzbuzz", "mnist", "gan", "vae", "cifar10", "transfer", "t
 # PIL refuses more than twice MAX_IMAGE_PIXELS, so an 8000x8000 upload is turned away before
 # it takes 256 MB of memory.
 MAX_FILE_SIZE = "25mb"
+THEME = gr.themes.Default(text_size="lg")  # readable on a projector; light and dark both defined
 Image.MAX_IMAGE_PIXELS = 25_000_000
 
 
 def build_app(tabs=None) -> gr.Blocks:
     with gr.Blocks(title="Deep Learning Playground") as demo:
-        gr.Markdown("# Deep Learning Playground\nClassic deep-learning experiments, trained by this "
-                    "project's own scripts, running live. Every number shown was measured.")
+        with gr.Row():
+            gr.Markdown("# Deep Learning Playground\nClassic deep-learning experiments, trained by this "
+                        "project's own scripts, running live. Every number shown was measured.")
+            # Light or dark for the room: the browser's setting by default, ?__theme=dark in the URL, or this.
+            theme_button = gr.Button("Light / dark", size="sm", scale=0, elem_id="theme-toggle")
+        theme_button.click(None, js="() => { document.body.classList.toggle('dark'); }",
+                           api_name="toggle_theme", api_visibility="private")
         tabs = tabs or TABS
         links = []  # (button, tab id) pairs a tab's build() returns, e.g. the Overview's
         with gr.Tabs() as tab_bar:
@@ -62,7 +68,7 @@ def main(argv=None):
                         help=f"load only these tabs (default: all of {', '.join(TABS)})")
     args = parser.parse_args(argv)
     build_app(args.tabs).launch(server_name=args.host, server_port=args.port, share=args.share,
-                                max_file_size=MAX_FILE_SIZE)
+                                max_file_size=MAX_FILE_SIZE, theme=THEME)
 
 
 if __name__ == "__main__":

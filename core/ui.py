@@ -13,6 +13,10 @@ from PIL import Image, UnidentifiedImageError
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
+# Plots are read from the back of a lecture hall: larger type than matplotlib's 10 pt.
+plt.rcParams.update({"font.size": 12, "axes.titlesize": 13, "axes.labelsize": 12, "legend.fontsize": 11,
+                     "xtick.labelsize": 11, "ytick.labelsize": 11, "figure.dpi": 100})
+
 
 class BadInput(ValueError):
     """Input a user can fix (empty canvas, number out of range): shown as a message."""

@@ -189,3 +189,19 @@ def test_detection_finds_faces_in_an_upload(page, screenshots, tmp_path):
                                              re.IGNORECASE), timeout=SLOW)
     no_error_toast(page)
     shoot(page, screenshots, "detection")
+
+
+def test_light_dark_button_switches_theme(page, screenshots):
+    """The header's button flips the page between Gradio's light and dark themes (for the
+    room a talk is in), and back."""
+    open_tab(page, "overview")
+    background = "() => getComputedStyle(document.querySelector('gradio-app > div') || document.body).backgroundColor"
+    was_dark = page.evaluate("() => document.body.classList.contains('dark')")
+    before = page.evaluate(background)
+    page.locator("#theme-toggle").click()
+    assert page.evaluate("() => document.body.classList.contains('dark')") != was_dark
+    expect(page.locator("#overview-card-mnist")).to_contain_text("%")
+    page.screenshot(path=str(screenshots / "overview_dark.png"))
+    assert page.evaluate(background) != before
+    page.locator("#theme-toggle").click()
+    assert page.evaluate("() => document.body.classList.contains('dark')") == was_dark
