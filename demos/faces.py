@@ -258,7 +258,8 @@ def roc_figure():
     ax.set_ylabel("true accept rate")
     ax.set_title("ROC on LFW's pairsDevTest (1,000 pairs)", fontsize=10)
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=7, loc="lower right")
+    if ax.get_legend_handles_labels()[0]:
+        ax.legend(fontsize=7, loc="lower right")
     fig.tight_layout()
     return fig
 

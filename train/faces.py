@@ -104,10 +104,11 @@ def load_split(args):
         threshold_pairs = [threshold_pairs[i] for i in sorted(rng.permutation(len(threshold_pairs))[:args.limit // 4])]
     train_rows = torch.tensor([r for r, _ in rows])
     labels = torch.tensor([y for _, y in rows])
-    needed = set(train_rows.tolist()) | {index[(p[0], p[1])] for p in test_pairs + threshold_pairs} \
+    shown = projection_photos(counts, index, test_pairs, 2 if args.limit else PROJECTION_PHOTOS)
+    needed = set(train_rows.tolist()) | set(shown[1]) | {index[(p[0], p[1])] for p in test_pairs + threshold_pairs} \
         | {index[(p[2], p[3])] for p in test_pairs + threshold_pairs}
     faces = load_faces(base, args.image_size, sorted(needed) if args.limit else None)
-    return dict(faces=faces, index=index, counts=counts, train_rows=train_rows, labels=labels, people=people,
+    return dict(faces=faces, index=index, train_rows=train_rows, labels=labels, people=people, projection=shown,
                 num_classes=int(labels.max()) + 1, threshold_pairs=threshold_pairs, test_pairs=test_pairs)
 
 
@@ -223,17 +224,22 @@ def evaluate(model, split, device) -> dict:
             "threshold_pairs_accuracy": float(((scores >= threshold) == same).mean()), "roc": test["roc"]}
 
 
+def projection_photos(counts, index, test_pairs, photos: int = PROJECTION_PHOTOS):
+    """Rows and labels of the photos of the PROJECTION_PEOPLE test people with the most."""
+    people = sorted(people_in(test_pairs), key=lambda p: (-counts[p], p))[:PROJECTION_PEOPLE]
+    rows, labels = [], []
+    for k, person in enumerate(people):
+        mine = sorted(r for (q, _), r in index.items() if q == person)[:photos]
+        rows += mine
+        labels += [k] * len(mine)
+    return people, rows, labels
+
+
 def projection(model, split, device) -> dict:
     """A 2-D t-SNE map of the embeddings of the test people with the most photos."""
     from sklearn.manifold import TSNE
 
-    people = sorted(people_in(split["test_pairs"]),
-                    key=lambda p: (-split["counts"][p], p))[:PROJECTION_PEOPLE]
-    rows, labels = [], []
-    for k, person in enumerate(people):
-        mine = sorted(r for (q, _), r in split["index"].items() if q == person)[:PROJECTION_PHOTOS]
-        rows += mine
-        labels += [k] * len(mine)
+    people, rows, labels = split["projection"]
     e = F.normalize(embed(model, split["faces"][rows], device), dim=1).numpy()
     if len(e) < 5:
         return {"people": people, "x": [], "y": [], "label": []}
