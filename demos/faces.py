@@ -205,7 +205,9 @@ def search(image, kind: str = "center"):
     crop, note = find_face(read_photo(image))
     matches = who_is_this(image, kind)
     names, _, portraits = _gallery(kind, CHECKPOINT_ROOT)
-    shown = [(str(portraits[names.index(n.replace(" ", "_"))]), f"{n} ({s:.2f})") for n, s in matches]
+    # Pictures, not paths: the data directory need not be one Gradio serves files from.
+    shown = [(Image.open(portraits[names.index(n.replace(" ", "_"))]).convert("RGB"), f"{n} ({s:.2f})")
+             for n, s in matches]
     text = ("Nearest of the LFW people with at least 10 photos (similarity to the mean of 10 of theirs). "
             "Someone who is not in LFW still gets five names: the nearest, not a match.")
     return crop, shown, (f"{note}\n\n" if note else "") + text
