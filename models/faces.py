@@ -1,0 +1,122 @@
+"""Face verification: a small ConvNeXt (Liu et al., "A ConvNet for the 2020s", 2022) written
+as the seed wrote its ConvNeXt-T, with batch norm instead of layer norm, layer scale and
+stochastic depth, trained as an identity classifier whose pooled features, projected to an
+embedding, are compared by cosine similarity; and center loss (Wen et al., "A
+Discriminative Feature Learning Approach for Deep Face Recognition", 2016).
+
+FaceNet takes normalised faces (N, 3, S, S) (see `normalize`; S = image_size) and returns
+(embeddings (N, embedding_dim), logits (N, num_classes)); `embed` returns the embeddings only.
+"""
+import torch
+import torch.nn.functional as F
+from huggingface_hub import PyTorchModelHubMixin
+from torch import nn
+
+MEAN = (0.5, 0.5, 0.5)
+STD = (0.25, 0.25, 0.25)
+
+
+def normalize(images_uint8: torch.Tensor) -> torch.Tensor:
+    """uint8 (N, 3, S, S) -> float, about zero mean and unit spread."""
+    mean = torch.tensor(MEAN, device=images_uint8.device).view(1, 3, 1, 1)
+    std = torch.tensor(STD, device=images_uint8.device).view(1, 3, 1, 1)
+    return (images_uint8.float() / 255 - mean) / std
+
+
+class DropPath(nn.Module):
+    """Stochastic depth: during training, drop a sample's whole residual branch with
+    probability p (and scale the kept ones by 1 / (1 - p))."""
+
+    def __init__(self, p: float = 0.0):
+        super().__init__()
+        self.p = p
+
+    def forward(self, x):
+        if not self.training or self.p == 0:
+            return x
+        keep = torch.rand(x.shape[0], 1, 1, 1, device=x.device) >= self.p
+        return x * keep.to(x.dtype) / (1 - self.p)
+
+
+class ConvNeXtBlock(nn.Module):
+    """7x7 depthwise conv -> norm -> 1x1 conv to 4x width -> GELU -> 1x1 conv back, scaled
+    per channel by a learned layer scale (initialised small, so each block starts close to
+    the identity), then dropped by stochastic depth and added to the input."""
+
+    def __init__(self, dim: int, drop_path: float = 0.0, layer_scale: float = 1e-6):
+        super().__init__()
+        self.dwconv = nn.Conv2d(dim, dim, 7, padding=3, groups=dim)
+        self.norm = nn.BatchNorm2d(dim)  # the seed's choice: batch norm, not ConvNeXt's layer norm
+        self.pwconv1 = nn.Conv2d(dim, 4 * dim, 1)  # the inverted bottleneck: (N, 4C, H, W)
+        self.act = nn.GELU()
+        self.pwconv2 = nn.Conv2d(4 * dim, dim, 1)
+        self.gamma = nn.Parameter(torch.full((dim, 1, 1), layer_scale))
+        self.drop_path = DropPath(drop_path)
+
+    def forward(self, x):
+        y = self.pwconv2(self.act(self.pwconv1(self.norm(self.dwconv(x)))))
+        return x + self.drop_path(self.gamma * y)
+
+
+class FaceNet(nn.Module, PyTorchModelHubMixin):
+    """A ConvNeXt for small faces: a 2x2 stride-2 stem, four stages of blocks with a norm
+    and a 2x2 stride-2 conv between them, global average pooling, then an embedding layer
+    (linear + batch norm) and a linear classifier over the training identities."""
+
+    def __init__(self, num_classes: int = 453, dims=(32, 64, 128, 256), depths=(1, 1, 3, 1),
+                 embedding_dim: int = 128, drop_path: float = 0.1, image_size: int = 64):
+        super().__init__()
+        self.image_size, self.embedding_dim = image_size, embedding_dim
+        rates = torch.linspace(0, drop_path, sum(depths)).tolist()  # deeper blocks dropped more often
+        layers, k = [nn.Conv2d(3, dims[0], 2, stride=2), nn.BatchNorm2d(dims[0])], 0  # (N, C0, S/2, S/2)
+        for i, (dim, depth) in enumerate(zip(dims, depths)):
+            if i > 0:  # halve the resolution, widen: (N, C_i, H/2, W/2)
+                layers += [nn.BatchNorm2d(dims[i - 1]), nn.Conv2d(dims[i - 1], dim, 2, stride=2)]
+            layers += [ConvNeXtBlock(dim, rates[k + j]) for j in range(depth)]
+            k += depth
+        self.features = nn.Sequential(*layers)
+        self.norm = nn.BatchNorm1d(dims[-1])
+        self.embedding = nn.Sequential(nn.Linear(dims[-1], embedding_dim, bias=False), nn.BatchNorm1d(embedding_dim))
+        self.classifier = nn.Linear(embedding_dim, num_classes)
+        self.apply(_init)
+
+    def embed(self, x):
+        pooled = self.norm(self.features(x).mean(dim=(2, 3)))  # (N, C_last)
+        return self.embedding(pooled)  # (N, embedding_dim)
+
+    def forward(self, x):
+        e = self.embed(x)
+        return e, self.classifier(e)
+
+
+def _init(m):
+    # ConvNeXt's initialisation: truncated normal (std 0.02) weights, zero biases.
+    if isinstance(m, (nn.Conv2d, nn.Linear)):
+        nn.init.trunc_normal_(m.weight, std=0.02)
+        if m.bias is not None:
+            nn.init.zeros_(m.bias)
+
+
+class CenterLoss(nn.Module):
+    """Half the mean squared distance of each feature to its class's learnable centre.
+    Its gradient pulls features toward their centre; the centres move toward their
+    features through their own optimiser (see `center_optimizer`)."""
+
+    def __init__(self, num_classes: int, dim: int):
+        super().__init__()
+        self.centers = nn.Parameter(torch.zeros(num_classes, dim))  # Wen et al. start every centre at 0
+
+    def forward(self, features, labels):
+        return 0.5 * (features - self.centers[labels]).pow(2).sum(dim=1).mean()
+
+
+def center_optimizer(center_loss: CenterLoss, lr: float = 0.5):
+    """Plain SGD with lr 0.5 (Wen et al.'s alpha) for the centres. The training loop
+    divides the centres' gradient by the loss weight before stepping, so the centres move
+    at this rate whatever weight the loss has in the total."""
+    return torch.optim.SGD(center_loss.parameters(), lr=lr)
+
+
+def cosine_similarity(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """Row-wise cosine similarity of two (N, D) embeddings: (N,) in [-1, 1]."""
+    return (F.normalize(a.float(), dim=1) * F.normalize(b.float(), dim=1)).sum(dim=1)

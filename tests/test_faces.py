@@ -1,0 +1,218 @@
+"""Face verification: ConvNeXt shapes, center loss, the identity-disjoint LFW split, pair
+evaluation on made-up scores, a tiny train-then-eval cycle, and the tab's verify()."""
+import json
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from core import checkpoints, data
+from core.ui import BadInput
+from models.faces import CenterLoss, ConvNeXtBlock, FaceNet, center_optimizer
+from train import faces as training
+
+has_lfw = data.mirror_dir() is not None or (data.data_dir() / "lfw" / "images").exists()
+needs_lfw = pytest.mark.skipif(not has_lfw, reason="LFW not configured (set DLP_DATA_MIRROR)")
+
+
+def test_convnext_block_keeps_shape_and_starts_near_identity():
+    block = ConvNeXtBlock(16, drop_path=0.5).eval()
+    x = torch.randn(2, 16, 9, 9)
+    y = block(x)
+    assert y.shape == x.shape
+    assert (y - x).abs().max() < 1e-3  # layer scale starts at 1e-6
+
+
+def test_facenet_shapes():
+    net = FaceNet(num_classes=7, dims=(8, 16, 16, 32), depths=(1, 1, 2, 1), embedding_dim=12, image_size=32).eval()
+    e, logits = net(torch.randn(3, 3, 32, 32))
+    assert e.shape == (3, 12) and logits.shape == (3, 7)
+    assert net.features(torch.randn(3, 3, 32, 32)).shape == (3, 32, 2, 2)  # stem /2, then three halvings
+
+
+def test_drop_path_drops_whole_samples_in_training_only():
+    block = ConvNeXtBlock(4, drop_path=0.999)
+    block.gamma.data.fill_(1.0)
+    x = torch.randn(64, 4, 5, 5)
+    torch.manual_seed(0)
+    kept = ((block.train()(x) - x).abs().amax(dim=(1, 2, 3)) > 0).sum()
+    assert kept < 5  # nearly every residual branch dropped
+    assert ((block.eval()(x) - x).abs().amax(dim=(1, 2, 3)) > 0).all()
+
+
+def test_center_loss_pulls_features_to_centres_and_centres_to_features():
+    loss_fn = CenterLoss(num_classes=3, dim=4)
+    loss_fn.centers.data = torch.tensor([[1.0, 0, 0, 0], [0, 1.0, 0, 0], [0, 0, 1.0, 0]])
+    labels = torch.tensor([0, 0, 2])
+    features = torch.randn(3, 4, requires_grad=True)
+    loss = loss_fn(features, labels)
+    loss.backward()
+    centres = loss_fn.centers.detach()[labels]
+    assert torch.allclose(features.grad, (features - centres).detach() / 3)  # the gradient points away from the centre
+    moved = features.detach() - 0.5 * features.grad
+    assert ((moved - centres).norm(dim=1) < (features.detach() - centres).norm(dim=1)).all()
+
+    before = loss_fn.centers.detach().clone()
+    center_optimizer(loss_fn, lr=0.5).step()
+    after = loss_fn.centers.detach()
+    mean0 = features.detach()[:2].mean(0)
+    assert (after[0] - mean0).norm() < (before[0] - mean0).norm()
+    assert (after[2] - features.detach()[2]).norm() < (before[2] - features.detach()[2]).norm()
+    assert torch.equal(after[1], before[1])  # no feature of class 1: its centre stays
+
+
+def test_identity_disjoint_split_on_made_up_people():
+    counts = {"Ann": 6, "Bob": 5, "Cy": 4, "Di": 2, "Ed": 9}
+    test_pairs = [("Ann", 1, "Ann", 2, True), ("Bob", 1, "Di", 1, False)]
+    people = training.training_people(counts, test_pairs, min_images=4)
+    assert people == ["Cy", "Ed"]
+    dev = [("Cy", 1, "Cy", 2, True), ("Di", 1, "Di", 2, True), ("Di", 1, "Ed", 3, False), ("Ann", 1, "Di", 2, False)]
+    assert training.unseen_pairs(dev, people) == [dev[1], dev[3]]
+
+
+def test_read_pairs(tmp_path):
+    path = tmp_path / "pairs.txt"
+    path.write_text("2\nAnn\t1\t3\nBob_Lee\t2\t4\nAnn\t1\tBob_Lee\t4\nCy\t2\tDi\t1\n")
+    assert training.read_pairs(path) == [("Ann", 1, "Ann", 3, True), ("Bob_Lee", 2, "Bob_Lee", 4, True),
+                                         ("Ann", 1, "Bob_Lee", 4, False), ("Cy", 2, "Di", 1, False)]
+
+
+@needs_lfw
+def test_no_test_person_is_trained_on_or_sets_the_threshold():
+    base = data.lfw_dir()
+    index = training.photo_index(base)
+    counts = {}
+    for person, _ in index:
+        counts[person] = counts.get(person, 0) + 1
+    test_pairs = training.read_pairs(base / "pairsDevTest.txt")
+    people = training.training_people(counts, test_pairs, 4)
+    threshold_pairs = training.unseen_pairs(training.read_pairs(base / "pairsDevTrain.txt"), people)
+    assert len(test_pairs) == 1000 and len(people) == 453
+    assert not set(people) & training.people_in(test_pairs)
+    assert not set(people) & training.people_in(threshold_pairs)
+    assert sum(p[4] for p in threshold_pairs) == 517 and len(threshold_pairs) == 1400
+    assert all((p[0], p[1]) in index and (p[2], p[3]) in index for p in test_pairs + threshold_pairs)
+
+
+def test_threshold_choice_and_accuracy_on_separable_scores():
+    scores = [0.9, 0.8, 0.6, 0.5, 0.2, 0.1]
+    same = [True, True, True, False, False, False]
+    t = training.choose_threshold(scores, same)
+    assert t == pytest.approx(0.55)
+    m = training.pair_metrics(scores, same, t)
+    assert m["accuracy"] == 1.0 and m["auc"] == 1.0 and m["tar_at_far_1e-2"] == 1.0
+
+
+def test_threshold_choice_with_one_overlap():
+    scores = [0.9, 0.3, 0.7, 0.4, 0.2]
+    same = [True, True, False, False, False]
+    t = training.choose_threshold(scores, same)
+    assert t == pytest.approx(0.8)  # 4 of 5 right; 0.25 would get only 3
+    assert training.pair_metrics(scores, same, t)["accuracy"] == pytest.approx(0.8)
+
+
+def test_auc_and_tar_at_far_with_known_answers():
+    negatives = np.linspace(0, 0.5, 100)
+    positives = np.array([0.45, 0.6, 0.7, 0.8])
+    scores = np.concatenate([positives, negatives])
+    same = np.arange(len(scores)) < 4
+    m = training.pair_metrics(scores, same, threshold=0.55)
+    # 0.45 beats the 90 negatives below it; the others beat all 100
+    assert m["auc"] == pytest.approx((3 * 100 + 90) / 400)
+    # one false accept in 100 is allowed at FAR 1e-2: the threshold can fall to 0.5, which 3 of 4 pass
+    assert m["tar_at_far_1e-2"] == pytest.approx(0.75)
+    assert m["accuracy"] == pytest.approx(103 / 104)
+
+
+TINY = ["--epochs", "1", "--limit", "64", "--batch-size", "16", "--image-size", "32", "--dims", "8", "16", "16", "32",
+        "--depths", "1", "1", "1", "1", "--embedding-dim", "16"]
+
+
+@pytest.fixture(scope="module")
+def tiny_checkpoints(tmp_path_factory):
+    torch.set_num_threads(1)
+    root = tmp_path_factory.mktemp("faces")
+    trained = training.main([*TINY, "--checkpoint-dir", str(root)])
+    return root, trained
+
+
+@needs_lfw
+def test_tiny_training_run_then_eval(tiny_checkpoints, capsys):
+    root, trained = tiny_checkpoints
+    folder = root / "faces" / "center"
+    assert {"model.safetensors", "config.json", "metrics.json", "analysis.json"} <= {p.name for p in folder.iterdir()}
+    metrics = json.loads((folder / "metrics.json").read_text())
+    assert metrics["train_images"] == 64 and len(metrics["history"]) == 1
+    assert metrics["command"].startswith("python -m train.faces") and metrics["hyperparameters"]["center_loss"] == 0.01
+    assert 0 <= metrics["test_accuracy"] <= 1 and 0 <= metrics["test_auc"] <= 1
+    analysis = json.loads((folder / "analysis.json").read_text())
+    assert len(analysis["projection"]["x"]) == len(analysis["projection"]["label"]) > 0 and analysis["roc"]["fpr"]
+    evaluated = training.main(["--eval", "--limit", "64", "--checkpoint-dir", str(root)])
+    assert evaluated["test_accuracy"] == trained["test_accuracy"] and evaluated["test_auc"] == trained["test_auc"]
+    assert json.loads(capsys.readouterr().out.strip().splitlines()[-1])["threshold"] == trained["threshold"]
+
+
+@pytest.fixture
+def tab(tiny_checkpoints, monkeypatch):
+    from demos import faces
+
+    monkeypatch.setattr(faces, "CHECKPOINT_ROOT", tiny_checkpoints[0])
+    return faces
+
+
+@needs_lfw
+def test_verify_two_copies_of_one_photo(tab):
+    result = tab.verify(str(tab.ASTRONAUT), str(tab.ASTRONAUT))
+    assert result["similarity"] == pytest.approx(1.0, abs=1e-4)
+    assert result["decision"] == "same person" and result["notes"] == []
+    assert set(result) >= {"similarity", "decision", "threshold"}
+
+
+@needs_lfw
+def test_verify_odd_photos_with_notes(tab):
+    face = Image.open(tab.ASTRONAUT).convert("RGB")
+    two = Image.new("RGB", (1024, 512))
+    two.paste(face, (0, 0))
+    two.paste(face, (512, 0))
+    grey = np.full((90, 120), 128, dtype=np.uint8)
+    result = tab.verify(two, grey)
+    assert "used the largest" in result["notes"][0] and "No face found" in result["notes"][1]
+    assert -1 <= result["similarity"] <= 1
+
+
+@needs_lfw
+@pytest.mark.parametrize("bad, message", [
+    (None, "No first photo"), (np.zeros((12, 40, 3), np.uint8), "only 40x12"), (np.zeros((40, 40, 7), np.uint8), "shape"),
+])
+def test_verify_refuses_unusable_input(tab, bad, message):
+    with pytest.raises(BadInput, match=message):
+        tab.verify(bad, str(tab.ASTRONAUT))
+
+
+@needs_lfw
+def test_verify_refuses_files_that_are_not_usable_pictures(tab, tmp_path):
+    text = tmp_path / "notes.png"
+    text.write_text("not an image")
+    with pytest.raises(BadInput, match="Could not read the second photo"):
+        tab.verify(str(tab.ASTRONAUT), str(text))
+    huge = tmp_path / "huge.png"
+    Image.new("L", (8000, 8000)).save(huge, compress_level=1)
+    with pytest.raises(BadInput, match="megapixels"):
+        tab.verify(str(huge), str(tab.ASTRONAUT))
+
+
+@needs_lfw
+def test_tab_builds_with_and_without_checkpoints(tab, tmp_path, monkeypatch):
+    import gradio as gr
+
+    with gr.Blocks() as demo:
+        tab.build()
+    assert {"faces_compare", "faces_who_is_this"} <= {fn.api_name for fn in demo.fns.values()}
+    monkeypatch.setattr(tab, "CHECKPOINT_ROOT", tmp_path)
+    with gr.Blocks() as empty:
+        tab.build()
+    texts = " ".join(str(getattr(b, "value", "")) for b in empty.blocks.values())
+    assert "python -m train.faces --center-loss 0.01" in texts
+    with pytest.raises(checkpoints.MissingCheckpoint):
+        tab.verify(str(tab.ASTRONAUT), str(tab.ASTRONAUT))
