@@ -160,14 +160,14 @@ def targets_of(records) -> list[dict]:
     return [{"boxes": r["boxes"], "labels": r["labels"]} for r in records]
 
 
-def val_map_50(predictions, records) -> float:
+def val_map50(predictions, records) -> float:
     metric = MeanAveragePrecision(iou_thresholds=[0.5], backend="pycocotools")
     metric.warn_on_many_detections = False
     metric.update(predictions, targets_of(records))
     return metric.compute()["map"].item()
 
 
-def ap_at_50(precision: torch.Tensor, k: int) -> float:
+def ap_at50(precision: torch.Tensor, k: int) -> float:
     """COCO's AP of class k at IoU 0.5 from the (T, R, K, A, M) precision table: the mean
     of the 101-point interpolated precision (-1 marks a class with no ground truth)."""
     p = precision[0, :, k, 0, -1]
@@ -209,11 +209,11 @@ def evaluate(model, records, root: Path, device) -> dict:
     worst = sorted(errors, key=lambda e: -(e["missed"] + e["false_alarms"] + e["wrong_class"]))[:8]
     return {
         "test_images": len(records), "test_faces": sum(len(r["boxes"]) for r in records),
-        "test_map_50": result["map_50"].item(), "test_map": result["map"].item(),
-        "per_class_ap_50": {CLASSES[c - 1]: ap_at_50(result["precision"], k) for k, c in enumerate(present)},
+        "test_map50": result["map_50"].item(), "test_map": result["map"].item(),
+        "per_class_ap50": {CLASSES[c - 1]: ap_at50(result["precision"], k) for k, c in enumerate(present)},
         "per_class_ap": {CLASSES[c - 1]: per_class_map[c] for c in present},
         # precision at recall 0, 0.01, ..., 1 (IoU 0.5, all sizes, up to 100 detections an image)
-        "pr_curves_50": {CLASSES[c - 1]: [round(v, 4) for v in result["precision"][0, :, k, 0, -1].tolist()]
+        "pr_curves50": {CLASSES[c - 1]: [round(v, 4) for v in result["precision"][0, :, k, 0, -1].tolist()]
                          for k, c in enumerate(present)},
         "errors_at_0_5": {k: sum(e[k] for e in errors) for k in ("missed", "false_alarms", "wrong_class")},
         "failures": worst,
@@ -262,7 +262,7 @@ def run(args) -> dict:
         parts = {k: v[:args.limit] for k, v in parts.items()}
     if args.eval:
         model = checkpoints.load(FaceMaskDetector, NAME, COMMAND, device, root=args.checkpoint_dir)
-        return {k: v for k, v in evaluate(model, parts["test"], root, device).items() if k not in ("failures", "pr_curves_50")}
+        return {k: v for k, v in evaluate(model, parts["test"], root, device).items() if k not in ("failures", "pr_curves50")}
 
     if args.imagenet_backbone and cached_imagenet(args.backbone) is None:
         raise SystemExit(f"--imagenet-backbone: no ImageNet weights for {args.backbone} in torch's cache "
@@ -287,11 +287,11 @@ def run(args) -> dict:
     start = time.perf_counter()
     for epoch in range(start_epoch + 1, args.epochs + 1):
         stats = train_epoch(model, optimizer, scheduler, parts["train"], root, args, epoch, device)
-        val = val_map_50(predict(model, parts["val"], root, device), parts["val"])
-        history.append({"epoch": epoch, **stats, "val_map_50": round(val, 4), "lr": optimizer.param_groups[0]["lr"],
+        val = val_map50(predict(model, parts["val"], root, device), parts["val"])
+        history.append({"epoch": epoch, **stats, "val_map50": round(val, 4), "lr": optimizer.param_groups[0]["lr"],
                         "wall_time_s": round(elapsed_before + time.perf_counter() - start, 1)})
         tqdm.write(json.dumps(history[-1]))
-        if best_state is None or val >= max(h["val_map_50"] for h in history):
+        if best_state is None or val >= max(h["val_map50"] for h in history):
             best_state = {k: v.detach().clone().contiguous() for k, v in model.state_dict().items()}
             resume_dir.mkdir(parents=True, exist_ok=True)
             save_file(best_state, str(best))
@@ -301,12 +301,12 @@ def run(args) -> dict:
     wall_time = elapsed_before + time.perf_counter() - start
 
     model.load_state_dict(best_state)  # the epoch with the best validation mAP@0.5
-    best_epoch = max(history, key=lambda h: h["val_map_50"])["epoch"]
+    best_epoch = max(history, key=lambda h: h["val_map50"])["epoch"]
     counts = {part: {c: int(sum((r["labels"] == i + 1).sum() for r in recs)) for i, c in enumerate(CLASSES)}
               for part, recs in parts.items()}
     metrics = {
         **evaluate(model, parts["test"], root, device),
-        "best_epoch": best_epoch, "val_map_50": max(h["val_map_50"] for h in history),
+        "best_epoch": best_epoch, "val_map50": max(h["val_map50"] for h in history),
         "split": {part: len(recs) for part, recs in parts.items()}, "faces_per_split": counts,
         "test_stems": [r["stem"] for r in parts["test"]],
         "parameters": sum(p.numel() for p in model.parameters()),
@@ -318,7 +318,7 @@ def run(args) -> dict:
         "history": history,
     }
     checkpoints.save(model.cpu(), NAME, metrics, root=args.checkpoint_dir)
-    return {k: metrics[k] for k in ("test_map_50", "test_map", "per_class_ap_50", "best_epoch", "train_wall_time_s")}
+    return {k: metrics[k] for k in ("test_map50", "test_map", "per_class_ap50", "best_epoch", "train_wall_time_s")}
 
 
 def main(argv=None):
