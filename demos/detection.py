@@ -190,12 +190,15 @@ def model_card():
         return f"No checkpoint yet: train it with `{training.COMMAND}`.", [], None, None, []
     text = (f"Test split ({m['test_images']} photos, {m['test_faces']} faces): **mAP@0.5 {m['test_map50']:.3f}**, "
             f"mAP@[.5:.95] {m['test_map']:.3f} (COCO-style, torchmetrics with pycocotools). Faster R-CNN with a "
-            f"{m['hyperparameters']['backbone']} FPN backbone trained from scratch at {m['hyperparameters']['min_size']} px, "
+            f"{m['hyperparameters']['backbone']} FPN backbone trained "
+            f"{'from ImageNet weights' if m['hyperparameters']['imagenet_backbone'] else 'from scratch'} at "
+            f"{m['hyperparameters']['min_size']} px, "
             f"{m['parameters']:,} parameters; epoch {m['best_epoch']} of {m['hyperparameters']['epochs']} kept for its "
             f"validation mAP@0.5 ({m['val_map50']:.3f}); trained in {m['train_wall_time_s'] / 60:.0f} min on "
             f"{m['device']}. The seed reported no mAP, only a training loss. Reproduce: `{m['command']}`")
-    rows = [[c, f"{m['per_class_ap50'].get(c) or 0:.3f}", f"{m['per_class_ap'].get(c, 0):.3f}",
-             m["faces_per_split"]["test"][c]] for c in CLASSES]
+    shown = lambda ap: "-" if ap is None or ap < 0 else f"{ap:.3f}"  # noqa: E731 (-1: no such face in the test split)
+    rows = [[c, shown(m["per_class_ap50"].get(c)), shown(m["per_class_ap"].get(c)), m["faces_per_split"]["test"][c]]
+            for c in CLASSES]
     fig = curves(m["history"], {"training loss": ["train_loss"], "validation mAP@0.5": ["val_map50"]}, TITLE)
     return text, rows, pr_figure(m["pr_curves50"]), fig, failure_gallery(m)
 

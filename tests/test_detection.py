@@ -158,7 +158,7 @@ def test_the_tab_says_what_it_found_or_how_to_train(fake_model, monkeypatch, tmp
 
 
 @needs_data
-def test_tiny_training_run_then_eval(tmp_path):
+def test_tiny_training_run_then_eval_and_its_model_card(monkeypatch, tmp_path):
     args = ["--limit", "4", "--min-size", "64", "--batch-size", "2", "--checkpoint-dir", str(tmp_path)]
     trained = training.main(["--epochs", "1", *args])
     folder = tmp_path / "detection"
@@ -171,6 +171,10 @@ def test_tiny_training_run_then_eval(tmp_path):
     assert evaluated["test_map50"] == trained["test_map50"] and evaluated["test_map"] == metrics["test_map"]
     model = FaceMaskDetector.from_pretrained(str(folder))
     assert model.min_size == 64
+    monkeypatch.setattr(checkpoints, "CHECKPOINTS", tmp_path)
+    text, rows, pr, curves, failures = detection.model_card()
+    assert "mAP@0.5" in text and [r[0] for r in rows] == list(CLASSES)
+    assert pr is not None and curves is not None and len(failures) == 4
 
 
 @needs_data
