@@ -93,6 +93,12 @@ def test_split_is_stratified_deterministic_and_disjoint():
         assert sum((r["labels"] == 3).sum().item() for r in part) >= 10  # mask_weared_incorrect in each
 
 
+def test_photos_with_the_rare_class_are_repeated():
+    records = [{"labels": torch.tensor(labels)} for labels in ([1, 1], [2, 3], [3], [2])]
+    order = training.epoch_order(records, 3, torch.Generator().manual_seed(0))
+    assert sorted(order) == [0, 1, 1, 1, 2, 2, 2, 3]
+
+
 def test_boxes_are_mapped_back_to_the_original_size():
     boxes = torch.tensor([[0.0, 0, 320, 240], [160, 120, 400, 250]])
     out = detection.rescale_boxes(boxes, (320, 240), (6000, 4500))
