@@ -86,8 +86,8 @@ def detect_picture(picture: Image.Image, score_threshold: float = 0.5) -> list[d
     found = load_model()([x])[0]
     keep = found["scores"] >= threshold
     boxes = rescale_boxes(found["boxes"][keep], small.size, picture.size)
-    return [{"box": [round(v, 1) for v in box.tolist()], "label": CLASSES[int(label) - 1], "score": round(float(score), 4)}
-            for box, label, score in zip(boxes, found["labels"][keep], found["scores"][keep])]
+    return [{"box": [round(v, 1) for v in box.tolist()], "label": CLASSES[int(label) - 1],
+             "score": round(float(score), 4)} for box, label, score in zip(boxes, found["labels"][keep], found["scores"][keep])]
 
 
 def detect(image, score_threshold: float = 0.5) -> list[dict]:
@@ -223,7 +223,8 @@ def build():
     outputs = [shown, status, table]
     examples = split_examples()
     if examples:
-        gr.Examples([[p, 0.5] for p in examples], inputs=[picture, threshold], outputs=outputs, fn=user_errors(detect_and_draw),
+        gr.Examples([[p, 0.5] for p in examples], inputs=[picture, threshold], outputs=outputs,
+                    fn=user_errors(detect_and_draw),
                     run_on_click=True, cache_examples=False, label="Photos from the test split (never trained on)",
                     api_name="detection_example")
     with gr.Accordion("Model card: per-class AP, precision-recall curves, training curves, failures", open=False):
@@ -238,4 +239,5 @@ def build():
     handler = user_errors(detect_and_draw)
     picture.upload(handler, inputs=[picture, threshold], outputs=outputs, api_name="detection_upload")
     detect_btn.click(handler, inputs=[picture, threshold], outputs=outputs, api_name="detection_detect")
-    threshold.release(user_errors(redetect), inputs=[picture, threshold], outputs=outputs, api_name="detection_threshold")
+    threshold.release(user_errors(redetect), inputs=[picture, threshold], outputs=outputs,
+                      api_name="detection_threshold")

@@ -8,12 +8,12 @@
 The 853 images are split 70/15/15 into train / val / test with a fixed seed, stratified by
 the rarest class an image holds, so mask_weared_incorrect (123 faces) is in every split.
 Augmentation: horizontal flips, colour jitter, and scale jitter (each batch is resized to
-a random shorter side from SCALES); photos with the rare class are seen twice an epoch. SGD with warm-up and a cosine decay; the epoch kept is
-the one with the best validation mAP@0.5. The test split is measured once, at the end, with
+a random shorter side from SCALES); photos with the rare class are seen twice an epoch.
+SGD with warm-up and a cosine decay; the epoch kept is the one with the best validation
+mAP@0.5. The test split is measured once, at the end, with
 torchmetrics' COCO-style MeanAveragePrecision (pycocotools backend).
 """
 import argparse
-import copy
 import json
 import math
 import re
@@ -60,7 +60,8 @@ def parse_voc(path) -> dict:
             boxes.append([x0, y0, x1, y1])
             labels.append(CLASSES.index(name) + 1)
     return {"stem": Path(path).stem, "width": width, "height": height,
-            "boxes": torch.tensor(boxes, dtype=torch.float32).reshape(-1, 4), "labels": torch.tensor(labels, dtype=torch.int64)}
+            "boxes": torch.tensor(boxes, dtype=torch.float32).reshape(-1, 4),
+            "labels": torch.tensor(labels, dtype=torch.int64)}
 
 
 def load_annotations(root: Path) -> list[dict]:
@@ -90,7 +91,8 @@ def split(records: list[dict], seed: int = SPLIT_SEED) -> dict[str, list[dict]]:
         for rank, i in enumerate(order):
             part = "test" if rank < n_test else "val" if rank < n_test + n_val else "train"
             out[part].append(members[i])
-    return out
+    position = {id(r): i for i, r in enumerate(records)}
+    return {part: sorted(chosen, key=lambda r: position[id(r)]) for part, chosen in out.items()}  # files' order
 
 
 def load_image(path) -> torch.Tensor:
@@ -167,7 +169,7 @@ def val_map50(predictions, records) -> float:
     return metric.compute()["map"].item()
 
 
-def ap_at50(precision: torch.Tensor, k: int) -> float:
+def ap_at50(precision: torch.Tensor, k: int) -> float | None:
     """COCO's AP of class k at IoU 0.5 from the (T, R, K, A, M) precision table: the mean
     of the 101-point interpolated precision (-1 marks a class with no ground truth)."""
     p = precision[0, :, k, 0, -1]
@@ -178,7 +180,7 @@ def mistakes(prediction, record, threshold: float = 0.5) -> dict:
     """Faces missed, false alarms and wrong classes at score >= threshold and IoU >= 0.5 (greedy)."""
     keep = prediction["scores"] >= threshold
     boxes, labels = prediction["boxes"][keep], prediction["labels"][keep]
-    iou = box_iou(boxes, record["boxes"]) if len(boxes) and len(record["boxes"]) else torch.zeros(len(boxes), len(record["boxes"]))
+    iou = box_iou(boxes, record["boxes"])  # (predictions, faces)
     matched, wrong, false = set(), 0, 0
     for i in range(len(boxes)):  # predictions come sorted by score
         best = iou[i].clone()
@@ -271,7 +273,8 @@ def run(args) -> dict:
         parts = {k: v[:args.limit] for k, v in parts.items()}
     if args.eval:
         model = checkpoints.load(FaceMaskDetector, NAME, COMMAND, device, root=args.checkpoint_dir)
-        return {k: v for k, v in evaluate(model, parts["test"], root, device).items() if k not in ("failures", "pr_curves50")}
+        result = evaluate(model, parts["test"], root, device)
+        return {k: v for k, v in result.items() if k not in ("failures", "pr_curves50")}
 
     if args.imagenet_backbone and cached_imagenet(args.backbone) is None:
         raise SystemExit(f"--imagenet-backbone: no ImageNet weights for {args.backbone} in torch's cache "
@@ -342,7 +345,7 @@ def main(argv=None):
     parser.add_argument("--batch-size", type=int, default=4, help="images per step")
     parser.add_argument("--weight-decay", type=float, default=1e-4, help="weight decay (not on norms and biases)")
     parser.add_argument("--repeat-rare", type=int, default=2,
-                        help="times per epoch a photo with a mask_weared_incorrect face is seen (1: once, like the others)")
+                        help="times per epoch a photo with a mask_weared_incorrect face is seen (1: like the others)")
     add_run_arguments(parser)
     args = parse_run_arguments(parser, argv)
     result = run(args)
