@@ -194,3 +194,12 @@ def test_endpoint_of_the_tab(fake_model, tmp_path):
     Image.new("RGB", (120, 90), (10, 120, 200)).save(path)
     drawn, text, table = demo(str(path), 0.5, api_name="detection_upload")
     assert "with_mask" in text and Image.open(drawn).size == (120, 90)
+
+
+@needs_data
+@pytest.mark.skipif(checkpoints.find("detection") is None, reason="no detector trained yet (python -m train.detection)")
+def test_committed_detector_reproduces_its_metrics_and_meets_the_target():
+    committed = checkpoints.load_metrics("detection")
+    result = training.main(["--eval"])
+    assert result["test_images"] == 128 and abs(result["test_map50"] - committed["test_map50"]) < 1e-6
+    assert result["test_map50"] >= 0.60, result
