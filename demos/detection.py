@@ -8,7 +8,7 @@ from pathlib import Path
 import gradio as gr
 import numpy as np
 import torch
-from PIL import Image, ImageDraw, ImageOps
+from PIL import Image, ImageDraw, ImageFont, ImageOps
 
 from core import checkpoints, data
 from core.ui import BadInput, curves, open_picture, uint8_pixels, user_errors
@@ -99,17 +99,19 @@ def detect(image, score_threshold: float = 0.5) -> list[dict]:
 def draw(picture: Image.Image, detections: list[dict], max_side: int = MAX_SIDE) -> Image.Image:
     """The picture (shrunk for the page) with each box and its label and score."""
     shown, scale = shrink(picture, max_side)
+    shown = shown.copy() if shown is picture else shown  # never draw on the caller's picture
     canvas = ImageDraw.Draw(shown)
     width = max(2, round(max(shown.size) / 300))
+    font = ImageFont.load_default(size=max(11, round(max(shown.size) / 55)))
     for d in detections:
         x0, y0, x1, y1 = (v * scale for v in d["box"])
         color = COLORS[d["label"]]
         canvas.rectangle((x0, y0, x1, y1), outline=color, width=width)
         text = f"{d['label']} {d['score']:.2f}"
-        left, top, right, bottom = canvas.textbbox((x0, y0), text)
-        lift = bottom - top + 2
-        canvas.rectangle((x0, y0 - lift, x0 + right - left + 4, y0), fill=color)
-        canvas.text((x0 + 2, y0 - lift), text, fill=(255, 255, 255))
+        left, top, right, bottom = canvas.textbbox((0, 0), text, font=font)
+        label_top = y0 - (bottom + 4) if y0 >= bottom + 4 else y1  # above the box, or below it at the top edge
+        canvas.rectangle((x0, label_top, x0 + right + 4, label_top + bottom + 4), fill=color)
+        canvas.text((x0 + 2, label_top + 2), text, fill=(255, 255, 255), font=font)
     return shown
 
 

@@ -252,6 +252,8 @@ def train_epoch(model, optimizer, scheduler, records, root, args, epoch, device)
         images, targets = batch(chunk, root, device, gen)
         losses = model(images, targets)
         loss = sum(losses.values())
+        if not torch.isfinite(loss):
+            raise SystemExit(f"The loss became {loss.item()} in epoch {epoch}: rerun with a lower --lr.")
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 10.0)  # the RPN's early steps can spike
