@@ -364,3 +364,32 @@ def _multi30k_download(split: str, root=None) -> Path:
             (dest / f"{name}.tmp").write_bytes(raw)
             os.replace(dest / f"{name}.tmp", dest / name)
     return dest
+
+
+FACE_MASK_KAGGLE = "andrewmvd/face-mask-detection"
+
+
+def face_mask_dir(root=None, download: bool = True) -> Path:
+    """The Kaggle face-mask set (853 photos, Pascal VOC boxes of with_mask, without_mask and
+    mask_weared_incorrect): a folder with images/ and annotations/. Kaggle needs an account,
+    so the download goes through the `kaggle` client and its API token (~/.kaggle/kaggle.json).
+    With download=False a missing copy raises FileNotFoundError."""
+    mirror = mirror_dir()
+    if mirror is not None:
+        return mirror / "face-mask"
+    dest = data_dir(root) / "face-mask"
+    if (dest / "annotations").exists():
+        return dest
+    how = (f"Kaggle allows downloads only with an account: download {FACE_MASK_KAGGLE} from "
+           f"https://www.kaggle.com/datasets/{FACE_MASK_KAGGLE} and unpack its images/ and annotations/ "
+           f"into {dest}, or `pip install kaggle` with an API token in ~/.kaggle/kaggle.json, or point "
+           "DLP_DATA_MIRROR at a copy laid out like ../shared/data.")
+    if not download:
+        raise FileNotFoundError(f"No face-mask data in {dest}. {how}")
+    try:
+        import kaggle  # reads the API token when imported, and raises without one
+
+        kaggle.api.dataset_download_files(FACE_MASK_KAGGLE, path=str(dest), unzip=True)
+    except Exception as e:
+        raise RuntimeError(f"Could not download the face-mask set. {how}") from e
+    return dest

@@ -166,7 +166,8 @@ def test_cifar10_classifies_an_upload(page, screenshots, tmp_path):
     shoot(page, screenshots, "cifar10")
 
 
-@pytest.mark.skipif(not (REPO / "demos" / "detection.py").exists(), reason="no detection tab yet (demos/detection.py)")
+@pytest.mark.skipif(not (REPO / "checkpoints" / "detection" / "model.safetensors").exists(),
+                    reason="no detector trained yet (python -m train.detection)")
 def test_detection_finds_faces_in_an_upload(page, screenshots, tmp_path):
     from PIL import Image
 

@@ -1,0 +1,245 @@
+"""Face-mask detection: Faster R-CNN finds the faces in a photo and says whether each wears
+a mask, wears it wrongly or wears none; with the model card (per-class AP, precision-recall
+curves, training curves, the test photos it gets most wrong)."""
+import functools
+import math
+from pathlib import Path
+
+import gradio as gr
+import numpy as np
+import torch
+from PIL import Image, ImageDraw, ImageFont, ImageOps
+
+from core import checkpoints, data
+from core.ui import BadInput, curves, open_picture, uint8_pixels, user_errors
+from models.detection import CLASSES, FaceMaskDetector
+from train import detection as training
+
+TITLE = "Face-mask detection"
+COLORS = {"with_mask": (30, 160, 60), "without_mask": (220, 40, 40), "mask_weared_incorrect": (240, 160, 0)}
+MAX_SIDE = 1024  # pictures are shrunk to this longer side first (the model itself works at 320 px)
+
+
+@functools.cache
+def load_model():
+    return checkpoints.load(FaceMaskDetector, training.NAME, training.COMMAND)
+
+
+def read_picture(image) -> Image.Image:
+    """Any picture (a file path, an array or a PIL image) -> RGB in its upright orientation:
+    grayscale copied to three channels, transparency composited over white."""
+    if image is None:
+        raise BadInput("No picture: upload one or pick an example.")
+    try:
+        if isinstance(image, (str, Path)):
+            with open_picture(image) as probe:
+                image = ImageOps.exif_transpose(probe)
+                image.load()
+        if not isinstance(image, Image.Image):
+            array = uint8_pixels(image)
+            if array.ndim not in (2, 3) or (array.ndim == 3 and array.shape[2] not in (1, 3, 4)):
+                raise BadInput(f"Expected an HxW, HxWx3 or HxWx4 image, got shape {array.shape}.")
+            image = Image.fromarray(array[:, :, 0] if array.ndim == 3 and array.shape[2] == 1 else array)
+        if min(image.size) < 8:
+            raise BadInput(f"That picture is only {image.width}x{image.height} pixels: too small to find a face in.")
+        if image.mode in ("RGBA", "LA", "PA", "P") or "transparency" in image.info:
+            rgba = image.convert("RGBA")
+            image = Image.alpha_composite(Image.new("RGBA", rgba.size, (255, 255, 255, 255)), rgba)
+        return image.convert("RGB")
+    except BadInput:
+        raise
+    except (OSError, ValueError, Image.DecompressionBombError) as e:
+        raise BadInput(f"Could not read that file as an image ({e}).") from e
+
+
+def shrink(image: Image.Image, max_side: int = MAX_SIDE) -> tuple[Image.Image, float]:
+    """The picture with its longer side at most max_side, and the factor it was scaled by."""
+    scale = min(1.0, max_side / max(image.size))
+    if scale == 1.0:
+        return image, 1.0
+    size = (max(1, round(image.width * scale)), max(1, round(image.height * scale)))
+    return image.resize(size, Image.Resampling.BILINEAR), scale
+
+
+def rescale_boxes(boxes: torch.Tensor, from_size: tuple[int, int], to_size: tuple[int, int]) -> torch.Tensor:
+    """Boxes (K, 4) x0 y0 x1 y1 found in a (width, height) picture, in the pixels of the same
+    picture at another size, clipped inside it."""
+    sx, sy = to_size[0] / from_size[0], to_size[1] / from_size[1]
+    out = boxes * torch.tensor([sx, sy, sx, sy])
+    return torch.stack([out[:, 0].clamp(0, to_size[0]), out[:, 1].clamp(0, to_size[1]),
+                        out[:, 2].clamp(0, to_size[0]), out[:, 3].clamp(0, to_size[1])], dim=1)
+
+
+def check_threshold(score_threshold) -> float:
+    if isinstance(score_threshold, bool) or not isinstance(score_threshold, (int, float)) \
+            or not math.isfinite(score_threshold) or not 0 <= score_threshold <= 1:
+        raise BadInput(f"The score threshold must be a number from 0 to 1, not {score_threshold!r}.")
+    return float(score_threshold)
+
+
+@torch.inference_mode()
+def detect_picture(picture: Image.Image, score_threshold: float = 0.5) -> list[dict]:
+    """Faces in an RGB picture, boxes in its own pixels, best first."""
+    threshold = check_threshold(score_threshold)
+    small, _ = shrink(picture)
+    x = torch.from_numpy(np.asarray(small).copy()).permute(2, 0, 1).float() / 255
+    found = load_model()([x])[0]
+    keep = found["scores"] >= threshold
+    boxes = rescale_boxes(found["boxes"][keep], small.size, picture.size)
+    return [{"box": [round(v, 1) for v in box.tolist()], "label": CLASSES[int(label) - 1],
+             "score": round(float(score), 4)} for box, label, score in zip(boxes, found["labels"][keep], found["scores"][keep])]
+
+
+def detect(image, score_threshold: float = 0.5) -> list[dict]:
+    """Every face found in any picture with a score of at least score_threshold: a list of
+    {"box": [x0, y0, x1, y1] in the input's pixels, "label": class name, "score"}."""
+    return detect_picture(read_picture(image), score_threshold)
+
+
+def draw(picture: Image.Image, detections: list[dict], max_side: int = MAX_SIDE) -> Image.Image:
+    """The picture (shrunk for the page) with each box and its label and score."""
+    shown, scale = shrink(picture, max_side)
+    shown = shown.copy() if shown is picture else shown  # never draw on the caller's picture
+    canvas = ImageDraw.Draw(shown)
+    width = max(2, round(max(shown.size) / 300))
+    font = ImageFont.load_default(size=max(11, round(max(shown.size) / 55)))
+    for d in detections:
+        x0, y0, x1, y1 = (v * scale for v in d["box"])
+        color = COLORS[d["label"]]
+        canvas.rectangle((x0, y0, x1, y1), outline=color, width=width)
+        text = f"{d['label']} {d['score']:.2f}"
+        left, top, right, bottom = canvas.textbbox((0, 0), text, font=font)
+        label_top = y0 - (bottom + 4) if y0 >= bottom + 4 else y1  # above the box, or below it at the top edge
+        canvas.rectangle((x0, label_top, x0 + right + 4, label_top + bottom + 4), fill=color)
+        canvas.text((x0 + 2, label_top + 2), text, fill=(255, 255, 255), font=font)
+    return shown
+
+
+def summary(detections: list[dict], score_threshold: float) -> str:
+    if not detections:
+        return f"Found no faces with a score of at least {score_threshold:.2f}."
+    counts = {c: sum(d["label"] == c for d in detections) for c in CLASSES}
+    listed = ", ".join(f"{n} {c}" for c, n in counts.items() if n)
+    return f"Found {len(detections)} face{'s' * (len(detections) > 1)}: {listed}."
+
+
+def detect_and_draw(image, score_threshold):
+    """The tab's action: the picture with boxes, a sentence with the counts per class, a table."""
+    picture = read_picture(image)
+    try:
+        detections = detect_picture(picture, score_threshold)
+    except checkpoints.MissingCheckpoint as e:
+        return draw(picture, []), f"**No detector trained yet.** {e}", []
+    rows = [[d["label"], d["score"], *d["box"]] for d in detections]
+    return draw(picture, detections), summary(detections, score_threshold), rows
+
+
+def redetect(image, score_threshold):
+    """The slider moved: detect again, or nothing while no photo is there."""
+    if image is None:
+        return None, "", []
+    return detect_and_draw(image, score_threshold)
+
+
+# ---- the test split and the model card -------------------------------------------------------
+
+def split_examples(n: int = 8) -> list[str]:
+    """Paths of the first n test-split photos when the data is on this machine, else none."""
+    try:
+        root = data.face_mask_dir(download=False)
+        records = training.split(training.load_annotations(root))["test"][:n] if (root / "annotations").exists() else []
+        return [str(training.image_path(root, r["stem"])) for r in records]
+    except (FileNotFoundError, OSError):
+        return []
+
+
+def pr_figure(pr_curves: dict):
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(4.6, 3.4))
+    recall = np.linspace(0, 1, 101)
+    for name, precision in pr_curves.items():
+        p = np.array(precision, dtype=float)
+        ax.plot(recall[p >= 0], p[p >= 0], label=name, color=np.array(COLORS[name]) / 255)
+    ax.set_xlabel("recall")
+    ax.set_ylabel("precision")
+    ax.set_title("Test split, IoU 0.5")
+    ax.grid(alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    return fig
+
+
+def failure_gallery(metrics: dict) -> list:
+    """The test photos with the most mistakes at score 0.5, boxes as the model drew them."""
+    try:
+        root = data.face_mask_dir(download=False)
+        out = []
+        for f in metrics.get("failures", []):
+            picture = read_picture(training.image_path(root, f["stem"]))
+            found = [{"box": p[:4], "label": CLASSES[p[4] - 1], "score": p[5]} for p in f["predictions"]]
+            out.append((draw(picture, found, 640), f"{f['faces']} faces: {f['missed']} missed, "
+                        f"{f['false_alarms']} false alarms, {f['wrong_class']} wrong class"))
+        return out
+    except (FileNotFoundError, OSError, BadInput):
+        return []
+
+
+def model_card():
+    """Markdown, per-class AP rows, the precision-recall and training-curve figures, failures."""
+    m = checkpoints.load_metrics(training.NAME)
+    if not m:
+        return f"No checkpoint yet: train it with `{training.COMMAND}`.", [], None, None, []
+    text = (f"Test split ({m['test_images']} photos, {m['test_faces']} faces): **mAP@0.5 {m['test_map50']:.3f}**, "
+            f"mAP@[.5:.95] {m['test_map']:.3f} (COCO-style, torchmetrics with pycocotools). Faster R-CNN with a "
+            f"{m['hyperparameters']['backbone']} FPN backbone trained "
+            f"{'from ImageNet weights' if m['hyperparameters']['imagenet_backbone'] else 'from scratch'} at "
+            f"{m['hyperparameters']['min_size']} px, "
+            f"{m['parameters']:,} parameters; epoch {m['best_epoch']} of {m['hyperparameters']['epochs']} kept for its "
+            f"validation mAP@0.5 ({m['val_map50']:.3f}); trained in {m['train_wall_time_s'] / 60:.0f} min on "
+            f"{m['device']}. The seed reported no mAP, only a training loss. Reproduce: `{m['command']}`")
+    shown = lambda ap: "-" if ap is None or ap < 0 else f"{ap:.3f}"  # noqa: E731 (-1: no such face in the test split)
+    rows = [[c, shown(m["per_class_ap50"].get(c)), shown(m["per_class_ap"].get(c)), m["faces_per_split"]["test"][c]]
+            for c in CLASSES]
+    fig = curves(m["history"], {"training loss": ["train_loss"], "validation mAP@0.5": ["val_map50"]}, TITLE)
+    return text, rows, pr_figure(m["pr_curves50"]), fig, failure_gallery(m)
+
+
+def build():
+    gr.Markdown("Upload a photo with people in it: the detector boxes every face it finds and says whether it "
+                "wears a mask (**with_mask**), wears it wrongly (**mask_weared_incorrect**) or wears none "
+                "(**without_mask**). Move the slider to see less confident boxes.")
+    if checkpoints.find(training.NAME) is None:
+        gr.Markdown(f"**No detector trained yet.** Train it with `{training.COMMAND}`; until then this tab "
+                    "shows the photo without boxes.")
+    with gr.Row():
+        with gr.Column(scale=1):
+            picture = gr.Image(type="filepath", label="Your photo", height=300, elem_id="detection-image")
+            threshold = gr.Slider(0.05, 0.95, value=0.5, step=0.05, label="Score threshold")
+            detect_btn = gr.Button("Detect faces", variant="primary")
+            status = gr.Markdown(elem_id="detection-status")
+        with gr.Column(scale=2):
+            shown = gr.Image(label="Faces found", interactive=False, height=420, elem_id="detection-result")
+    table = gr.Dataframe(headers=["label", "score", "x0", "y0", "x1", "y1"], label="Detections (pixels of your photo)",
+                         interactive=False)
+    outputs = [shown, status, table]
+    examples = split_examples()
+    if examples:
+        gr.Examples([[p, 0.5] for p in examples], inputs=[picture, threshold], outputs=outputs,
+                    fn=user_errors(detect_and_draw),
+                    run_on_click=True, cache_examples=False, label="Photos from the test split (never trained on)",
+                    api_name="detection_example")
+    with gr.Accordion("Model card: per-class AP, precision-recall curves, training curves, failures", open=False):
+        text, rows, pr, fig, failures = model_card()
+        gr.Markdown(text)
+        gr.Dataframe(rows, headers=["class", "AP@0.5", "AP@[.5:.95]", "test faces"], interactive=False)
+        with gr.Row():
+            gr.Plot(pr, label="Precision-recall curves")
+            gr.Plot(fig, label="Training loss and validation mAP@0.5")
+        gr.Gallery(failures, label="Test photos it gets most wrong (score >= 0.5)", columns=4, height=320)
+
+    handler = user_errors(detect_and_draw)
+    picture.upload(handler, inputs=[picture, threshold], outputs=outputs, api_name="detection_upload")
+    detect_btn.click(handler, inputs=[picture, threshold], outputs=outputs, api_name="detection_detect")
+    threshold.release(user_errors(redetect), inputs=[picture, threshold], outputs=outputs,
+                      api_name="detection_threshold")

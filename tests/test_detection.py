@@ -1,0 +1,205 @@
+"""Face-mask detection: the VOC parser, box-keeping transforms, the split, boxes mapped back
+to the uploaded picture, bad input, a tiny train-evaluate cycle and the tab's endpoint."""
+import json
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from core import checkpoints, data
+from core.ui import BadInput
+from demos import detection
+from models.detection import CLASSES, FaceMaskDetector
+from train import detection as training
+
+ROOT = data.mirror_dir() / "face-mask" if data.mirror_dir() else None
+needs_data = pytest.mark.skipif(ROOT is None or not (ROOT / "annotations").exists(),
+                                reason="no face-mask data (set DLP_DATA_MIRROR)")
+
+VOC = """<annotation><filename>x.jpg</filename><size><width>100</width><height>80</height><depth>3</depth></size>
+<object><name>with_mask</name><bndbox><xmin>-5</xmin><ymin>10</ymin><xmax>30</xmax><ymax>90</ymax></bndbox></object>
+<object><name>mask_weared_incorrect</name><bndbox><xmin>70</xmin><ymin>50</ymin><xmax>60</xmax><ymax>40</ymax></bndbox></object>
+<object><name>without_mask</name><bndbox><xmin>120</xmin><ymin>5</ymin><xmax>130</xmax><ymax>20</ymax></bndbox></object>
+</annotation>"""
+
+
+def test_voc_parser_clips_sorts_and_drops(tmp_path):
+    path = tmp_path / "x.xml"
+    path.write_text(VOC)
+    r = training.parse_voc(path)
+    assert (r["width"], r["height"]) == (100, 80)
+    assert r["boxes"].tolist() == [[0, 10, 30, 80], [60, 40, 70, 50]]  # clipped; corners put in order
+    assert r["labels"].tolist() == [1, 3]  # the box wholly outside the picture is gone
+    path.write_text(VOC.replace("without_mask", "mask_on_chin"))
+    with pytest.raises(ValueError, match="mask_on_chin"):
+        training.parse_voc(path)
+
+
+@needs_data
+def test_every_box_of_the_real_annotations_is_inside_its_image():
+    records = training.load_annotations(ROOT)
+    assert len(records) == 853 and records[0]["stem"] == "maksssksksss0"
+    for r in records:
+        b = r["boxes"]
+        assert (b[:, :2] >= 0).all() and (b[:, 2] <= r["width"]).all() and (b[:, 3] <= r["height"]).all()
+        assert (b[:, 2] > b[:, 0]).all() and (b[:, 3] > b[:, 1]).all()
+    labels = torch.cat([r["labels"] for r in records])
+    assert torch.bincount(labels, minlength=4)[1:].tolist() == [3232, 717, 123]
+    with Image.open(training.image_path(ROOT, records[0]["stem"])) as image:
+        assert image.size == (records[0]["width"], records[0]["height"])
+
+
+def picture_with_a_red_box():
+    """A grey 60x90 picture with a red face-sized box at x 10..30, y 20..45."""
+    image = torch.full((3, 60, 90), 128, dtype=torch.uint8)
+    image[:, 20:45, 10:30] = torch.tensor([230, 20, 20], dtype=torch.uint8)[:, None, None]
+    return image, torch.tensor([[10.0, 20, 30, 45]])
+
+
+def red_inside(image, box) -> float:
+    """Share of the box's pixels that are redder than they are green (the marked region)."""
+    x0, y0, x1, y1 = (round(v) for v in box.tolist())
+    region = image[:, y0:y1, x0:x1].float()
+    return (region[0] > region[1] + 50).float().mean().item()
+
+
+def test_flip_resize_and_augment_keep_boxes_on_their_pixels():
+    image, boxes = picture_with_a_red_box()
+    flipped, fboxes = training.hflip(image, boxes)
+    assert fboxes.tolist() == [[60, 20, 80, 45]] and red_inside(flipped, fboxes[0]) == 1
+    for scale in (0.5, 1.7):
+        resized, rboxes = training.resize(image, boxes, scale)
+        assert resized.shape[1:] == (round(60 * scale), round(90 * scale))
+        assert red_inside(resized, rboxes[0]) > 0.9
+    for seed in range(6):
+        out, aboxes = training.augment(image, boxes, torch.Generator().manual_seed(seed))
+        assert out.shape == image.shape and red_inside(out, aboxes[0]) > 0.9
+        outside = out.clone()
+        x0, y0, x1, y1 = (round(v) for v in aboxes[0].tolist())
+        outside[:, y0:y1, x0:x1] = 0
+        assert (outside[0].float() > outside[1].float() + 50).sum() == 0  # no red left outside the box
+
+
+@needs_data
+def test_split_is_stratified_deterministic_and_disjoint():
+    records = training.load_annotations(ROOT)
+    parts = training.split(records)
+    stems = {k: [r["stem"] for r in v] for k, v in parts.items()}
+    assert stems == {k: [r["stem"] for r in v] for k, v in training.split(records).items()}
+    assert sum(map(len, stems.values())) == 853 and len(set().union(*stems.values())) == 853
+    assert 120 <= len(stems["val"]) <= 140 and 120 <= len(stems["test"]) <= 140
+    for part in parts.values():
+        assert sum((r["labels"] == 3).sum().item() for r in part) >= 10  # mask_weared_incorrect in each
+
+
+def test_photos_with_the_rare_class_are_repeated():
+    records = [{"labels": torch.tensor(labels)} for labels in ([1, 1], [2, 3], [3], [2])]
+    order = training.epoch_order(records, 3, torch.Generator().manual_seed(0))
+    assert sorted(order) == [0, 1, 1, 1, 2, 2, 2, 3]
+
+
+def test_boxes_are_mapped_back_to_the_original_size():
+    boxes = torch.tensor([[0.0, 0, 320, 240], [160, 120, 400, 250]])
+    out = detection.rescale_boxes(boxes, (320, 240), (6000, 4500))
+    assert out[0].tolist() == [0, 0, 6000, 4500] and out[1].tolist() == [3000, 2250, 6000, 4500]
+
+
+class WholePicture:
+    """A stand-in detector: one confident face over the whole input, one unsure face in its
+    top-left quarter."""
+
+    def __call__(self, images):
+        h, w = images[0].shape[1:]
+        return [{"boxes": torch.tensor([[0.0, 0, w, h], [0, 0, w / 2, h / 2]]), "labels": torch.tensor([1, 3]),
+                 "scores": torch.tensor([0.9, 0.3])}]
+
+
+@pytest.fixture
+def fake_model(monkeypatch):
+    monkeypatch.setattr(detection, "load_model", WholePicture)
+
+
+def test_detect_maps_boxes_of_a_huge_photo_back(fake_model, tmp_path):
+    path = tmp_path / "huge.jpg"
+    Image.new("RGB", (6000, 4000), (90, 120, 150)).save(path)
+    found = detection.detect(str(path), 0.5)
+    assert found == [{"box": [0, 0, 6000, 4000], "label": "with_mask", "score": 0.9}]
+    low = detection.detect(str(path), 0.2)
+    assert [d["label"] for d in low] == ["with_mask", "mask_weared_incorrect"] and low[1]["box"] == [0, 0, 3000, 2000]
+
+
+@pytest.mark.parametrize("picture", [
+    np.full((64, 80), 128, dtype=np.uint8),                                     # grayscale
+    np.dstack([np.full((40, 50, 3), 200, np.uint8), np.zeros((40, 50), np.uint8)]),  # fully transparent
+    np.random.default_rng(0).random((40, 60, 3)),                               # floats in [0, 1]
+])
+def test_detect_accepts_awkward_pictures(fake_model, picture):
+    found = detection.detect(picture)
+    assert found[0]["box"] == [0, 0, picture.shape[1], picture.shape[0]]
+
+
+def test_detect_refuses_bad_input_clearly(fake_model, tmp_path):
+    text = tmp_path / "notes.png"
+    text.write_text("not an image")
+    for bad, message in [(None, "No picture"), (str(text), "not a picture"),
+                         (np.zeros((4, 4, 3), np.uint8), "too small"), (np.zeros((9, 9, 7), np.uint8), "shape")]:
+        with pytest.raises(BadInput, match=message):
+            detection.detect(bad)
+    for threshold in (float("nan"), 1.5, "high", None):
+        with pytest.raises(BadInput, match="threshold"):
+            detection.detect(np.zeros((20, 20, 3), np.uint8), threshold)
+
+
+def test_the_tab_says_what_it_found_or_how_to_train(fake_model, monkeypatch, tmp_path):
+    picture = np.full((50, 70, 3), 180, np.uint8)
+    drawn, text, rows = detection.detect_and_draw(picture, 0.5)
+    assert drawn.size == (70, 50) and "1 with_mask" in text and rows[0][:2] == ["with_mask", 0.9]
+    assert "no faces" in detection.detect_and_draw(picture, 0.95)[1]
+    monkeypatch.undo()
+    monkeypatch.setattr(checkpoints, "CHECKPOINTS", tmp_path)  # nothing trained there
+    detection.load_model.cache_clear()
+    _, text, rows = detection.detect_and_draw(picture, 0.5)
+    assert "python -m train.detection" in text and rows == []
+
+
+@needs_data
+def test_tiny_training_run_then_eval_and_its_model_card(monkeypatch, tmp_path):
+    args = ["--limit", "4", "--min-size", "64", "--batch-size", "2", "--checkpoint-dir", str(tmp_path)]
+    trained = training.main(["--epochs", "1", *args])
+    folder = tmp_path / "detection"
+    metrics = json.loads((folder / "metrics.json").read_text())
+    assert {"model.safetensors", "config.json"} <= {p.name for p in folder.iterdir()}
+    assert metrics["history"][0]["epoch"] == 1 and "val_map50" in metrics["history"][0]
+    assert metrics["command"].startswith("python -m train.detection") and metrics["seed"] == 0
+    assert set(metrics["pr_curves50"]) <= set(CLASSES) and metrics["split"] == {"train": 4, "val": 4, "test": 4}
+    evaluated = training.main(["--eval", *args])
+    assert evaluated["test_map50"] == trained["test_map50"] and evaluated["test_map"] == metrics["test_map"]
+    model = FaceMaskDetector.from_pretrained(str(folder))
+    assert model.min_size == 64
+    monkeypatch.setattr(checkpoints, "CHECKPOINTS", tmp_path)
+    text, rows, pr, curves, failures = detection.model_card()
+    assert "mAP@0.5" in text and [r[0] for r in rows] == list(CLASSES)
+    assert pr is not None and curves is not None and len(failures) == 4
+
+
+@needs_data
+def test_endpoint_of_the_tab(fake_model, tmp_path):
+    """The tab's upload event as the app wires it (in-process; tests/test_bad_input.py sends
+    every endpoint nasty input through gradio_client against a running app)."""
+    from app import build_app
+
+    demo = build_app(["detection"])
+    path = tmp_path / "photo.png"
+    Image.new("RGB", (120, 90), (10, 120, 200)).save(path)
+    drawn, text, table = demo(str(path), 0.5, api_name="detection_upload")
+    assert "with_mask" in text and Image.open(drawn).size == (120, 90)
+
+
+@needs_data
+@pytest.mark.skipif(checkpoints.find("detection") is None, reason="no detector trained yet (python -m train.detection)")
+def test_committed_detector_reproduces_its_metrics_and_meets_the_target():
+    committed = checkpoints.load_metrics("detection")
+    result = training.main(["--eval"])
+    assert result["test_images"] == 128 and abs(result["test_map50"] - committed["test_map50"]) < 1e-6
+    assert result["test_map50"] >= 0.60, result
