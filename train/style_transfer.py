@@ -62,7 +62,7 @@ STYLE_IMAGE_SOURCES = {
 }
 # About 5 minutes a painting on a free 2-core CPU: 4 x 150 steps of 2 crops, ~0.5 s a step.
 DEFAULTS = dict(width=16, blocks=5, epochs=4, steps=150, batch_size=2, crop=160, lr=2e-3, style_weight=10.0,
-                content_weight=1.0, tv_weight=0.0, style_size=256, lfw=400)
+                content_weight=4.0, tv_weight=0.0, style_size=256, lfw=400)
 MEASURE_SIZE = 256  # the longer side of test photos and paintings when losses are measured
 LATENCY_SIZE = 512
 IMAGENET_VGG19_FILE = "vgg19-dcbb9e9d.pth"  # torchvision's name (the hash prefix of its contents)
