@@ -196,7 +196,8 @@ def test_light_dark_button_switches_theme(page, screenshots):
     """The header's button flips the page between Gradio's light and dark themes (for the
     room a talk is in), and back."""
     open_tab(page, "overview")
-    background = "() => getComputedStyle(document.querySelector('gradio-app > div') || document.body).backgroundColor"
+    # The theme's colours are CSS variables, redefined under .dark (gradio/themes/base.py).
+    background = "() => getComputedStyle(document.body).getPropertyValue('--body-background-fill')"
     was_dark = page.evaluate("() => document.body.classList.contains('dark')")
     before = page.evaluate(background)
     page.locator("#theme-toggle").click()
