@@ -16,7 +16,7 @@ from PIL import Image  # noqa: E402
 from core.ui import readable_input_errors  # noqa: E402
 
 # One line per tab: the module in demos/ that lays it out. Adding a tab adds a line here.
-TABS = ["overview", "fizzbuzz", "mnist", "gan", "vae", "cifar10", "transfer", "text_classification", "speech", "translation", "style_transfer", "detection"]
+TABS = ["overview", "fizzbuzz", "mnist", "gan", "vae", "cifar10", "transfer", "text_classification", "speech", "translation", "style_transfer", "detection", "faces"]
 
 # Uploads: at most 25 MB a file (a phone photo is under 15 MB, a 20-second WAV, the speech
 # tab's limit, under 4 MB at 48 kHz stereo), and no picture over 50 megapixels is decoded:

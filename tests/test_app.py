@@ -146,6 +146,16 @@ def test_text_classification_endpoint(client):
     assert "punctuation" in note and not labels[0]
 
 
+def test_faces_endpoint(client):
+    from demos.faces import ASTRONAUT
+
+    face_a, face_b, verdict = client.predict(handle_file(str(ASTRONAUT)), handle_file(str(ASTRONAUT)), "center",
+                                             api_name="/faces_compare")
+    assert face_a and face_b and "same person" in verdict.lower()
+    with pytest.raises(Exception, match="No second photo"):
+        client.predict(handle_file(str(ASTRONAUT)), None, "center", api_name="/faces_compare")
+
+
 @pytest.mark.skipif(not (REPO / "checkpoints" / "speech" / "model.safetensors").exists(),
                     reason="speech checkpoint not committed yet")
 def test_speech_endpoints(client, tmp_path):

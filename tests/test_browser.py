@@ -192,6 +192,20 @@ def test_detection_finds_faces_in_an_upload(page, screenshots, tmp_path):
     shoot(page, screenshots, "detection")
 
 
+def test_faces_compares_two_uploads(page, screenshots):
+    from demos.faces import ASTRONAUT
+
+    open_tab(page, "faces")
+    panel = page.locator("#tab-faces")
+    for box in ("#faces-photo-a", "#faces-photo-b"):
+        panel.locator(f"{box} input[type='file']").set_input_files(str(ASTRONAUT))
+        expect(panel.locator(f"{box} img").first).to_be_visible(timeout=SLOW)
+    panel.get_by_role("button", name="Compare").click()
+    expect(page.locator("#faces-verdict")).to_contain_text("Same person", timeout=SLOW)
+    no_error_toast(page)
+    shoot(page, screenshots, "faces")
+
+
 def test_light_dark_button_switches_theme(page, screenshots):
     """The header's button flips the page between Gradio's light and dark themes (for the
     room a talk is in), and back."""
