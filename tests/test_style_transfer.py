@@ -302,9 +302,8 @@ def test_stylize_endpoint_streams_and_stops_cleanly():
 
 # ---- the committed feed-forward networks --------------------------------------------------------
 
-# Known shortfall (issue 6 stays open until it is fixed): after 600 training steps these two
-# networks end with more style loss than the unstylised photo has (README, Style transfer).
-NOT_YET_STYLISED = {"hokusai_great_wave", "picabia_udnie"}
+# Known shortfall: networks that do not yet measure closer to the painting than the photo is.
+NOT_YET_STYLISED = set()
 
 
 @pytest.mark.parametrize("painting", [

@@ -65,7 +65,7 @@ DEFAULTS = dict(width=16, blocks=5, epochs=4, steps=150, batch_size=2, crop=160,
                 content_weight=4.0, tv_weight=0.0, style_size=256, lfw=400)
 # Paintings whose networks stayed as far from the painting's style as the photo itself at weight 10
 # (as pytorch/examples' fast_neural_style, the style weight is chosen per painting).
-STYLE_WEIGHTS = {"hokusai_great_wave": 30.0, "picabia_udnie": 30.0}
+STYLE_WEIGHTS = {"hokusai_great_wave": 30.0, "picabia_udnie": 60.0}
 MEASURE_SIZE = 256  # the longer side of test photos and paintings when losses are measured
 LATENCY_SIZE = 512
 IMAGENET_VGG19_FILE = "vgg19-dcbb9e9d.pth"  # torchvision's name (the hash prefix of its contents)
