@@ -7,10 +7,10 @@ Gatys's perceptual losses measured by the best feature network available.
     python -m train.style_transfer --style picabia_udnie --epochs 1 --steps 3 --limit 16 \\
         --checkpoint-dir /tmp/ck                                  # a smoke run, seconds
 
-Time: about 5 minutes per painting on a free 2-core CPU with the defaults (600 steps of
+Time: 6-8 minutes per painting on a free 2-core CPU with the defaults (600 steps of
 two 160 px crops, about 0.5 s each: 4 "epochs" of 150 steps, each a fresh random draw of
 the ~1,650 training photos; a width-16 network; the CIFAR-10 VGG as feature network),
-about 35 minutes for --all. With a VGG-19 as feature network (ImageNet or random) a step
+about 41 minutes for --all. With a VGG-19 as feature network (ImageNet or random) a step
 takes about 1.6 times as long. --resume continues after the last finished epoch.
 
 Training photos, all from the data directory or mirror: the face-mask street scenes (853;
@@ -389,7 +389,7 @@ def run(args) -> dict:
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--style", choices=["all", *PAINTINGS], help="the painting to learn (see style-images/paintings)")
-    parser.add_argument("--all", action="store_true", help="every painting, one after another (about 35 minutes)")
+    parser.add_argument("--all", action="store_true", help="every painting, one after another (about 41 minutes)")
     parser.add_argument("--features", default="auto", choices=["auto", *FEATURE_NETWORKS],
                         help="feature network for the losses (default: the best available)")
     parser.add_argument("--width", type=int, default=DEFAULTS["width"],
