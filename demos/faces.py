@@ -4,6 +4,7 @@ loss) and compared by cosine similarity; a gallery search names the nearest LFW 
 maps of the embedding space and the ROC curve show what center loss changes."""
 import functools
 import json
+import threading
 from pathlib import Path
 
 import gradio as gr
@@ -84,11 +85,20 @@ def read_photo(image, what: str = "photo") -> Image.Image:
         raise BadInput(f"Could not read the {what} as a picture ({e}).") from e
 
 
-@functools.cache
-def _cascade():
-    import cv2
+_per_thread = threading.local()
+_cv2_import = threading.Lock()
 
-    return cv2.CascadeClassifier(cv2.data.haarcascades + "haarcascade_frontalface_default.xml")
+
+def _cascade():
+    """One classifier per thread: OpenCV's CascadeClassifier is not safe to share between
+    Gradio's worker threads (concurrent calls fail with a getScaleData assertion or crash).
+    The lock: threads importing cv2 at once can see it half-initialised (no cv2.data yet)."""
+    if not hasattr(_per_thread, "cascade"):
+        with _cv2_import:
+            import cv2
+
+            _per_thread.cascade = cv2.CascadeClassifier(cv2.data.haarcascades + "haarcascade_frontalface_default.xml")
+    return _per_thread.cascade
 
 
 def find_face(photo: Image.Image) -> tuple[Image.Image, str]:

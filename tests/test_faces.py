@@ -230,3 +230,20 @@ def test_committed_model_reproduces_its_metrics(center_loss):
     assert result["test_accuracy"] == pytest.approx(committed["test_accuracy"], abs=1e-6)
     assert result["test_auc"] == pytest.approx(committed["test_auc"], abs=1e-6)
     assert result["test_accuracy"] >= 0.80, result
+
+
+@needs_lfw
+def test_verify_from_several_threads_at_once(tab):
+    """Gradio runs events in worker threads; OpenCV's cascade must not be shared between them."""
+    import concurrent.futures
+
+    face = Image.open(tab.ASTRONAUT).convert("RGB")
+    sizes = [256, 512, 1024, 2048, 384, 768] * 4  # different sizes: the cascade keeps per-size scale data
+
+    def compare(side):
+        photo = face.resize((side, side))
+        return tab.verify(photo, photo)
+
+    with concurrent.futures.ThreadPoolExecutor(max_workers=6) as pool:
+        results = list(pool.map(compare, sizes))
+    assert all(r["decision"] == "same person" for r in results)
