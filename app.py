@@ -2,11 +2,13 @@
 
     python app.py                      # serve every tab on http://127.0.0.1:7860
     python app.py --tabs mnist         # only some tabs (faster start, less memory)
+    python app.py --cache-examples     # run every example once at start: clicks are instant (for talks)
 """
 import argparse
 import importlib
 import logging
 import os
+import tempfile
 
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 
@@ -66,7 +68,16 @@ def main(argv=None):
     parser.add_argument("--share", action="store_true", help="also open a public gradio.live link")
     parser.add_argument("--tabs", nargs="+", choices=TABS, metavar="TAB",
                         help=f"load only these tabs (default: all of {', '.join(TABS)})")
+    parser.add_argument("--cache-examples", action=argparse.BooleanOptionalAction, default="SPACE_ID" in os.environ,
+                        help="compute every example's output at start-up, so a click on one shows it at once "
+                             "(default: on in a Hugging Face Space, off here)")
     args = parser.parse_args(argv)
+    if args.cache_examples:
+        # Examples with a function leave cache_examples unset, so Gradio reads these. A fresh
+        # folder per start: a cache kept from an older checkpoint would show stale results.
+        os.environ["GRADIO_CACHE_EXAMPLES"] = "true"
+        os.environ["GRADIO_CACHE_MODE"] = "eager"
+        os.environ["GRADIO_EXAMPLES_CACHE"] = tempfile.mkdtemp(prefix="dlp_examples_")
     build_app(args.tabs).launch(server_name=args.host, server_port=args.port, share=args.share,
                                 max_file_size=MAX_FILE_SIZE, theme=THEME)
 

@@ -261,7 +261,7 @@ def build():
                     outputs += [gr.Label(num_top_classes=3, label=LABELS[n], elem_id=f"cifar10-label-{n}")
                                 for n in names[row:row + 4]]
     gr.Examples([[str(p)] for p in EXAMPLES if p.exists()], inputs=[picture], outputs=[*outputs, seen, status],
-                fn=classify_all, run_on_click=True, cache_examples=False, label="Examples (from scikit-image)",
+                fn=classify_all, run_on_click=True, label="Examples (from scikit-image)",
                 api_name="cifar10_example")
     gr.Dataframe(leaderboard(), headers=["model", "parameters", "test accuracy", "training time", "course's number"],
                  label="Leaderboard (all 10,000 test images; the course measured on its first 2,000)",

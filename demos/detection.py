@@ -227,7 +227,7 @@ def build():
     if examples:
         gr.Examples([[p, 0.5] for p in examples], inputs=[picture, threshold], outputs=outputs,
                     fn=user_errors(detect_and_draw),
-                    run_on_click=True, cache_examples=False, label="Photos from the test split (never trained on)",
+                    run_on_click=True, label="Photos from the test split (never trained on)",
                     api_name="detection_example")
     with gr.Accordion("Model card: per-class AP, precision-recall curves, training curves, failures", open=False):
         text, rows, pr, fig, failures = model_card()

@@ -312,8 +312,9 @@ def build():
         face_b = gr.Image(label="Face found (second)", interactive=False, height=160, buttons=[])
         verdict = gr.Markdown(elem_id="faces-verdict")
     if ASTRONAUT.exists():
-        gr.Examples([[str(ASTRONAUT), str(ASTRONAUT)]], inputs=[photo_a, photo_b],
-                    label="Example (scikit-image's astronaut, twice)")
+        gr.Examples([[str(ASTRONAUT), str(ASTRONAUT), "center"]], inputs=[photo_a, photo_b, kind],
+                    outputs=[face_a, face_b, verdict], fn=user_errors(compare), run_on_click=True,
+                    label="Example (scikit-image's astronaut, twice)", api_name="faces_example")
 
     with gr.Accordion("Who is this? The five nearest LFW people", open=False):
         with gr.Row():

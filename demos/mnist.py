@@ -220,7 +220,7 @@ def build():
     if examples:
         # In the browser, loading an example into the editor fires no change event: run it here.
         gr.Examples([[str(p)] for p in examples], inputs=[sketch], outputs=[*outputs, seen, status],
-                    fn=predict_all, run_on_click=True, cache_examples=False,
+                    fn=predict_all, run_on_click=True,
                     label="Examples (drawn by the project)", api_name="mnist_example")
 
     with gr.Accordion("Model cards: test accuracy, training curves, digits each model gets wrong", open=False):

@@ -292,6 +292,29 @@ def run_tab(content, style, method, painting, feature_net, style_weight, content
                    save_result(picture) if done else None)
 
 
+def run_example(content, style, method, painting):
+    """A finished example: what Stylise gives at the tab's starting settings, as (result,
+    before/after, status). Cached when the app runs with --cache-examples."""
+    for picture, info in stylize_stream(content, painting if method == "fast" else style, method=method):
+        pass
+    return picture, (info["content"], picture), describe(info, method)
+
+
+def finished_examples(trained: list[str]) -> tuple[list[list], list[str]]:
+    """Rows (content, style, method, painting) and their labels: the feed-forward networks on
+    three photos, and one optimisation with a style image the project draws."""
+    rows, labels = [], []
+    for photo, name in zip(CONTENT_EXAMPLES[:3], trained[:3]):
+        if photo.exists():
+            rows.append([str(photo), None, "fast", name])
+            labels.append(f"{photo.stem.capitalize()} as {name.split('_', 1)[1].replace('_', ' ').title()} "
+                          "(feed-forward)")
+    if CONTENT_EXAMPLES[0].exists():
+        rows.append([str(CONTENT_EXAMPLES[0]), str(made_examples()[0]), "optimize", trained[0] if trained else None])
+        labels.append("Astronaut in stained glass (optimisation, 60 steps)")
+    return rows, labels
+
+
 def layer_choices(feature_net: str):
     """The style and content layer pickers for a feature network, its defaults ticked."""
     name = training.best_feature_network() if feature_net == "auto" else feature_net
@@ -357,6 +380,13 @@ def build():
     with gr.Row():
         curves = gr.LinePlot(x="step", y="loss", color="term", label="Losses (weighted)", height=260)
         download = gr.DownloadButton("Download the result (PNG)")
+
+    rows, labels = finished_examples(trained)
+    if rows:
+        gr.Examples(rows, inputs=[content, style, method, painting], outputs=[result, compare, status],
+                    fn=user_errors(run_example), run_on_click=True, example_labels=labels,
+                    label="Finished examples (instant when the app runs with --cache-examples)",
+                    api_name="style_transfer_example")
 
     run = go.click(user_errors(run_tab),
                    inputs=[content, style, method, painting, feature_net, style_weight, content_weight, steps, size,

@@ -201,3 +201,17 @@ def test_translation_endpoints(client):
         client.predict("  ?! ...", 4, 0.6, "cross", api_name="/translation_translate")
     german, note, *_ = client.predict("A dog runs. " * 500, 1, 0.6, "cross", api_name="/translation_translate")
     assert "first 20" in note and german  # still up, and says what it left out
+
+
+def test_cached_examples_come_from_the_cache(tmp_path):
+    """`python app.py --cache-examples` runs every example at start-up: a click on one
+    (here through its endpoint, by row) is answered from the cache, optimisation included."""
+    with running_app(tmp_path / "server.log", "--tabs", "style_transfer", "faces", "--cache-examples",
+                     timeout=180) as url:
+        cached = Client(url, verbose=False, download_files=False)
+        result, pair, status = cached.predict(3, api_name="/style_transfer_example")  # the optimisation row
+        assert "Step 60/60" in status and result["path"].endswith(".png")
+        # The status gives the seconds the run took: a second click that ran again would differ.
+        assert cached.predict(3, api_name="/style_transfer_example")[2] == status
+        face_a, face_b, verdict = cached.predict(0, api_name="/faces_example")
+        assert "same person" in verdict.lower() and face_a is not None
