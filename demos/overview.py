@@ -269,6 +269,14 @@ def _thumb_translation():
     return curves_image({"greedy": _history("translation", "val_bleu")}, "epoch", "validation BLEU")
 
 
+def _thumb_style_transfer():
+    from demos import style_transfer
+
+    trained = style_transfer.fast_paintings()
+    painting = "munch_the_scream" if "munch_the_scream" in trained else trained[0]
+    return style_transfer.stylize(style_transfer.CONTENT_EXAMPLES[0], painting, size=280, method="fast")
+
+
 def _thumb_detection():
     return curves_image({"validation": _history("detection", "val_map50")}, "epoch", "mAP (IoU 0.5)")
 
@@ -281,7 +289,8 @@ def _thumb_faces():
 THUMBNAILS = {"fizzbuzz": _thumb_fizzbuzz, "mnist": _thumb_mnist, "gan": _thumb_gan, "vae": _thumb_vae,
               "cifar10": _thumb_cifar10, "transfer": _thumb_transfer,
               "text_classification": _thumb_text_classification, "speech": _thumb_speech,
-              "translation": _thumb_translation, "detection": _thumb_detection, "faces": _thumb_faces}
+              "translation": _thumb_translation, "style_transfer": _thumb_style_transfer,
+              "detection": _thumb_detection, "faces": _thumb_faces}
 
 
 def thumbnail(row: dict) -> Image.Image:
