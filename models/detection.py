@@ -90,3 +90,17 @@ class FaceMaskDetector(nn.Module, PyTorchModelHubMixin):
         """Resize training batches to this shorter side (scale jitter); None restores the
         evaluation size from the config."""
         self.detector.transform.min_size = (min_size or self.min_size,)
+
+
+class FaceCropClassifier(nn.Module, PyTorchModelHubMixin):
+    """The detector's MobileNetV3-Large body with a linear head, trained on 64x64 crops
+    (background, with_mask, without_mask, mask_weared_incorrect) by train.detection_backbone:
+    a backbone the project trains itself, since no ImageNet weights can be had here."""
+
+    def __init__(self, num_classes: int = len(CLASSES) + 1):
+        super().__init__()
+        self.features = mobilenet_v3_large(norm_layer=nn.BatchNorm2d).features
+        self.head = nn.Linear(960, num_classes)
+
+    def forward(self, x):
+        return self.head(self.features(x).mean((2, 3)))

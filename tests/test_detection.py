@@ -183,6 +183,33 @@ def test_tiny_training_run_then_eval_and_its_model_card(monkeypatch, tmp_path):
     assert pr is not None and curves is not None and len(failures) == 4
 
 
+def test_backbone_crops_centre_the_face_with_context():
+    from train import detection_backbone as backbone
+
+    photo = torch.zeros(3, 100, 200, dtype=torch.uint8)
+    photo[:, 40:60, 90:110] = 255  # a 20-px white "face"
+    out = backbone.crop(photo, (90, 40, 110, 60))
+    assert out.shape == (3, 64, 64)
+    assert out[:, 24:40, 24:40].min() >= 250 and out[:, :8].max() <= 5  # the face fills the middle half
+    edge = backbone.crop(photo, (0, 0, 20, 20))  # reaching past the photo: grey outside it
+    assert edge[:, 2, 2].tolist() == [124, 124, 124]
+
+
+@needs_data
+def test_backbone_pretraining_then_detector_starts_from_it(tmp_path):
+    from train import detection_backbone as backbone
+
+    common = ["--limit", "4", "--checkpoint-dir", str(tmp_path)]
+    trained = backbone.main(["--epochs", "1", "--batch-size", "16", "--crops-per-epoch", "32", *common])
+    assert backbone.main(["--eval", *common])["val_accuracy"] == trained["val_accuracy"]
+    metrics = json.loads((tmp_path / "detection_backbone" / "metrics.json").read_text())
+    assert metrics["train_crops"]["without_mask"] >= 80 and metrics["train_crops"]["background"] > 0  # LFW's faces too
+    detector = training.main(["--epochs", "1", "--min-size", "64", "--batch-size", "2", "--backbone-init", *common])
+    assert "test_map50" in detector
+    config = json.loads((tmp_path / "detection" / "metrics.json").read_text())["hyperparameters"]
+    assert config["backbone_init"] is True
+
+
 @needs_data
 def test_endpoint_of_the_tab(fake_model, tmp_path):
     """The tab's upload event as the app wires it (in-process; tests/test_bad_input.py sends

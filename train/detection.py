@@ -32,7 +32,7 @@ from tqdm import tqdm
 from core import checkpoints, data
 from core.training import (add_run_arguments, load_state, parse_run_arguments, pick_device, save_state, seed_epoch,
                            seed_everything)
-from models.detection import CLASSES, FaceMaskDetector, cached_imagenet
+from models.detection import CLASSES, FaceCropClassifier, FaceMaskDetector, cached_imagenet
 
 NAME = "detection"
 COMMAND = "python -m train.detection"
@@ -284,6 +284,12 @@ def run(args) -> dict:
     seed_everything(args.seed)
     model = FaceMaskDetector(backbone=args.backbone, min_size=args.min_size, max_size=args.min_size * 2,
                              imagenet_backbone=args.imagenet_backbone).to(device)
+    if args.backbone_init:  # the body of a crop classifier this project trained (train.detection_backbone)
+        if args.backbone != "mobilenet_v3" or args.imagenet_backbone:
+            raise SystemExit("--backbone-init starts a mobilenet_v3 backbone, without --imagenet-backbone.")
+        crops = checkpoints.load(FaceCropClassifier, "detection_backbone", "python -m train.detection_backbone",
+                                 device, root=args.checkpoint_dir)
+        model.detector.backbone.body.load_state_dict(crops.features.state_dict())
     decay = [p for p in model.parameters() if p.requires_grad and p.dim() > 1]
     no_decay = [p for p in model.parameters() if p.requires_grad and p.dim() <= 1]
     optimizer = torch.optim.SGD([{"params": decay, "weight_decay": args.weight_decay},
@@ -291,8 +297,8 @@ def run(args) -> dict:
     steps = math.ceil(len(epoch_order(parts["train"], args.repeat_rare, torch.Generator())) / args.batch_size)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: lr_factor(s, args.epochs * steps, steps))
     resume_dir = Path(args.checkpoint_dir or checkpoints.CHECKPOINTS) / NAME / "resume"
-    config = {k: getattr(args, k) for k in ("backbone", "min_size", "imagenet_backbone", "epochs", "lr", "batch_size",
-                                            "weight_decay", "repeat_rare", "seed", "limit")}
+    config = {k: getattr(args, k) for k in ("backbone", "min_size", "imagenet_backbone", "backbone_init", "epochs",
+                                            "lr", "batch_size", "weight_decay", "repeat_rare", "seed", "limit")}
     start_epoch, history = load_state(resume_dir, model, optimizer, scheduler, config) if args.resume else (0, [])
     elapsed_before = history[-1]["wall_time_s"] if history else 0.0
     best = (resume_dir / "best.safetensors")
@@ -341,6 +347,8 @@ def main(argv=None):
                         help="FPN backbone (default: mobilenet_v3, the faster to train on this CPU)")
     parser.add_argument("--imagenet-backbone", action="store_true",
                         help="start from ImageNet weights if torch's cache holds them (never downloaded)")
+    parser.add_argument("--backbone-init", action="store_true",
+                        help="start the backbone from checkpoints/detection_backbone (python -m train.detection_backbone)")
     parser.add_argument("--min-size", type=int, default=320, help="shorter side the model sees at evaluation")
     parser.add_argument("--epochs", type=int, default=16, help="epochs (4 to 5 minutes each on 2 CPU cores)")
     parser.add_argument("--lr", type=float, default=0.01, help="peak SGD learning rate (momentum 0.9)")
