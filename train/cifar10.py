@@ -101,7 +101,9 @@ def predict(model, images_uint8, device, bf16: bool = False, batch_size: int = 1
     model.eval()
     memory = torch.channels_last if channels_last else torch.contiguous_format
     out = []
-    with torch.no_grad(), torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
+    # bf16 autocast speeds up training on this CPU but slows inference 7x (36 s against 5 s
+    # for 500 images through the VGG): on a CPU, predictions are made in float32.
+    with torch.no_grad(), torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16 and device.type != "cpu"):
         for i in range(0, len(images_uint8), batch_size):
             x = normalize(images_uint8[i:i + batch_size].to(device))
             logits = torch.stack([model(v.contiguous(memory_format=memory)).float() for v in (x, x.flip(3))])
