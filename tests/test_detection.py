@@ -234,3 +234,15 @@ def test_committed_detector_reproduces_its_metrics():
     assert result["test_images"] == 128 and abs(result["test_map50"] - committed["test_map50"]) < 1e-6
     assert result["per_class_ap50"] == pytest.approx(committed["per_class_ap50"], abs=1e-6)
     assert result["test_map50"] >= 0.27, result
+
+
+@needs_data
+@pytest.mark.skipif(checkpoints.find("detection_backbone") is None,
+                    reason="no backbone pre-trained yet (python -m train.detection_backbone)")
+def test_committed_backbone_reproduces_its_crop_accuracy():
+    from train import detection_backbone as backbone
+
+    committed = checkpoints.load_metrics("detection_backbone")
+    result = backbone.main(["--eval"])
+    assert result["val_accuracy"] == pytest.approx(committed["val_accuracy"], abs=1e-6)
+    assert result["val_accuracy"] >= 0.85, result
