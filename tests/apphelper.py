@@ -21,12 +21,12 @@ def free_port() -> int:
 
 
 @contextlib.contextmanager
-def running_app(log: Path, *args: str, timeout: float = 90):
-    """Run `python app.py --port <free port> *args`, yield its URL once it answers, stop it
-    afterwards. Fails the test with the server's log if it does not come up."""
+def running_app(log: Path, *args: str, timeout: float = 90, cwd: Path = REPO, env: dict | None = None):
+    """Run `python app.py --port <free port> *args` in cwd, yield its URL once it answers, stop
+    it afterwards. Fails the test with the server's log if it does not come up."""
     port = free_port()
-    env = dict(os.environ, HF_HUB_OFFLINE="1", GRADIO_ANALYTICS_ENABLED="False")
-    server = subprocess.Popen([sys.executable, "app.py", "--port", str(port), *args], cwd=REPO, env=env,
+    env = dict(env if env is not None else os.environ, HF_HUB_OFFLINE="1", GRADIO_ANALYTICS_ENABLED="False")
+    server = subprocess.Popen([sys.executable, "app.py", "--port", str(port), *args], cwd=cwd, env=env,
                               stdout=log.open("w"), stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}/"
     try:

@@ -11,6 +11,7 @@ import hashlib
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
 import threading
@@ -398,3 +399,33 @@ def test_on_gpu_wraps_with_spaces_gpu_when_there_is_a_gpu(monkeypatch, zero_gpu,
     fast, stream = on_gpu()(square), on_gpu(duration=120)(count)
     assert wrapped == [(square, 60), (count, 120)]
     assert fast(3) == 9 and list(stream(3)) == [0, 1, 2]
+
+
+def test_the_space_layout_serves_offline(tmp_path):
+    """A dry run of the Space: exactly the files `train.push --space` uploads (checkpoints
+    committed into the Space), copied to an empty folder and started as a Space starts it:
+    `python app.py`, SPACE_ID set (so examples are cached at start-up), no dataset mirror,
+    an empty data directory, no network."""
+    from gradio_client import Client, handle_file
+
+    from apphelper import running_app
+
+    space = tmp_path / "space"
+    for name in push.selection(REPO, push.space_patterns(with_checkpoints=True)):
+        (space / name).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(REPO / name, space / name)
+    assert not (space / "tests").exists() and (space / "checkpoints" / "mnist" / "cnn" / "model.safetensors").exists()
+    env = {k: v for k, v in os.environ.items() if k not in ("DLP_DATA_MIRROR", "DLP_HUB_REPO", "DLP_HUB_REVISION")}
+    env.update(SPACE_ID="me/app", DLP_DATA_DIR=str(tmp_path / "data"), PYTHONPATH="")
+    with running_app(tmp_path / "server.log", "--tabs", "overview", "fizzbuzz", "mnist", "faces", cwd=space, env=env,
+                     timeout=180) as url:
+        client = Client(url, verbose=False)
+        assert client.predict(15, api_name="/fizzbuzz_play") == "fizzbuzz"
+        drawing = handle_file(str(space / "demos" / "examples" / "mnist" / "digit_7.png"))
+        *labels, seen, status = client.predict({"background": None, "layers": [drawing], "composite": drawing},
+                                               api_name="/mnist_predict")
+        assert [label["label"] for label in labels] == ["7"] * 3
+        face_a, face_b, verdict = client.predict(0, api_name="/faces_example")  # cached at start-up
+        assert "same person" in verdict.lower()
+    log = (tmp_path / "server.log").read_text()
+    assert "Caching examples" in log and "Traceback" not in log, log[-3000:]
