@@ -301,19 +301,19 @@ def run_example(content, style, method, painting):
 
 
 def finished_examples(trained: list[str]) -> tuple[list[list], list[str]]:
-    """Rows (content, style, method, painting) and their labels: two optimisations with the
-    style images the project draws, and one feed-forward network (The Scream when trained:
-    the feed-forward networks are weaker, see the README)."""
+    """Rows (content, style, method, painting) and their labels: one feed-forward network (The
+    Scream when trained) and two optimisations with the style images the project draws. The
+    quick row comes first: it is the one tools that try "the first example" will run."""
     rows, labels = [], []
     painting = "munch_the_scream" if "munch_the_scream" in trained else (trained[0] if trained else None)
-    for photo, style, name in zip(CONTENT_EXAMPLES[:2], made_examples(), ("stained glass", "brush strokes")):
-        if photo.exists():
-            rows.append([str(photo), str(style), "optimize", painting])
-            labels.append(f"{photo.stem.capitalize()} in {name} (optimisation, 60 steps)")
     if painting and CONTENT_EXAMPLES[2].exists():
         rows.append([str(CONTENT_EXAMPLES[2]), None, "fast", painting])
         labels.append(f"{CONTENT_EXAMPLES[2].stem.capitalize()} as "
                       f"{painting.split('_', 1)[1].replace('_', ' ').title()} (feed-forward)")
+    for photo, style, name in zip(CONTENT_EXAMPLES[:2], made_examples(), ("stained glass", "brush strokes")):
+        if photo.exists():
+            rows.append([str(photo), str(style), "optimize", painting])
+            labels.append(f"{photo.stem.capitalize()} in {name} (optimisation, 60 steps)")
     return rows, labels
 
 
