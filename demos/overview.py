@@ -272,8 +272,7 @@ def _thumb_translation():
 def _thumb_style_transfer():
     from demos import style_transfer
 
-    trained = style_transfer.fast_paintings()
-    painting = "munch_the_scream" if "munch_the_scream" in trained else trained[0]
+    painting = style_transfer.showcase_painting(style_transfer.fast_paintings())
     return style_transfer.stylize(style_transfer.CONTENT_EXAMPLES[0], painting, size=280, method="fast")
 
 

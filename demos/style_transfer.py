@@ -300,12 +300,17 @@ def run_example(content, style, method, painting):
     return picture, (info["content"], picture), describe(info, method)
 
 
+def showcase_painting(trained: list[str]) -> str | None:
+    """The feed-forward network shown first (examples, the Overview): The Scream when trained."""
+    return "munch_the_scream" if "munch_the_scream" in trained else (trained[0] if trained else None)
+
+
 def finished_examples(trained: list[str]) -> tuple[list[list], list[str]]:
     """Rows (content, style, method, painting) and their labels: one feed-forward network (The
     Scream when trained) and two optimisations with the style images the project draws. The
     quick row comes first: it is the one tools that try "the first example" will run."""
     rows, labels = [], []
-    painting = "munch_the_scream" if "munch_the_scream" in trained else (trained[0] if trained else None)
+    painting = showcase_painting(trained)
     if painting and CONTENT_EXAMPLES[2].exists():
         rows.append([str(CONTENT_EXAMPLES[2]), None, "fast", painting])
         labels.append(f"{CONTENT_EXAMPLES[2].stem.capitalize()} as "

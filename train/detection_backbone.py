@@ -141,8 +141,7 @@ def run(args) -> dict:
                    leave=False)
         for i in bar:
             idx = order[i:i + args.batch_size]
-            x = ((augment(train_x[idx].float(), gen) / 255 - torch.tensor(MEAN).view(1, 3, 1, 1))
-                 / torch.tensor(STD).view(1, 3, 1, 1)).to(device)
+            x = normalize(augment(train_x[idx].float(), gen)).to(device)
             loss = F.cross_entropy(model(x), train_y[idx].to(device), label_smoothing=0.1)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
