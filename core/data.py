@@ -7,6 +7,7 @@ read from there instead and nothing is downloaded.
 """
 import gzip
 import os
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -58,14 +59,25 @@ def mnist(split: str = "train", name: str = "MNIST", root=None):
     return ds.data.clone(), ds.targets.clone().long()
 
 
-def _unpack(tarball: Path, dest: Path, marker: str) -> Path:
-    """Unpack a mirrored tarball into the data directory once; returns dest."""
-    if not (dest / marker).exists():
-        import tarfile
+_unpack_lock = threading.Lock()
 
-        dest.mkdir(parents=True, exist_ok=True)
-        with tarfile.open(tarball) as tar:
-            tar.extractall(dest, filter="data")
+
+def _unpack(tarball: Path, dest: Path, marker: str) -> Path:
+    """Unpack a mirrored tarball into the data directory once; returns dest. The members go
+    to a scratch folder first and are moved in after, so another process never sees half."""
+    with _unpack_lock:  # threads of one app: the first unpacks, the others wait
+        if not (dest / marker).exists():
+            import shutil
+            import tarfile
+            import tempfile
+
+            dest.mkdir(parents=True, exist_ok=True)
+            with tempfile.TemporaryDirectory(dir=dest.parent, prefix=f".{dest.name}-") as scratch:
+                with tarfile.open(tarball) as tar:
+                    tar.extractall(scratch, filter="data")
+                for entry in sorted(Path(scratch).iterdir(), key=lambda e: e.name == marker):  # the marker last
+                    if not (dest / entry.name).exists():
+                        shutil.move(str(entry), str(dest / entry.name))
     return dest
 
 

@@ -16,7 +16,7 @@ from PIL import Image, ImageOps
 from core import checkpoints, data
 from core.ui import BadInput, open_picture, uint8_pixels, user_errors
 from models.faces import FaceNet, cosine_similarity
-from train.faces import checkpoint_name, command, embed
+from train.faces import build_gallery, checkpoint_name, command, embed, load_gallery
 
 TITLE = "Face verification"
 KINDS = {"center": "ConvNeXt + center loss", "plain": "ConvNeXt, cross-entropy only"}
@@ -27,7 +27,6 @@ CHECKPOINT_ROOT = None  # None: checkpoints/ (tests point it elsewhere)
 CROP_SCALE = 112 / 82
 MIN_SIDE = 32  # smaller photos are refused: a face needs more pixels than this
 DETECT_SIDE = 800  # detection runs on a copy whose longer side is at most this
-GALLERY_MIN_PHOTOS, GALLERY_PHOTOS = 10, 10  # LFW people with >= 10 photos; 10 photos each
 # Eileen Collins, in a picture that ships inside scikit-image (a dependency), not from LFW.
 ASTRONAUT = Path(skimage.__file__).parent / "data" / "astronaut.png"
 
@@ -177,49 +176,53 @@ def gallery_folder() -> Path | None:
     return folder if folder.exists() else None
 
 
+_gallery_lock = threading.Lock()  # one thread builds a missing gallery; the others wait for it
+
+
 @functools.cache
-def _gallery(kind: str, root) -> tuple[list[str], torch.Tensor, list[Path]]:
-    """(names, mean unit embeddings (P, D), one photo each) of LFW people with at least
-    GALLERY_MIN_PHOTOS photos, from GALLERY_PHOTOS of theirs."""
-    folder = gallery_folder()
-    model = load_model(kind)
-    names, means, portraits = [], [], []
-    for person in sorted(p for p in folder.iterdir() if p.is_dir()):
-        photos = sorted(person.glob("*.jpg"))
-        if len(photos) < GALLERY_MIN_PHOTOS:
-            continue
-        pixels = np.stack([np.asarray(Image.open(p).convert("RGB").resize((model.image_size,) * 2, Image.Resampling.BICUBIC))
-                           for p in photos[:GALLERY_PHOTOS]])
-        e = torch.nn.functional.normalize(embed(model, torch.from_numpy(pixels).permute(0, 3, 1, 2), "cpu"), dim=1)
-        names.append(person.name)
-        means.append(torch.nn.functional.normalize(e.mean(0), dim=0))
-        portraits.append(photos[0])
-    return names, torch.stack(means), portraits
+def _load_gallery(kind: str, root) -> dict:
+    path = checkpoints.find(checkpoint_name(WEIGHTS[kind]), root=root)
+    gallery = load_gallery(path) if path is not None else None
+    if gallery is None:  # an older checkpoint without gallery.safetensors: embed the photos now
+        folder = gallery_folder()
+        if folder is None:
+            raise BadInput("No gallery: it is not in the checkpoint and the LFW photos are not configured "
+                           f"here (set DLP_DATA_MIRROR, then run `{command(WEIGHTS[kind])} --gallery`).")
+        gallery = build_gallery(load_model(kind), folder)
+    return gallery
+
+
+def gallery(kind: str = "center") -> dict:
+    """names, portraits (paths under LFW's images/) and mean unit embeddings (P, D)."""
+    load_model(kind)  # a missing checkpoint says which command to run
+    with _gallery_lock:
+        return _load_gallery(_check_kind(kind), CHECKPOINT_ROOT)
 
 
 def who_is_this(image, kind: str = "center", k: int = 5) -> list[tuple[str, float]]:
     """The k LFW people (with at least 10 photos) whose faces are nearest, with similarities."""
     kind = _check_kind(kind)
-    if gallery_folder() is None:
-        raise BadInput("No gallery: the LFW photos are not configured here (set DLP_DATA_MIRROR, or run "
-                       "`python -m train.faces` once to download them).")
     crop, _ = find_face(read_photo(image))
-    names, means, _ = _gallery(kind, CHECKPOINT_ROOT)
-    scores = cosine_similarity(face_embedding(crop, kind).expand(len(means), -1), means)
+    g = gallery(kind)
+    scores = cosine_similarity(face_embedding(crop, kind).expand(len(g["means"]), -1), g["means"])
     top = scores.argsort(descending=True)[:k]
-    return [(names[i].replace("_", " "), round(float(scores[i]), 4)) for i in top]
+    return [(g["names"][i].replace("_", " "), round(float(scores[i]), 4)) for i in top]
 
 
 def search(image, kind: str = "center"):
     """The tab's gallery action: the face crop, the five nearest people's photos, a note."""
     crop, note = find_face(read_photo(image))
     matches = who_is_this(image, kind)
-    names, _, portraits = _gallery(kind, CHECKPOINT_ROOT)
-    # Pictures, not paths: the data directory need not be one Gradio serves files from.
-    shown = [(Image.open(portraits[names.index(n.replace(" ", "_"))]).convert("RGB"), f"{n} ({s:.2f})")
-             for n, s in matches]
     text = ("Nearest of the LFW people with at least 10 photos (similarity to the mean of 10 of theirs). "
             "Someone who is not in LFW still gets five names: the nearest, not a match.")
+    folder = gallery_folder()
+    if folder is None:  # the names without their photos (on a Space without the data, say)
+        text += "\n\n" + "\n".join(f"{k}. {n} ({s:.2f})" for k, (n, s) in enumerate(matches, 1))
+        return crop, [], (f"{note}\n\n" if note else "") + text
+    g = gallery(kind)
+    # Pictures, not paths: the data directory need not be one Gradio serves files from.
+    shown = [(Image.open(folder / g["portraits"][g["names"].index(n.replace(" ", "_"))]).convert("RGB"),
+              f"{n} ({s:.2f})") for n, s in matches]
     return crop, shown, (f"{note}\n\n" if note else "") + text
 
 
@@ -323,7 +326,7 @@ def build():
                 face_q = gr.Image(label="Face found", interactive=False, height=140, buttons=[])
                 search_btn = gr.Button("Search the gallery")
         matches = gr.Gallery(label="Nearest people", columns=5, height=220)
-        search_note = gr.Markdown("The first search embeds the gallery (about 1,600 photos): allow half a minute.")
+        search_note = gr.Markdown("The gallery: the 158 LFW people with at least 10 photos.")
 
     with gr.Accordion("The embedding space and the ROC curve: with and without center loss", open=True):
         gr.Markdown(summary())

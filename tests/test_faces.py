@@ -247,3 +247,51 @@ def test_verify_from_several_threads_at_once(tab):
     with concurrent.futures.ThreadPoolExecutor(max_workers=6) as pool:
         results = list(pool.map(compare, sizes))
     assert all(r["decision"] == "same person" for r in results)
+
+
+# ---- who is this: the committed gallery ------------------------------------------------------
+
+@pytest.mark.parametrize("center_loss", [0.01, 0])
+def test_committed_gallery_matches_its_checkpoint(center_loss, tmp_path):
+    """gallery.safetensors is the committed weights' embedding of LFW (re-embedded here for
+    three people when the data is configured)."""
+    path = checkpoints.find(training.checkpoint_name(center_loss))
+    gallery = training.load_gallery(path)
+    assert len(gallery["names"]) == len(gallery["portraits"]) == len(gallery["means"]) == 158
+    assert torch.allclose(gallery["means"].norm(dim=1), torch.ones(158), atol=1e-5)
+    if not has_lfw:
+        return
+    images = data.lfw_dir() / "images"
+    some = [0, 70, 157]
+    for k in some:
+        (tmp_path / gallery["names"][k]).symlink_to(images / gallery["names"][k])
+    model = checkpoints.load(FaceNet, training.checkpoint_name(center_loss), "")
+    again = training.build_gallery(model, tmp_path)
+    assert again["names"] == [gallery["names"][k] for k in some]
+    assert again["portraits"] == [gallery["portraits"][k] for k in some]
+    assert torch.allclose(again["means"], gallery["means"][some], atol=1e-4)
+
+
+@needs_lfw
+def test_who_is_this_finds_a_gallery_person_from_an_unseen_photo():
+    """A photo of a gallery person that is not one of the ten their gallery entry averages."""
+    from demos import faces
+
+    images = data.lfw_dir() / "images"
+    photo = sorted((images / "Colin_Powell").glob("*.jpg"))[20]
+    names = [name for name, _ in faces.who_is_this(str(photo))]
+    assert "Colin Powell" in names, names
+    crop, shown, note = faces.search(str(photo))
+    assert len(shown) == 5 and shown[0][1].startswith(names[0]) and "nearest" in note.lower()
+
+
+def test_who_is_this_without_the_data_names_people_without_photos(monkeypatch, tmp_path):
+    from demos import faces
+
+    monkeypatch.delenv("DLP_DATA_MIRROR", raising=False)
+    monkeypatch.setenv("DLP_DATA_DIR", str(tmp_path))
+    assert faces.gallery_folder() is None
+    matches = faces.who_is_this(str(faces.ASTRONAUT))
+    assert len(matches) == 5 and all(-1 <= s <= 1 for _, s in matches)
+    crop, shown, note = faces.search(str(faces.ASTRONAUT))
+    assert shown == [] and matches[0][0] in note

@@ -4,6 +4,7 @@
     python -m train.faces --center-loss 0      # checkpoints/faces/plain: the comparison
     python -m train.faces --center-loss 0.01 --eval   # re-evaluate the committed checkpoint
     python -m train.faces --epochs 1 --limit 400 --checkpoint-dir /tmp/ck   # a smoke run
+    python -m train.faces --center-loss 0.01 --gallery   # rebuild the tab's who-is-this gallery
 
 No person is both trained on and evaluated. The test pairs are LFW's pairsDevTest.txt
 (500 same, 500 different). Training uses everyone else with at least --min-images
@@ -295,6 +296,48 @@ def train_epoch(net, center, optimizer, center_opt, scheduler, split, args, epoc
             "train_center_loss": sums["center_loss"] / seen, "train_accuracy": sums["correct"] / seen}
 
 
+GALLERY_MIN_PHOTOS, GALLERY_PHOTOS = 10, 10  # LFW people with >= 10 photos; 10 photos each
+
+
+def build_gallery(model, images: Path, device="cpu") -> dict:
+    """The tab's who-is-this gallery: for each LFW person with at least GALLERY_MIN_PHOTOS
+    photos, the mean unit embedding of their first GALLERY_PHOTOS. Saved beside the weights
+    so that the first search does not wait for 1,600 photos to be embedded."""
+    from PIL import Image
+
+    names, portraits, pixels = [], [], []
+    for person in sorted(p for p in images.iterdir() if p.is_dir()):
+        photos = sorted(person.glob("*.jpg"))
+        if len(photos) < GALLERY_MIN_PHOTOS:
+            continue
+        names.append(person.name)
+        portraits.append(f"{person.name}/{photos[0].name}")
+        pixels += [np.asarray(Image.open(p).convert("RGB").resize((model.image_size,) * 2, Image.Resampling.BICUBIC))
+                   for p in photos[:GALLERY_PHOTOS]]
+    faces = torch.from_numpy(np.stack(pixels)).permute(0, 3, 1, 2)
+    with torch.no_grad():
+        e = F.normalize(embed(model, faces, device), dim=1).view(len(names), GALLERY_PHOTOS, -1)
+    return {"names": names, "portraits": portraits, "means": F.normalize(e.mean(1), dim=1)}
+
+
+def save_gallery(path: Path, gallery: dict) -> None:
+    from safetensors.torch import save_file
+
+    save_file({"means": gallery["means"].contiguous()}, str(path / "gallery.safetensors"),
+              metadata={"names": json.dumps(gallery["names"]), "portraits": json.dumps(gallery["portraits"])})
+
+
+def load_gallery(path: Path) -> dict | None:
+    from safetensors import safe_open
+
+    if not (path / "gallery.safetensors").exists():
+        return None
+    with safe_open(str(path / "gallery.safetensors"), "pt") as f:
+        meta = f.metadata()
+        return {"names": json.loads(meta["names"]), "portraits": json.loads(meta["portraits"]),
+                "means": f.get_tensor("means")}
+
+
 def build_model(args, num_classes: int) -> FaceNet:
     return FaceNet(num_classes, tuple(args.dims), tuple(args.depths), args.embedding_dim, args.drop_path,
                    args.image_size)
@@ -303,6 +346,11 @@ def build_model(args, num_classes: int) -> FaceNet:
 def run(args) -> dict:
     device = pick_device(args.device)
     name = checkpoint_name(args.center_loss)
+    if args.gallery:
+        model = checkpoints.load(FaceNet, name, command(args.center_loss), device, root=args.checkpoint_dir)
+        gallery = build_gallery(model, data.lfw_dir(args.data_dir) / "images", device)
+        save_gallery(checkpoints.find(name, root=args.checkpoint_dir), gallery)
+        return {"gallery_people": len(gallery["names"])}
     if args.eval:
         model = checkpoints.load(FaceNet, name, command(args.center_loss), device, root=args.checkpoint_dir)
         args.image_size = model.image_size
@@ -358,6 +406,8 @@ def run(args) -> dict:
     path = checkpoints.save(net.cpu(), name, metrics, root=args.checkpoint_dir)
     analysis = {"roc": result["roc"], "threshold": result["threshold"], "projection": projection(net, split, "cpu")}
     (path / "analysis.json").write_text(json.dumps(analysis) + "\n")
+    if not args.limit:  # a smoke run's few people make no gallery
+        save_gallery(path, build_gallery(net, data.lfw_dir(args.data_dir) / "images", "cpu"))
     return {k: metrics[k] for k in ("test_accuracy", "test_auc", "test_tar_at_far_1e-2", "threshold",
                                     "train_wall_time_s")}
 
@@ -379,6 +429,8 @@ def main(argv=None):
     parser.add_argument("--depths", type=int, nargs=4, default=DEFAULTS["depths"], help="blocks per stage")
     parser.add_argument("--embedding-dim", type=int, default=DEFAULTS["embedding_dim"], help="embedding size")
     parser.add_argument("--drop-path", type=float, default=DEFAULTS["drop_path"], help="stochastic depth of the last block")
+    parser.add_argument("--gallery", action="store_true",
+                        help="only rebuild the committed checkpoint's who-is-this gallery (gallery.safetensors)")
     add_run_arguments(parser)
     args = parse_run_arguments(parser, argv)
     result = run(args)
