@@ -1,13 +1,17 @@
 """The running app's API as gradio_client sees it, read from the app's own config: every
 endpoint a client may call, its inputs, and a typical value for each input (what a person
 would send). `python -m bench` and tests/test_bad_input.py both start from here, so a new
-tab is benchmarked and attacked without editing either.
+tab is benchmarked and attacked without editing either. Calls go through gradio_client or,
+as a browser's do, straight through the HTTP API (http_call).
 """
+import json
 import math
+import re
 import wave
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import httpx
 import numpy as np
 from gradio_client import handle_file
 from PIL import Image, ImageDraw
@@ -160,3 +164,41 @@ def typical_inputs(config: dict, endpoint: Endpoint, files: dict[str, Path], che
     overrides = TYPICAL_OVERRIDES.get(endpoint.name, {})
     return [overrides[inp.label] if inp.label in overrides else typical_value(inp, files, found.get(inp.id), cheap)
             for inp in endpoint.inputs]
+
+
+# ---- the HTTP API, without gradio_client ---------------------------------------------------------
+
+def upload_local_files(url: str, value, http: httpx.Client | None = None):
+    """Upload the local files in a gradio_client-style value (handle_file dicts), as
+    gradio_client would, and return the value pointing at the uploaded copies."""
+    if isinstance(value, dict) and value.get("meta", {}).get("_type") == "gradio.FileData" and Path(value["path"]).exists():
+        with open(value["path"], "rb") as fh:
+            r = (http or httpx).post(f"{url}gradio_api/upload", files={"files": (Path(value["path"]).name, fh)}, timeout=60)
+        r.raise_for_status()
+        return {"path": r.json()[0], "meta": {"_type": "gradio.FileData"}}
+    if isinstance(value, dict):
+        return {k: upload_local_files(url, v, http) for k, v in value.items()}
+    if isinstance(value, list):
+        return [upload_local_files(url, v, http) for v in value]
+    return value
+
+
+def http_call(url: str, api_name: str, data: list, timeout: float = 120, http: httpx.Client | None = None,
+              raw_values: tuple = ()) -> tuple[str, str | None]:
+    """("ok", None) or ("error", message): POST /gradio_api/call/<name>, then read its event
+    stream to the end. Values whose positions are in raw_values are sent exactly as given."""
+    http = http or httpx
+    data = [v if k in raw_values else upload_local_files(url, v, http) for k, v in enumerate(data)]
+    body = json.dumps({"data": data}, allow_nan=True)  # NaN goes over the wire as the JSON extension NaN
+    r = http.post(f"{url}gradio_api/call{api_name}", content=body, headers={"content-type": "application/json"},
+                  timeout=30)
+    if r.status_code != 200:
+        return "error", r.text
+    events = http.get(f"{url}gradio_api/call{api_name}/{r.json()['event_id']}", timeout=timeout).text
+    found = re.findall(r"event: (\w+)\ndata: (.*)", events)
+    if not found:
+        return "error", events[:200] or "no events"
+    kind, payload = found[-1]
+    if kind == "complete":
+        return "ok", None
+    return "error", (json.loads(payload) or {}).get("error") if payload.startswith("{") else payload

@@ -13,7 +13,6 @@ import concurrent.futures
 import http.client
 import io
 import itertools
-import json
 import math
 import re
 import threading
@@ -29,7 +28,8 @@ from gradio_client import Client, handle_file
 from PIL import Image
 
 from apphelper import running_app
-from benchmarks.api import Endpoint, Input, endpoints, sample_files, typical_inputs, write_sound, write_wav
+from benchmarks.api import (Endpoint, Input, endpoints, http_call, sample_files, typical_inputs, write_sound,
+                            write_wav)
 from core.data import REPO
 
 CALL_TIMEOUT = 120  # s; the slowest honest call here (a training lab at its smallest) takes about 15 s
@@ -154,33 +154,10 @@ def cases(config, found: list[Endpoint], files) -> list[Case]:
 
 # ---- calling, and judging the answer ---------------------------------------------------------
 
-def _upload_local_files(url: str, value):
-    """Raw calls bypass gradio_client, so upload the files it would have uploaded."""
-    if isinstance(value, dict) and value.get("meta", {}).get("_type") == "gradio.FileData" and Path(value["path"]).exists():
-        with open(value["path"], "rb") as fh:
-            r = httpx.post(f"{url}gradio_api/upload", files={"files": (Path(value["path"]).name, fh)}, timeout=60)
-        r.raise_for_status()
-        return {"path": r.json()[0], "meta": {"_type": "gradio.FileData"}}
-    if isinstance(value, dict):
-        return {k: _upload_local_files(url, v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_upload_local_files(url, v) for v in value]
-    return value
-
-
 def raw_call(url: str, api_name: str, data: list) -> tuple[str, str | None]:
     """("ok", None) or ("error", message) through POST /gradio_api/call/<name> and its event stream."""
-    data = [v.value if isinstance(v, Raw) else _upload_local_files(url, v) for v in data]
-    body = json.dumps({"data": data}, allow_nan=True)  # NaN goes over the wire as the JSON extension NaN
-    r = httpx.post(f"{url}gradio_api/call{api_name}", content=body, headers={"content-type": "application/json"},
-                   timeout=30)
-    if r.status_code != 200:
-        return "error", r.text
-    events = httpx.get(f"{url}gradio_api/call{api_name}/{r.json()['event_id']}", timeout=CALL_TIMEOUT).text
-    last = re.findall(r"event: (\w+)\ndata: (.*)", events)[-1]
-    if last[0] == "complete":
-        return "ok", None
-    return "error", (json.loads(last[1]) or {}).get("error") if last[1].startswith("{") else last[1]
+    raw = tuple(k for k, v in enumerate(data) if isinstance(v, Raw))
+    return http_call(url, api_name, [v.value if isinstance(v, Raw) else v for v in data], CALL_TIMEOUT, raw_values=raw)
 
 
 def submit(client: Client, args: list, api_name: str, timeout: float = CALL_TIMEOUT):

@@ -287,8 +287,10 @@ def run(args) -> dict:
     if args.backbone_init:  # the body of a crop classifier this project trained (train.detection_backbone)
         if args.backbone != "mobilenet_v3" or args.imagenet_backbone:
             raise SystemExit("--backbone-init starts a mobilenet_v3 backbone, without --imagenet-backbone.")
+        # From --checkpoint-dir when one was trained there, else the committed one.
+        crops_root = args.checkpoint_dir if checkpoints.find("detection_backbone", args.checkpoint_dir) else None
         crops = checkpoints.load(FaceCropClassifier, "detection_backbone", "python -m train.detection_backbone",
-                                 device, root=args.checkpoint_dir)
+                                 device, root=crops_root)
         model.detector.backbone.body.load_state_dict(crops.features.state_dict())
     decay = [p for p in model.parameters() if p.requires_grad and p.dim() > 1]
     no_decay = [p for p in model.parameters() if p.requires_grad and p.dim() <= 1]
