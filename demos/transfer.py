@@ -15,23 +15,38 @@ from core.ui import BadInput, drawing_canvas, open_picture, uint8_pixels, user_e
 from demos.mnist import preprocess_drawing
 from models.cifar10 import normalize as normalize_rgb
 from models.mnist import MEAN as MNIST_MEAN, STD as MNIST_STD
-from models.transfer import BACKBONES, TransferNet
+from models.transfer import BACKBONES, TransferNet, imagenet_available, imagenet_normalize
 from train import transfer as training
 
 TITLE = "Transfer learning"
 BACKBONE_LABELS = {"cifar10_vgg": "photos: CIFAR-10 VGG features", "cifar10_resnet20": "photos: CIFAR-10 ResNet-20 features",
-                   "digits04_cnn": "drawings: features of a CNN trained on digits 0-4"}
+                   "digits04_cnn": "drawings: features of a CNN trained on digits 0-4",
+                   "imagenet_resnet18": "photos: ImageNet ResNet-18 (torchvision's, found in torch's cache)"}
 EXPERIMENTS = {"ants": ("Ants vs bees (CIFAR-10 ResNet-20 backbone)", "cifar10_resnet20"),
                "digits": ("Digits 5-9 (backbone trained on digits 0-4)", "digits04_cnn")}
 MAX_CLASSES = 5
 
 
+def available_backbones() -> list[str]:
+    """The backbones this machine can offer: ours, and ImageNet's when torch's cache has it."""
+    return [b for b in BACKBONES if b != "imagenet_resnet18" or imagenet_available()]
+
+
+def photo_backbones() -> list[str]:
+    return [b for b in available_backbones() if BACKBONES[b][4] != "gray"]
+
+
+def check_backbone(name) -> str:
+    if name not in available_backbones():
+        extra = " (the ImageNet ResNet-18 is not in torch's cache here)" if name == "imagenet_resnet18" else ""
+        raise BadInput(f"Unknown backbone {name!r}{extra}; choose one of {available_backbones()}.")
+    return name
+
+
 @functools.cache
 def backbone(name: str) -> TransferNet:
     """A frozen backbone (the head is unused) for feature extraction."""
-    if name not in BACKBONES:
-        raise BadInput(f"Unknown backbone {name!r}; choose one of {list(BACKBONES)}.")
-    return training.build(name, "frozen", 2).eval()
+    return training.build(check_backbone(name), "frozen", 2).eval()
 
 
 def to_pil(image, what: str = "image") -> Image.Image:
@@ -61,30 +76,33 @@ def to_pil(image, what: str = "image") -> Image.Image:
 
 def image_tensor(image, kind: str, what: str = "image") -> torch.Tensor:
     """One picture -> the normalised (C, H, W) input of a backbone: 64x64 RGB for photos
-    (the centre square, as the ants-vs-bees experiment sees them), the MNIST-style 28x28
-    for drawings."""
+    (the centre square, as the ants-vs-bees experiment sees them; 224x224 for ImageNet's),
+    the MNIST-style 28x28 for drawings."""
     pil = to_pil(image, what)
     if kind == "gray":
         digit = preprocess_drawing(np.asarray(pil.convert("RGBA")))
         return torch.from_numpy((digit - MNIST_MEAN) / MNIST_STD).unsqueeze(0)
     if pil.mode in ("RGBA", "LA", "PA") or "transparency" in pil.info:
         pil = Image.alpha_composite(Image.new("RGBA", pil.size, "white"), pil.convert("RGBA"))
-    square = data.square(pil.convert("RGB"), 72)
-    x = torch.from_numpy(np.asarray(square).copy()).permute(2, 0, 1)[:, 4:68, 4:68]
-    return normalize_rgb(x.unsqueeze(0))[0]
+    size = 224 if kind == "imagenet" else 64
+    square = data.square(pil.convert("RGB"), size + 8)
+    x = torch.from_numpy(np.asarray(square).copy()).permute(2, 0, 1)[:, 4:4 + size, 4:4 + size].unsqueeze(0)
+    return (imagenet_normalize(x) if kind == "imagenet" else normalize_rgb(x))[0]
 
 
 @torch.no_grad()
 def embed(images: list, backbone_name: str, what: str = "image") -> torch.Tensor:
     kind = BACKBONES[backbone_name][4]
     x = torch.stack([image_tensor(im, kind, f"{what} {i + 1}") for i, im in enumerate(images)])
-    if kind == "rgb":  # a mirrored copy of every photo: twice the examples for free
+    if kind != "gray":  # a mirrored copy of every photo: twice the examples for free
         x = torch.cat([x, x.flip(3)])
     return F.normalize(backbone(backbone_name).embed(x), dim=1)
 
 
 def default_backbone() -> str:
-    """The best photo backbone that is committed (VGG, else ResNet-20)."""
+    """The best photo backbone here: ImageNet's when cached, else the committed VGG, else ResNet-20."""
+    if imagenet_available():
+        return "imagenet_resnet18"
     return next((b for b in ("cifar10_vgg", "cifar10_resnet20") if checkpoints.find(BACKBONES[b][2])), "cifar10_resnet20")
 
 
@@ -101,9 +119,7 @@ def fit_head(examples: dict, backbone: str | None = None, steps: int = 200) -> H
     """Fit a new head on frozen features: `examples` maps class names to lists of images
     (numpy arrays or PIL images or paths, any size, colour or grayscale). Needs at least
     two classes, each with at least one image."""
-    backbone = backbone or default_backbone()
-    if backbone not in BACKBONES:
-        raise BadInput(f"Unknown backbone {backbone!r}; choose one of {list(BACKBONES)}.")
+    backbone = check_backbone(backbone or default_backbone())
     examples = {str(name).strip(): list(images or []) for name, images in examples.items() if str(name).strip()}
     empty = [name for name, images in examples.items() if not images]
     if empty:
@@ -176,8 +192,10 @@ def results_figures(experiment: str):
     return text, curve_fig, size_fig
 
 
-def live_train(experiment: str, strategy: str, per_class: int, epochs: int, should_stop=None):
-    """Train one strategy now; yields the list of validation accuracies after each epoch."""
+def live_train(experiment: str, strategy: str, per_class: int, epochs: int, backbone_name: str | None = None,
+               should_stop=None):
+    """Train one strategy now; yields the list of validation accuracies after each epoch. The
+    backbone (for ants vs bees: any photo backbone available here) defaults to the committed run's."""
     if experiment not in EXPERIMENTS:
         raise BadInput(f"Unknown experiment {experiment!r}: choose one of {', '.join(EXPERIMENTS)}.")
     if strategy not in training.STRATEGIES:
@@ -187,10 +205,14 @@ def live_train(experiment: str, strategy: str, per_class: int, epochs: int, shou
         raise BadInput("examples per class must be 1..120 and epochs 1..30")
     args = type("Args", (), {"data_dir": None, "limit": 0})()
     committed = checkpoints.load_metrics(f"transfer/{experiment}")
-    backbone_name = committed.get("backbone", EXPERIMENTS[experiment][1])
+    if experiment == "digits" or not backbone_name:
+        backbone_name = committed.get("backbone", EXPERIMENTS[experiment][1])
+    elif BACKBONES.get(backbone_name, [None] * 5)[4] not in ("rgb", "imagenet"):
+        raise BadInput(f"{backbone_name!r} is not a photo backbone; choose one of {photo_backbones()}.")
+    check_backbone(backbone_name)
     try:
         if experiment == "ants":
-            size = committed.get("image_size", 64) + 8
+            size = (224 if BACKBONES[backbone_name][4] == "imagenet" else committed.get("image_size", 64)) + 8
             train, val = data.hymenoptera("train", size), data.hymenoptera("val", size)
         else:
             train, val = training.digits_5_to_9("train", args), training.digits_5_to_9("test", args)
@@ -221,9 +243,9 @@ def live_plot(accs, experiment, strategy):
     return fig
 
 
-def run_live(experiment, strategy, per_class, epochs):
+def run_live(experiment, strategy, per_class, epochs, backbone_name=None):
     yield None, "Starting..."
-    for accs in live_train(experiment, strategy, per_class, epochs):
+    for accs in live_train(experiment, strategy, per_class, epochs, backbone_name):
         yield live_plot(accs, experiment, strategy), f"Epoch {len(accs)}/{int(epochs)}: held-out accuracy {accs[-1]:.1%}"
 
 
@@ -261,8 +283,11 @@ def classify_new(head, image):
 
 
 def build():
-    gr.Markdown("No ImageNet weights can be downloaded here, so the pretrained networks are the project's "
-                "own: a CIFAR-10 ResNet-20 for photos, and a CNN trained only on digits 0-4 for digits 5-9. "
+    imagenet = ("torchvision's ImageNet ResNet-18 was found in torch's cache and is offered too." if imagenet_available()
+                else "torchvision's ImageNet ResNet-18 (the seed's backbone) is offered wherever torch's cache holds it; "
+                     "not on this machine.")
+    gr.Markdown("The pretrained networks are the project's own (no ImageNet weights are downloaded): a CIFAR-10 "
+                "ResNet-20 for photos, and a CNN trained only on digits 0-4 for digits 5-9; " + imagenet + " "
                 "Frozen = only a new last layer learns; fine-tune = everything learns from the pretrained "
                 "weights; scratch = the same network from random weights.")
     for experiment in EXPERIMENTS:
@@ -279,6 +304,8 @@ def build():
             strategy = gr.Radio(list(training.STRATEGIES), value="frozen", label="Strategy")
             per_class = gr.Slider(1, 120, value=10, step=1, label="Examples per class")
             epochs = gr.Slider(1, 30, value=10, step=1, label="Epochs")
+            live_backbone = gr.Radio([(BACKBONE_LABELS[b].removeprefix("photos: "), b) for b in photo_backbones()],
+                                     value=EXPERIMENTS["ants"][1], label="Backbone (ants vs bees)")
         with gr.Row():
             train_btn = gr.Button("Train", variant="primary")
             stop_btn = gr.Button("Stop")
@@ -288,7 +315,8 @@ def build():
     with gr.Accordion("Bring your own classes", open=True):
         gr.Markdown("Name 2 to 5 classes, give each a few images (upload, or draw and add), train a head on "
                     "frozen features in about a second, then classify a new image.")
-        backbone_name = gr.Radio([(v, k) for k, v in BACKBONE_LABELS.items()], value=default_backbone(), label="Features")
+        backbone_name = gr.Radio([(BACKBONE_LABELS[b], b) for b in available_backbones()], value=default_backbone(),
+                                 label="Features")
         names, uploads = [], []
         with gr.Row():
             for slot in range(1, MAX_CLASSES + 1):
@@ -311,7 +339,8 @@ def build():
                 result = gr.Label(label="Prediction")
         drawings, head = gr.State({}), gr.State(None)
 
-    live = train_btn.click(user_errors(run_live), [experiment, strategy, per_class, epochs], [live_curve, live_status],
+    live = train_btn.click(user_errors(run_live), [experiment, strategy, per_class, epochs, live_backbone],
+                           [live_curve, live_status],
                            api_name="transfer_train", concurrency_limit=1, concurrency_id="transfer_train")
     stop_btn.click(None, cancels=[live], api_name="transfer_stop")
     add_btn.click(user_errors(add_drawing), [drawings, sketch, slot], [drawings, drawn], api_name="transfer_add_drawing")

@@ -134,7 +134,7 @@ def test_transfer_bring_your_own_classes_endpoints(client, tmp_path):
 
 
 def test_transfer_live_training_endpoint(client):
-    plot, status = client.predict("digits", "frozen", 5, 2, api_name="/transfer_train")
+    plot, status = client.predict("digits", "frozen", 5, 2, "cifar10_resnet20", api_name="/transfer_train")
     assert "Epoch 2/2" in status
 
 

@@ -116,3 +116,71 @@ def test_committed_digits_results_meet_targets():
     table = checkpoints.load_metrics("transfer/digits")["examples_per_class"]
     for size, row in table.items():  # the size study itself is rerun by its command, not here
         assert max(row["frozen"]["mean"], row["finetune"]["mean"]) > row["scratch"]["mean"], size
+
+
+# ---- torchvision's ImageNet ResNet-18, when torch's cache holds it ------------------------------
+
+@pytest.fixture
+def fake_imagenet_cache(tmp_path, monkeypatch):
+    """A torch hub directory holding a ResNet-18 state_dict under torchvision's file name
+    (random weights: nothing can be downloaded here; only the loading path is tested)."""
+    from torchvision.models import resnet18
+
+    from models import transfer as models_transfer
+
+    monkeypatch.setattr(torch.hub, "_hub_dir", str(tmp_path))
+    torch.manual_seed(0)
+    state = resnet18().state_dict()
+    models_transfer.imagenet_weights_file().parent.mkdir(parents=True)
+    torch.save(state, models_transfer.imagenet_weights_file())
+    transfer.backbone.cache_clear()
+    yield state
+    transfer.backbone.cache_clear()
+
+
+def test_imagenet_backbone_is_offered_only_when_cached(tmp_path, monkeypatch):
+    monkeypatch.setattr(torch.hub, "_hub_dir", str(tmp_path))
+    assert "imagenet_resnet18" not in transfer.available_backbones()
+    assert transfer.default_backbone() != "imagenet_resnet18"
+    with pytest.raises(BadInput, match="not in torch's cache"):
+        transfer.fit_head({"a": [np.zeros((40, 40, 3), np.uint8)], "b": [np.ones((40, 40, 3), np.uint8)]},
+                          "imagenet_resnet18")
+    with pytest.raises(training.MissingImageNet):
+        training.build("imagenet_resnet18", "frozen", 2)
+    with pytest.raises(SystemExit, match="not in torch's cache"):
+        training.main(["--experiment", "ants", "--ants-backbone", "imagenet_resnet18", "--limit", "8",
+                       "--checkpoint-dir", str(tmp_path / "ck")])
+
+
+def test_imagenet_backbone_loads_from_the_cache_and_stays_frozen(fake_imagenet_cache):
+    assert transfer.available_backbones()[-1] == "imagenet_resnet18"
+    assert transfer.default_backbone() == "imagenet_resnet18"
+    model = training.build("imagenet_resnet18", "frozen", 2)
+    assert torch.equal(model.features[0].weight, fake_imagenet_cache["conv1.weight"])
+    assert torch.equal(model.features[7][1].bn2.running_var, fake_imagenet_cache["layer4.1.bn2.running_var"])
+    before = [p.clone() for p in model.features.parameters()]
+    images = torch.randint(0, 256, (4, 3, 232, 232), dtype=torch.uint8)
+    for _ in training.fit(model, "frozen", images, torch.tensor([0, 1, 0, 1]), steps=2, seed=0, batch_size=4):
+        pass
+    assert all(torch.equal(a, b) for a, b in zip(before, model.features.parameters()))
+    assert model.embed(training.prepare("imagenet", images, None)).shape == (4, 512)
+
+
+def test_bring_your_own_classes_on_imagenet_features(fake_imagenet_cache):
+    red = [Image.new("RGB", (300, 200), (200 + k, 20, 20)) for k in range(3)]
+    blue = [Image.new("RGB", (120, 160), (20, 20, 200 + k)) for k in range(3)]
+    head = transfer.fit_head({"red": red, "blue": blue}, "imagenet_resnet18")
+    assert head.backbone == "imagenet_resnet18" and head.weight.shape == (2, 512)
+    probs = transfer.predict(head, np.full((50, 50, 3), (210, 25, 25), np.uint8))
+    assert set(probs) == {"red", "blue"} and abs(sum(probs.values()) - 1) < 1e-5
+
+
+def test_ants_experiment_on_imagenet_features_smoke(fake_imagenet_cache, tmp_path, monkeypatch):
+    """The whole experiment on ImageNet features (at 48 pixels, not 224, and one size: a smoke run)."""
+    monkeypatch.setitem(training.SIZES, "ants", (5,))
+    result = training.main(["--experiment", "ants", "--ants-backbone", "imagenet_resnet18", "--limit", "8",
+                            "--ants-size", "48",
+                            "--steps", "2", "--repeats", "1", "--curve-epochs", "1", "--checkpoint-dir", str(tmp_path)])
+    assert set(result["ants"]["val_accuracy_per_epoch"]) == {"frozen", "finetune", "scratch"}
+    metrics = json.loads((tmp_path / "transfer" / "ants_imagenet" / "metrics.json").read_text())
+    assert metrics["backbone"] == "imagenet_resnet18" and metrics["image_size"] == 48

@@ -17,7 +17,9 @@ in the seed).
 digits: the bootcamp MNIST CNN is first trained on digits 0-4 only (checkpoint
 transfer/digits04_cnn); its features are then reused for digits 5-9, which it never saw.
 ants: the backbone is a committed CIFAR-10 network (--ants-backbone, default ResNet-20), at
-64x64 pixels; curves of validation accuracy per epoch use all 245 training images.
+64x64 pixels; curves of validation accuracy per epoch use all 245 training images. Where
+torch's cache holds torchvision's ImageNet ResNet-18 (not here: nothing can be downloaded),
+`--ants-backbone imagenet_resnet18 --ants-size 224` reruns the seed's own setting.
 """
 import argparse
 import json
@@ -34,7 +36,8 @@ from core import checkpoints, data
 from core.training import add_run_arguments, parse_run_arguments, pick_device, seed_everything
 from models import cifar10 as cifar10_models
 from models.mnist import MEAN as MNIST_MEAN, STD as MNIST_STD, BootcampCNN
-from models.transfer import BACKBONES, TransferNet
+from models.transfer import (BACKBONES, TransferNet, imagenet_available, imagenet_normalize, imagenet_resnet18_state,
+                              imagenet_weights_file)
 from train.mnist import augment as augment_digits
 
 STRATEGIES = ("frozen", "finetune", "scratch")
@@ -71,7 +74,7 @@ def prepare(kind: str, images_uint8: torch.Tensor, gen: torch.Generator | None) 
         x[flip] = x[flip].flip(3)
     else:
         x = images_uint8[:, :, 4:4 + size, 4:4 + size]
-    return cifar10_models.normalize(x)
+    return imagenet_normalize(x) if kind == "imagenet" else cifar10_models.normalize(x)
 
 
 def pick_per_class(labels: torch.Tensor, n: int | None, seed: int) -> torch.Tensor:
@@ -87,9 +90,20 @@ def pick_per_class(labels: torch.Tensor, n: int | None, seed: int) -> torch.Tens
 
 # ---- one transfer run ------------------------------------------------------------------------
 
+class MissingImageNet(RuntimeError):
+    def __init__(self):
+        super().__init__(f"torchvision's ImageNet ResNet-18 is not in torch's cache ({imagenet_weights_file()}). "
+                         "On a machine with internet, fetch it once: python -c \"import torchvision; "
+                         "torchvision.models.resnet18(weights='IMAGENET1K_V1')\"")
+
+
 def build(backbone: str, strategy: str, num_classes: int, root=None, device="cpu") -> TransferNet:
     model = TransferNet(backbone, num_classes)
-    if strategy != "scratch":
+    if strategy != "scratch" and backbone == "imagenet_resnet18":
+        if not imagenet_available():
+            raise MissingImageNet()
+        model.load_backbone(imagenet_resnet18_state())
+    elif strategy != "scratch":
         cls, kwargs, name = BACKBONES[backbone][:3]
         pretrained = checkpoints.load(cls, name, f"python -m train.transfer (backbone {name})", root=root)
         model.load_backbone(pretrained.state_dict())
@@ -230,11 +244,15 @@ def run_digits(args, device) -> dict:
 
 def run_ants(args, device) -> dict:
     start = time.perf_counter()
+    imagenet = BACKBONES[args.ants_backbone][4] == "imagenet"
+    args.ants_size = args.ants_size or (224 if imagenet else 64)
+    if imagenet and not args.eval and not imagenet_available():
+        raise SystemExit(str(MissingImageNet()))
     train = data.hymenoptera("train", args.ants_size + 8, root=args.data_dir)
     val = data.hymenoptera("val", args.ants_size + 8, root=args.data_dir)
     if args.limit:
         train, val = (train[0][:args.limit], train[1][:args.limit]), (val[0][:args.limit], val[1][:args.limit])
-    name = "transfer/ants"
+    name = "transfer/ants_imagenet" if imagenet else "transfer/ants"
     if args.eval:
         model = checkpoints.load(TransferNet, name, "python -m train.transfer --experiment ants", device, args.checkpoint_dir)
         return {"finetune_val_accuracy": accuracy(model, *val), "val_images": len(val[1])}
@@ -265,9 +283,12 @@ def main(argv=None):
     parser.add_argument("--steps", type=int, default=100, help="training steps per run of the size study")
     parser.add_argument("--repeats", type=int, default=3, help="random draws of the examples per size")
     parser.add_argument("--curve-epochs", type=int, default=15, help="epochs of the ants-vs-bees curves")
-    parser.add_argument("--ants-backbone", default="cifar10_resnet20", choices=[b for b in BACKBONES if BACKBONES[b][4] == "rgb"],
-                        help="the CIFAR-10 network whose features the ants-vs-bees runs reuse")
-    parser.add_argument("--ants-size", type=int, default=64, help="ants-vs-bees images are seen at this size")
+    parser.add_argument("--ants-backbone", default="cifar10_resnet20",
+                        choices=[b for b in BACKBONES if BACKBONES[b][4] in ("rgb", "imagenet")],
+                        help="the network whose features the ants-vs-bees runs reuse (a CIFAR-10 one, or "
+                             "imagenet_resnet18 where torch's cache holds it)")
+    parser.add_argument("--ants-size", type=int, default=None,
+                        help="ants-vs-bees images are seen at this size (default: 64, or 224 for ImageNet)")
     parser.add_argument("--pretrain-epochs", type=int, default=4, help="epochs of the digits 0-4 backbone")
     add_run_arguments(parser)
     args = parse_run_arguments(parser, argv)
