@@ -300,3 +300,69 @@ class TransformerNet(nn.Module, PyTorchModelHubMixin):
         if pad_h or pad_w:
             x = F.pad(x, (0, pad_w, 0, pad_h), mode="reflect")
         return self.net(x)[:, :, :h, :w]
+
+
+# ---- one network for many paintings (Dumoulin et al. 2017) --------------------------------------
+
+class ConditionalInstanceNorm2d(nn.Module):
+    """Instance norm with its own scale and shift for every style: the rest of the network
+    is shared, so one network learns several paintings. `style` is (N, S) weights over the
+    styles: one-hot picks a painting, a mix blends them."""
+
+    def __init__(self, channels: int, styles: int):
+        super().__init__()
+        self.norm = nn.InstanceNorm2d(channels)
+        self.scale = nn.Parameter(torch.ones(styles, channels))
+        self.shift = nn.Parameter(torch.zeros(styles, channels))
+
+    def forward(self, x, style):
+        return self.norm(x) * (style @ self.scale)[:, :, None, None] + (style @ self.shift)[:, :, None, None]
+
+
+class ConditionalResidualBlock(nn.Module):
+    def __init__(self, channels: int, styles: int):
+        super().__init__()
+        self.conv1, self.norm1 = ConvLayer(channels, channels, 3), ConditionalInstanceNorm2d(channels, styles)
+        self.conv2, self.norm2 = ConvLayer(channels, channels, 3), ConditionalInstanceNorm2d(channels, styles)
+
+    def forward(self, x, style):
+        return x + self.norm2(self.conv2(F.relu(self.norm1(self.conv1(x), style))), style)
+
+
+class MultiStyleNet(nn.Module, PyTorchModelHubMixin):
+    """TransformerNet with conditional instance norm: the same layers, one scale and shift
+    per painting in every norm. forward(x, style) with style (N,) painting indices or (N, S)
+    weights (a blend)."""
+
+    def __init__(self, styles: int = 6, width: int = 16, blocks: int = 5):
+        super().__init__()
+        w = width
+        self.styles = styles
+        self.down = nn.ModuleList([ConvLayer(3, w, 9), ConvLayer(w, 2 * w, 3, 2), ConvLayer(2 * w, 4 * w, 3, 2)])
+        self.down_norms = nn.ModuleList([ConditionalInstanceNorm2d(c, styles) for c in (w, 2 * w, 4 * w)])
+        self.blocks = nn.ModuleList([ConditionalResidualBlock(4 * w, styles) for _ in range(blocks)])
+        self.up = nn.ModuleList([UpsampleConvLayer(4 * w, 2 * w, 3), UpsampleConvLayer(2 * w, w, 3)])
+        self.up_norms = nn.ModuleList([ConditionalInstanceNorm2d(c, styles) for c in (2 * w, w)])
+        self.out = ConvLayer(w, 3, 9)
+
+    def style_weights(self, style, n: int) -> torch.Tensor:
+        style = torch.as_tensor(style, device=self.out.conv.weight.device)
+        if style.dim() == 0:
+            style = style.expand(n)
+        if style.dim() == 1 and not style.is_floating_point():
+            return F.one_hot(style, self.styles).float()
+        return style.float().reshape(-1, self.styles).expand(n, -1)
+
+    def forward(self, x, style):
+        h, w = x.shape[2:]
+        pad_h, pad_w = -h % 4, -w % 4
+        if pad_h or pad_w:
+            x = F.pad(x, (0, pad_w, 0, pad_h), mode="reflect")
+        s = self.style_weights(style, len(x))
+        for conv, norm in zip(self.down, self.down_norms):
+            x = F.relu(norm(conv(x), s))
+        for block in self.blocks:
+            x = block(x, s)
+        for conv, norm in zip(self.up, self.up_norms):
+            x = F.relu(norm(conv(x), s))
+        return self.out(x)[:, :, :h, :w]

@@ -1,5 +1,7 @@
 """Style transfer: the losses, both methods, the feature-network choice (with a faked
 ImageNet VGG-19 in the torch cache), a training smoke run and the tab's endpoint."""
+import json
+
 import numpy as np
 import pytest
 import torch
@@ -7,8 +9,8 @@ from PIL import Image
 
 from core import checkpoints
 from core.ui import BadInput
-from models.style_transfer import (FEATURE_NETWORKS, TransformerNet, content_loss, gram_matrix, stylize_steps,
-                                   style_loss, vgg19_body)
+from models.style_transfer import (FEATURE_NETWORKS, ConditionalInstanceNorm2d, MultiStyleNet, TransformerNet,
+                                   content_loss, gram_matrix, stylize_steps, style_loss, vgg19_body)
 from test_train_smoke import run_cli
 from train import style_transfer as st
 
@@ -204,6 +206,36 @@ def test_style_transfer_train_then_eval_smoke(tmp_path):
     evaluated = run_cli("train.style_transfer", *args, "--eval")["picabia_udnie"]
     assert evaluated["style_loss"] == pytest.approx(trained["style_loss"], rel=1e-5)
     assert evaluated["content_loss"] == pytest.approx(trained["content_loss"], rel=1e-5)
+
+
+def test_multi_style_train_then_eval_smoke(tmp_path):
+    """One conditional-instance-norm network for all six paintings, one painting per step."""
+    args = ["--style", "multi", "--eval-photos", "1", "--latency-runs", "1", "--checkpoint-dir", str(tmp_path)]
+    trained = run_cli("train.style_transfer", *args, "--epochs", "1", "--steps", "6", "--limit", "4",
+                      "--batch-size", "2", "--crop", "48", "--width", "4", "--blocks", "1", "--lfw", "0")["multi"]
+    metrics = json.loads((tmp_path / "style_transfer" / "multi" / "metrics.json").read_text())
+    assert metrics["paintings"] == list(st.PAINTINGS) and set(metrics["per_painting"]) == set(st.PAINTINGS)
+    assert metrics["style_weights"] == [st.STYLE_WEIGHTS.get(p, 10.0) for p in st.PAINTINGS]
+    assert metrics["hyperparameters"]["tv_weight"] == st.MULTI_DEFAULTS["tv_weight"]
+    evaluated = run_cli("train.style_transfer", *args, "--eval")["multi"]
+    assert evaluated["style_loss"] == pytest.approx(trained["style_loss"], rel=1e-5)
+
+
+def test_multi_style_net_picks_and_blends_paintings():
+    torch.manual_seed(0)
+    net = MultiStyleNet(styles=3, width=4, blocks=1)
+    with torch.no_grad():  # distinct scales and shifts per painting, as training makes them
+        for m in net.modules():
+            if isinstance(m, ConditionalInstanceNorm2d):
+                m.scale.normal_(1, 0.5)
+                m.shift.normal_(0, 0.5)
+    x = torch.rand(2, 3, 30, 42)  # not multiples of 4: padded and cropped back
+    a, b = net(x, 0), net(x, torch.tensor([2, 2]))
+    assert a.shape == x.shape and not torch.allclose(a, b)
+    assert torch.allclose(net(x, torch.tensor([1.0, 0, 0])), a, atol=1e-6)  # one-hot weights = the index
+    assert torch.allclose(net(x, torch.tensor([[0, 0, 1.0], [0, 0, 1.0]])), b, atol=1e-6)
+    mixed = net(x, torch.tensor([0.5, 0, 0.5]))
+    assert not torch.allclose(mixed, a) and not torch.allclose(mixed, b)
 
 
 # ---- bad input ----------------------------------------------------------------------------------

@@ -3,6 +3,7 @@ Gatys's perceptual losses measured by the best feature network available.
 
     python -m train.style_transfer --style vangogh_starry_night   # one painting, as committed
     python -m train.style_transfer --all                          # all six, one after another
+    python -m train.style_transfer --style multi                  # one network for all six (Dumoulin et al.)
     python -m train.style_transfer --all --eval                   # re-measure the committed networks
     python -m train.style_transfer --style picabia_udnie --epochs 1 --steps 3 --limit 16 \\
         --checkpoint-dir /tmp/ck                                  # a smoke run, seconds
@@ -10,7 +11,9 @@ Gatys's perceptual losses measured by the best feature network available.
 Time: 6-8 minutes per painting on a free 2-core CPU with the defaults (600 steps of
 two 160 px crops, about 0.5 s each: 4 "epochs" of 150 steps, each a fresh random draw of
 the ~1,650 training photos; a width-16 network; the CIFAR-10 VGG as feature network),
-about 41 minutes for --all. With a VGG-19 as feature network (ImageNet or random) a step
+about 41 minutes for --all. `--style multi` trains one network with conditional instance norm
+(a scale and shift per painting, everything else shared) for all six, one painting per step
+in turn, with a total-variation term against stripes. With a VGG-19 as feature network (ImageNet or random) a step
 takes about 1.6 times as long. --resume continues after the last finished epoch.
 
 Training photos, all from the data directory or mirror: the face-mask street scenes (853;
@@ -38,8 +41,9 @@ from tqdm import tqdm
 from core import checkpoints, data
 from core.training import (add_run_arguments, load_state, parse_run_arguments, pick_device, save_state, seed_epoch,
                            seed_everything)
-from models.style_transfer import (FEATURE_NETWORKS, TransformerNet, cifar10_vgg_encoder, content_targets,
-                                   imagenet_vgg19, perceptual_losses, random_vgg19, style_targets, total_variation)
+from models.style_transfer import (FEATURE_NETWORKS, MultiStyleNet, TransformerNet, cifar10_vgg_encoder,
+                                   content_targets, imagenet_vgg19, perceptual_losses, random_vgg19, style_targets,
+                                   total_variation)
 
 PAINTINGS = ("vangogh_starry_night", "munch_the_scream", "hokusai_great_wave", "kandinsky_composition_vii",
              "turner_shipwreck", "picabia_udnie")
@@ -66,6 +70,9 @@ DEFAULTS = dict(width=16, blocks=5, epochs=4, steps=150, batch_size=2, crop=160,
 # Paintings whose networks stayed as far from the painting's style as the photo itself at weight 10
 # (as pytorch/examples' fast_neural_style, the style weight is chosen per painting).
 STYLE_WEIGHTS = {"hokusai_great_wave": 30.0, "picabia_udnie": 60.0}
+MULTI = "multi"  # --style multi: one MultiStyleNet for every painting
+# The multi-style network trains for the hour: 6 x 1,200 steps, one painting per step in turn.
+MULTI_DEFAULTS = dict(epochs=12, steps=600, tv_weight=2.0)
 MEASURE_SIZE = 256  # the longer side of test photos and paintings when losses are measured
 LATENCY_SIZE = 512
 IMAGENET_VGG19_FILE = "vgg19-dcbb9e9d.pth"  # torchvision's name (the hash prefix of its contents)
@@ -79,6 +86,15 @@ def checkpoint_name(painting: str) -> str:
 
 def train_command(painting: str) -> str:
     return f"python -m train.style_transfer --style {painting}"
+
+
+def paintings_of(style: str) -> list[str]:
+    return list(PAINTINGS) if style == MULTI else [style]
+
+
+def stylise(net, x: torch.Tensor, k: int = 0) -> torch.Tensor:
+    """x through a single-painting TransformerNet, or through a MultiStyleNet as painting k."""
+    return net(x, k) if isinstance(net, MultiStyleNet) else net(x)
 
 
 # ---- the feature networks, best first ------------------------------------------------------
@@ -287,11 +303,11 @@ def latency_ms(net, runs: int = 5, size: int = LATENCY_SIZE, device="cpu") -> fl
     """Median milliseconds to stylise one size x size photo (after one warm-up run)."""
     x = torch.rand(1, 3, size, size, generator=torch.Generator().manual_seed(0)).to(device)
     net.eval()
-    net(x)
+    stylise(net, x)
     times = []
     for _ in range(runs):
         start = time.perf_counter()
-        net(x)
+        stylise(net, x)
         if x.device.type == "cuda":
             torch.cuda.synchronize()
         times.append((time.perf_counter() - start) * 1000)
@@ -300,35 +316,48 @@ def latency_ms(net, runs: int = 5, size: int = LATENCY_SIZE, device="cpu") -> fl
 
 @torch.inference_mode()
 def evaluate(net, name: str, args, device) -> dict:
-    """Style and content loss on the six test photos, and the time for a 512 px photo."""
+    """Style and content loss on the six test photos, and the time for a 512 px photo. For
+    the multi-style network: the same per painting, and their means."""
     extractor = load_feature_network("auto", device)
-    style = painting(name, MEASURE_SIZE, args.data_dir).to(device)
-    per_photo = {}
-    for photo_name, photo in list(test_photos(MEASURE_SIZE, args.data_dir).items())[:args.eval_photos]:
-        photo = photo.to(device)
-        per_photo[photo_name] = measure(extractor, net(photo).clamp(0, 1), photo, style)
-    return {"style_loss": float(np.mean([m["style_loss"] for m in per_photo.values()])),
-            "content_loss": float(np.mean([m["content_loss"] for m in per_photo.values()])),
-            "ms_per_512px_image": round(latency_ms(net, args.latency_runs, device=device), 1),
-            "measured_with": extractor.name, "measure_size": MEASURE_SIZE, "per_photo": per_photo}
+    photos = list(test_photos(MEASURE_SIZE, args.data_dir).items())[:args.eval_photos]
+    per_painting = {}
+    for k, painting_name in enumerate(paintings_of(name)):
+        style = painting(painting_name, MEASURE_SIZE, args.data_dir).to(device)
+        per_photo = {}
+        for photo_name, photo in photos:
+            photo = photo.to(device)
+            per_photo[photo_name] = measure(extractor, stylise(net, photo, k).clamp(0, 1), photo, style)
+        per_painting[painting_name] = {
+            "style_loss": float(np.mean([m["style_loss"] for m in per_photo.values()])),
+            "content_loss": float(np.mean([m["content_loss"] for m in per_photo.values()])), "per_photo": per_photo}
+    result = {"style_loss": float(np.mean([m["style_loss"] for m in per_painting.values()])),
+              "content_loss": float(np.mean([m["content_loss"] for m in per_painting.values()])),
+              "ms_per_512px_image": round(latency_ms(net, args.latency_runs, device=device), 1),
+              "measured_with": extractor.name, "measure_size": MEASURE_SIZE}
+    if name == MULTI:
+        return result | {"per_painting": per_painting}
+    return result | {"per_photo": per_painting[name]["per_photo"]}
 
 
 # ---- training -------------------------------------------------------------------------------
 
-def train_epoch(net, opt, extractor, photos, style_grams, content_layers, args, epoch, device) -> dict:
+def train_epoch(net, opt, extractor, photos, style_grams: list, style_weights: list, content_layers, args, epoch,
+                device) -> dict:
+    """One epoch; step i learns painting i mod len(style_grams) (there is one unless multi)."""
     net.train()
     g = seed_epoch(args.seed, epoch)
     order = torch.randperm(len(photos), generator=g)
     starts = list(range(0, len(photos) - args.batch_size + 1, args.batch_size))[:args.steps or None]
     sums, steps = {"content_loss": 0.0, "style_loss": 0.0}, 0
     bar = tqdm(starts, desc=f"{args.style} epoch {epoch}/{args.epochs}", leave=False)
-    for i in bar:
+    for step, i in enumerate(bar):
+        k = step % len(style_grams)
         x = random_crops(photos[order[i:i + args.batch_size]], args.crop, g).to(device)
-        y = net(x)
+        y = stylise(net, x, k)
         # The painting's Gram matrices are one image's; they serve every image of the batch.
-        grams = {k: a.expand(len(x), -1, -1) for k, a in style_grams.items()}
+        grams = {name: a.expand(len(x), -1, -1) for name, a in style_grams[k].items()}
         c, s = perceptual_losses(extractor, y, content_targets(extractor, x, content_layers), grams)
-        loss = args.content_weight * c + args.style_weight * s
+        loss = args.content_weight * c + style_weights[k] * s
         if args.tv_weight:
             loss = loss + args.tv_weight * total_variation(y)
         opt.zero_grad(set_to_none=True)
@@ -344,16 +373,23 @@ def train_epoch(net, opt, extractor, photos, style_grams, content_layers, args, 
 def run(args) -> dict:
     device = pick_device(args.device)
     name = checkpoint_name(args.style)
+    model_cls = MultiStyleNet if args.style == MULTI else TransformerNet
     if args.eval:
-        net = checkpoints.load(TransformerNet, name, train_command(args.style), device, root=args.checkpoint_dir)
+        net = checkpoints.load(model_cls, name, train_command(args.style), device, root=args.checkpoint_dir)
         return evaluate(net, args.style, args, device)
 
     seed_everything(args.seed)
     extractor = load_feature_network(args.features, device)
     _, _, style_layers, content_layers = FEATURE_NETWORKS[extractor.name]
     photos = training_photos(args.crop + args.crop // 8, args.lfw, args.data_dir, args.limit)
-    style_grams = style_targets(extractor, painting(args.style, args.style_size, args.data_dir).to(device), style_layers)
-    net = TransformerNet(args.width, args.blocks).to(device)
+    style_grams = [style_targets(extractor, painting(p, args.style_size, args.data_dir).to(device), style_layers)
+                   for p in paintings_of(args.style)]
+    style_weights = [args.style_weight if args.style_weight is not None else STYLE_WEIGHTS.get(p, DEFAULTS["style_weight"])
+                     for p in paintings_of(args.style)]
+    if args.style == MULTI:
+        net = MultiStyleNet(len(PAINTINGS), args.width, args.blocks).to(device)
+    else:
+        net = TransformerNet(args.width, args.blocks).to(device)
     opt = torch.optim.Adam(net.parameters(), lr=args.lr)
     root = Path(args.checkpoint_dir or checkpoints.CHECKPOINTS)
     config = {k: getattr(args, k) for k in ("style", "width", "blocks", "epochs", "steps", "batch_size", "crop", "lr",
@@ -364,7 +400,8 @@ def run(args) -> dict:
 
     start = time.perf_counter()
     for epoch in range(start_epoch + 1, args.epochs + 1):
-        stats = train_epoch(net, opt, extractor, photos, style_grams, content_layers, args, epoch, device)
+        stats = train_epoch(net, opt, extractor, photos, style_grams, style_weights, content_layers, args, epoch,
+                            device)
         history.append({"epoch": epoch, **stats, "wall_time_s": round(elapsed_before + time.perf_counter() - start, 1)})
         tqdm.write(json.dumps(history[-1]))
         save_state(root / name / "resume", net, opt, None, epoch, history, config)
@@ -373,7 +410,8 @@ def run(args) -> dict:
     wall_time = elapsed_before + time.perf_counter() - start
 
     metrics = {
-        "painting": args.style, "feature_network": extractor.name, "style_layers": style_layers,
+        "painting": args.style, "paintings": paintings_of(args.style), "style_weights": style_weights,
+        "feature_network": extractor.name, "style_layers": style_layers,
         "content_layers": content_layers, "train_photos": len(photos),
         "parameters": sum(p.numel() for p in net.parameters()),
         "train_wall_time_s": round(wall_time, 1), "device": str(device), "seed": args.seed,
@@ -383,28 +421,32 @@ def run(args) -> dict:
     }
     metrics.update(evaluate(net.eval(), args.style, args, device))
     checkpoints.save(net.cpu(), name, metrics, root=args.checkpoint_dir)
-    return {k: v for k, v in metrics.items() if k not in ("history", "hyperparameters", "per_photo")}
+    return {k: v for k, v in metrics.items() if k not in ("history", "hyperparameters", "per_photo", "per_painting")}
 
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--style", choices=["all", *PAINTINGS], help="the painting to learn (see style-images/paintings)")
+    parser.add_argument("--style", choices=["all", MULTI, *PAINTINGS],
+                        help=f"the painting to learn (see style-images/paintings), or {MULTI}: one network for all six")
     parser.add_argument("--all", action="store_true", help="every painting, one after another (about 41 minutes)")
     parser.add_argument("--features", default="auto", choices=["auto", *FEATURE_NETWORKS],
                         help="feature network for the losses (default: the best available)")
     parser.add_argument("--width", type=int, default=DEFAULTS["width"],
                         help="channels of TransformerNet's first layer (32 in Johnson et al.; 16 stays under 1 s at 512 px)")
     parser.add_argument("--blocks", type=int, default=DEFAULTS["blocks"], help="residual blocks")
-    parser.add_argument("--epochs", type=int, default=DEFAULTS["epochs"], help="epochs (--resume goes back to the last one)")
-    parser.add_argument("--steps", type=int, default=DEFAULTS["steps"],
-                        help="steps an epoch, each epoch a fresh random draw of photos (0: a full pass)")
+    parser.add_argument("--epochs", type=int, help=f"epochs (default {DEFAULTS['epochs']}, multi "
+                                                   f"{MULTI_DEFAULTS['epochs']}; --resume goes back to the last one)")
+    parser.add_argument("--steps", type=int,
+                        help=f"steps an epoch, each epoch a fresh random draw of photos (0: a full pass; default "
+                             f"{DEFAULTS['steps']}, multi {MULTI_DEFAULTS['steps']})")
     parser.add_argument("--batch-size", type=int, default=DEFAULTS["batch_size"], help="photos per step")
     parser.add_argument("--crop", type=int, default=DEFAULTS["crop"], help="training crop size in pixels")
     parser.add_argument("--lr", type=float, default=DEFAULTS["lr"], help="Adam learning rate")
     parser.add_argument("--style-weight", type=float,
                         help=f"weight of the style loss (default: {DEFAULTS['style_weight']:g}, or STYLE_WEIGHTS' for the painting)")
     parser.add_argument("--content-weight", type=float, default=DEFAULTS["content_weight"], help="weight of the content loss")
-    parser.add_argument("--tv-weight", type=float, default=DEFAULTS["tv_weight"], help="weight of total variation")
+    parser.add_argument("--tv-weight", type=float,
+                        help=f"weight of total variation (default {DEFAULTS['tv_weight']:g}, multi {MULTI_DEFAULTS['tv_weight']:g})")
     parser.add_argument("--style-size", type=int, default=DEFAULTS["style_size"],
                         help="the painting's longer side when its Gram matrices are taken")
     parser.add_argument("--lfw", type=int, default=DEFAULTS["lfw"], help="LFW faces among the training photos")
@@ -415,9 +457,14 @@ def main(argv=None):
     if not args.style and not args.all:
         parser.error("give --style <painting> or --all")
 
+    for key in ("epochs", "steps", "tv_weight"):
+        if getattr(args, key) is None:
+            setattr(args, key, (MULTI_DEFAULTS if args.style == MULTI else DEFAULTS)[key])
     results = {}
     for style in PAINTINGS if args.all or args.style == "all" else [args.style]:
-        style_weight = STYLE_WEIGHTS.get(style, DEFAULTS["style_weight"]) if args.style_weight is None else args.style_weight
+        style_weight = args.style_weight
+        if style_weight is None and style != MULTI:
+            style_weight = STYLE_WEIGHTS.get(style, DEFAULTS["style_weight"])
         results[style] = run(argparse.Namespace(**dict(vars(args), style=style, style_weight=style_weight)))
     print(json.dumps(results))
     return results
