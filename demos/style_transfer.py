@@ -16,7 +16,7 @@ from core import checkpoints
 from core.gpu import on_gpu
 from core.training import pick_device
 from core.ui import BadInput, open_picture, uint8_pixels, user_errors
-from models.style_transfer import FEATURE_NETWORKS, TransformerNet, stylize_steps
+from models.style_transfer import FEATURE_NETWORKS, MultiStyleNet, TransformerNet, stylize_steps
 from train import style_transfer as training
 
 TITLE = "Style transfer"
@@ -96,16 +96,31 @@ def _check_number(value, name: str, lo, hi, integer: bool = False):
 
 # ---- the two methods ------------------------------------------------------------------------
 
+def has_multi() -> bool:
+    """Whether the one-network-for-all-six (python -m train.style_transfer --style multi) is trained."""
+    return checkpoints.find(training.checkpoint_name(training.MULTI)) is not None
+
+
 def fast_paintings() -> list[str]:
     """Paintings that have a trained feed-forward network (committed or on the Hub)."""
+    if has_multi():
+        return list(training.PAINTINGS)
     return [p for p in training.PAINTINGS if checkpoints.find(training.checkpoint_name(p)) is not None]
 
 
 @functools.cache
-def load_fast(painting: str, device: str = "cpu") -> TransformerNet:
+def load_fast(painting: str, device: str = "cpu", network: str = "auto"):
+    """(network, its checkpoint name) for a painting: the multi-style network when it is
+    trained (network="auto" or "multi"), else the painting's own (network="single")."""
     if painting not in training.PAINTINGS:
         raise BadInput(f"Unknown painting {painting!r}; the feed-forward networks are for {list(training.PAINTINGS)}.")
-    return checkpoints.load(TransformerNet, training.checkpoint_name(painting), training.train_command(painting), device)
+    if network not in ("auto", "multi", "single"):
+        raise BadInput(f"The feed-forward network is 'auto', 'multi' or 'single', not {network!r}.")
+    if network == "multi" or (network == "auto" and has_multi()):
+        name = training.checkpoint_name(training.MULTI)
+        return checkpoints.load(MultiStyleNet, name, training.train_command(training.MULTI), device), name
+    name = training.checkpoint_name(painting)
+    return checkpoints.load(TransformerNet, name, training.train_command(painting), device), name
 
 
 def feature_network(name: str = "auto", device="cpu"):
@@ -120,14 +135,15 @@ def feature_network(name: str = "auto", device="cpu"):
 def stylize_stream(content, style, steps: int = 60, size: int = 256, method: str = "optimize",
                    feature_net: str = "auto", style_weight: float = 10.0, content_weight: float = 1.0,
                    optimizer: str = "adam", init: str = "content", style_layers=None, content_layers=None,
-                   lr: float = 0.02):
+                   lr: float = 0.02, fast_network: str = "auto"):
     """The generator behind stylize(): yields (picture, info) after every optimisation step
     (once for method="fast"). info holds "step", "steps", "losses" (for "optimize"),
     "feature_network", "notes" (what was done to the inputs) and "content" (the photo as
     it was used, for before/after).
 
     content: a picture (path, PIL image or array). style: a picture for "optimize"; for
-    "fast" the name of a painting with a trained network (see fast_paintings())."""
+    "fast" the name of a painting with a trained network (see fast_paintings()), through the
+    multi-style network when it is trained (fast_network="single": the painting's own)."""
     if method not in SIZES:
         raise BadInput(f"method must be 'optimize' or 'fast', not {method!r}.")
     size = _check_number(size, "The output size", *SIZES[method], integer=True)
@@ -136,13 +152,14 @@ def stylize_stream(content, style, steps: int = 60, size: int = 256, method: str
         if not isinstance(style, str) or style not in training.PAINTINGS:
             raise BadInput("The feed-forward method has one trained network per painting: choose one of "
                            f"{list(training.PAINTINGS)} (upload your own painting with the optimisation method).")
-        net = load_fast(style, str(device))
+        net, name = load_fast(style, str(device), fast_network)
         photo, notes = load_picture(content, "content photo", size)
         start = time.perf_counter()
         with torch.inference_mode():
-            out = net(training.to_tensor(photo).to(device)).clamp(0, 1)
-        info = {"step": 1, "steps": 1, "feature_network": checkpoints.load_metrics(training.checkpoint_name(style)).get(
-            "feature_network", "?"), "notes": notes, "content": photo, "seconds": time.perf_counter() - start}
+            out = training.stylise(net, training.to_tensor(photo).to(device), training.PAINTINGS.index(style)).clamp(0, 1)
+        info = {"step": 1, "steps": 1, "feature_network": checkpoints.load_metrics(name).get("feature_network", "?"),
+                "fast_network": "multi" if isinstance(net, MultiStyleNet) else "single", "notes": notes,
+                "content": photo, "seconds": time.perf_counter() - start}
         yield training.to_pil(out), info
         return
 
@@ -255,7 +272,9 @@ def loss_table(losses: list[dict], style_weight: float, content_weight: float) -
 def describe(info: dict, method: str) -> str:
     label = FEATURE_NETWORKS.get(info["feature_network"], (info["feature_network"],))[0]
     if method == "fast":
-        text = f"Feed-forward network: {info['seconds'] * 1000:.0f} ms. It was trained with {label}."
+        which = ("the network for all six paintings" if info.get("fast_network") == "multi"
+                 else "this painting's own network")
+        text = f"Feed-forward, {which}: {info['seconds'] * 1000:.0f} ms. It was trained with {label}."
     else:
         last = info["losses"][-1]
         text = (f"Step {info['step']}/{info['steps']} ({info['seconds']:.1f} s), feature network: **{label}**. "

@@ -136,6 +136,28 @@ def test_fast_method_with_a_network_and_without(no_trained_networks):
         demo.stylize(picture(), picture(seed=1), method="fast", size=64)
 
 
+def test_fast_method_prefers_the_multi_style_network(no_trained_networks):
+    from demos import style_transfer as demo
+
+    torch.manual_seed(0)
+    checkpoints.save(TransformerNet(width=4, blocks=1), st.checkpoint_name("picabia_udnie"),
+                     {"feature_network": "cifar10_vgg"})
+    multi = MultiStyleNet(len(st.PAINTINGS), width=4, blocks=1)
+    with torch.no_grad():
+        for m in multi.modules():
+            if isinstance(m, ConditionalInstanceNorm2d):
+                m.shift.normal_(0, 0.5)  # each painting its own look
+    checkpoints.save(multi, st.checkpoint_name(st.MULTI), {"feature_network": "cifar10_vgg"})
+    assert demo.fast_paintings() == list(st.PAINTINGS)  # every painting, through the one network
+    photo = picture(64, 48)
+    outs = {p: demo.stylize(photo, p, method="fast", size=64) for p in ("picabia_udnie", "munch_the_scream")}
+    assert outs["picabia_udnie"].size == (64, 48) and outs["picabia_udnie"] != outs["munch_the_scream"]
+    own = list(demo.stylize_stream(photo, "picabia_udnie", method="fast", size=64, fast_network="single"))[-1]
+    assert own[1]["fast_network"] == "single" and own[0] != outs["picabia_udnie"]
+    picture_, info = list(demo.stylize_stream(photo, "picabia_udnie", method="fast", size=64))[-1]
+    assert info["fast_network"] == "multi" and "all six" in demo.describe(info, "fast")
+
+
 # ---- the feature networks ---------------------------------------------------------------------
 
 def test_cached_imagenet_vgg19_is_found_and_loaded(tmp_path, monkeypatch):
