@@ -185,6 +185,14 @@ def failure_gallery(metrics: dict) -> list:
         return []
 
 
+def start_of(hyperparameters: dict) -> str:
+    if hyperparameters.get("imagenet_backbone"):
+        return "from ImageNet weights"
+    if hyperparameters.get("backbone_init"):
+        return "from a backbone pre-trained here on face crops (python -m train.detection_backbone)"
+    return "from scratch"
+
+
 def model_card():
     """Markdown, per-class AP rows, the precision-recall and training-curve figures, failures."""
     m = checkpoints.load_metrics(training.NAME)
@@ -193,7 +201,7 @@ def model_card():
     text = (f"Test split ({m['test_images']} photos, {m['test_faces']} faces): **mAP@0.5 {m['test_map50']:.3f}**, "
             f"mAP@[.5:.95] {m['test_map']:.3f} (COCO-style, torchmetrics with pycocotools). Faster R-CNN with a "
             f"{m['hyperparameters']['backbone']} FPN backbone trained "
-            f"{'from ImageNet weights' if m['hyperparameters']['imagenet_backbone'] else 'from scratch'} at "
+            f"{start_of(m['hyperparameters'])} at "
             f"{m['hyperparameters']['min_size']} px, "
             f"{m['parameters']:,} parameters; epoch {m['best_epoch']} of {m['hyperparameters']['epochs']} kept for its "
             f"validation mAP@0.5 ({m['val_map50']:.3f}); trained in {m['train_wall_time_s'] / 60:.0f} min on "
