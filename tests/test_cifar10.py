@@ -8,6 +8,7 @@ import torch
 from PIL import Image
 
 from core import checkpoints
+from core.training import bf16_is_fast
 from core.ui import BadInput
 from demos import cifar10
 from models.cifar10 import ARCHITECTURES, SimpleCNN, init_weights
@@ -105,6 +106,8 @@ def test_cifar10_train_eval_and_resume(tmp_path):
     folder = tmp_path / "a" / "cifar10" / "cnn"
     metrics = json.loads((folder / "metrics.json").read_text())
     assert metrics["train_images"] == 300 and len(metrics["history"]) == 2
+    # cnn asks for bfloat16 autocast; it is used only where the CPU has native bf16 kernels
+    assert metrics["hyperparameters"]["bf16"] == bf16_is_fast(torch.device("cpu"))
     assert len(metrics["confusion_matrix"]) == 10 and (folder / "mistakes.safetensors").exists()
     assert list((tmp_path / "tb" / "cnn").glob("events.out.tfevents.*"))
     evaluated = run_cli("train.cifar10", "--arch", "cnn", "--eval", "--limit", "300", "--checkpoint-dir", str(tmp_path / "a"))

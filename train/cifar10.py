@@ -26,8 +26,8 @@ from safetensors.torch import save_file
 from tqdm import tqdm
 
 from core import checkpoints, data
-from core.training import (add_run_arguments, load_state, parse_run_arguments, pick_device, save_state, seed_epoch,
-                           seed_everything, with_defaults)
+from core.training import (add_run_arguments, bf16_is_fast, load_state, parse_run_arguments, pick_device, save_state,
+                           seed_epoch, seed_everything, with_defaults)
 from models.cifar10 import ARCHITECTURES, normalize
 
 # Per-architecture defaults that reproduce the committed checkpoints.
@@ -205,6 +205,9 @@ def run(args) -> dict:
                                  root=args.checkpoint_dir)
         return evaluate(model, test_x, test_y, arch, device, args.bf16, args.channels_last)
 
+    if args.bf16 and not bf16_is_fast(device):
+        tqdm.write(f"{arch}: no native bfloat16 on this {device.type}; training in float32 (bf16 would be ~10x slower)")
+        args.bf16 = False
     seed_everything(args.seed)
     train_x, train_y = load_split("train", arch, args)
     train_y = to_binary_labels(train_y, arch)
