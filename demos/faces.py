@@ -201,8 +201,11 @@ def gallery(kind: str = "center") -> dict:
 
 def who_is_this(image, kind: str = "center", k: int = 5) -> list[tuple[str, float]]:
     """The k LFW people (with at least 10 photos) whose faces are nearest, with similarities."""
-    kind = _check_kind(kind)
     crop, _ = find_face(read_photo(image))
+    return _nearest(crop, _check_kind(kind), k)
+
+
+def _nearest(crop: Image.Image, kind: str, k: int) -> list[tuple[str, float]]:
     g = gallery(kind)
     scores = cosine_similarity(face_embedding(crop, kind).expand(len(g["means"]), -1), g["means"])
     top = scores.argsort(descending=True)[:k]
@@ -211,8 +214,8 @@ def who_is_this(image, kind: str = "center", k: int = 5) -> list[tuple[str, floa
 
 def search(image, kind: str = "center"):
     """The tab's gallery action: the face crop, the five nearest people's photos, a note."""
-    crop, note = find_face(read_photo(image))
-    matches = who_is_this(image, kind)
+    crop, note = find_face(read_photo(image))  # read and searched once, not again by who_is_this
+    matches = _nearest(crop, _check_kind(kind), 5)
     text = ("Nearest of the LFW people with at least 10 photos (similarity to the mean of 10 of theirs). "
             "Someone who is not in LFW still gets five names: the nearest, not a match.")
     folder = gallery_folder()
