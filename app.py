@@ -15,7 +15,7 @@ os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 import gradio as gr  # noqa: E402
 from PIL import Image  # noqa: E402
 
-from core.ui import readable_input_errors  # noqa: E402
+from core.ui import lazy_session_configs, readable_input_errors  # noqa: E402
 
 # One line per tab: the module in demos/ that lays it out. Adding a tab adds a line here.
 TABS = ["overview", "fizzbuzz", "mnist", "gan", "vae", "cifar10", "transfer", "text_classification", "speech", "translation", "style_transfer", "detection", "faces"]
@@ -30,6 +30,7 @@ Image.MAX_IMAGE_PIXELS = 25_000_000
 
 
 def build_app(tabs=None) -> gr.Blocks:
+    lazy_session_configs()
     with gr.Blocks(title="Deep Learning Playground") as demo:
         with gr.Row():
             gr.Markdown("# Deep Learning Playground\nClassic deep-learning experiments, trained by this "
