@@ -239,6 +239,23 @@ def curves(history: list[dict], panels: dict[str, list[str]], title: str = ""):
     return fig
 
 
+def confusion_figure(matrix, names: list[str]):
+    """A confusion matrix (rows: true class), shaded by each row's share, with the counts."""
+    matrix = np.array(matrix)
+    fig, ax = plt.subplots(figsize=(5.2, 4.6))
+    ax.imshow(matrix / matrix.sum(1, keepdims=True).clip(min=1), cmap="Blues")
+    ax.set_xticks(range(len(names)), names, rotation=60, ha="right")
+    ax.set_yticks(range(len(names)), names)
+    for i in range(len(names)):
+        for j in range(len(names)):
+            ax.text(j, i, matrix[i, j], ha="center", va="center", fontsize=7,
+                    color="white" if matrix[i, j] > matrix[i].sum() / 2 else "black")
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("true")
+    fig.tight_layout()
+    return fig
+
+
 class _ConfigOnDemand(dict):
     """A session's block configs (Gradio's SessionState.config_values), each made the first
     time it is asked for rather than all of them when the session starts."""

@@ -13,7 +13,7 @@ from PIL import Image, ImageOps
 
 from core import checkpoints, data
 from core.data import CIFAR10_CLASSES
-from core.ui import BadInput, curves, open_picture, uint8_pixels, user_errors
+from core.ui import BadInput, confusion_figure, curves, open_picture, uint8_pixels, user_errors
 from models.cifar10 import ARCHITECTURES, normalize
 from train import cifar10 as training
 from train.cifar10_study import OPTIMIZERS, lab_train
@@ -132,24 +132,6 @@ def classify_all(image):
 
 
 # ---- model cards ------------------------------------------------------------------------
-
-def confusion_figure(matrix, names):
-    import matplotlib.pyplot as plt
-
-    matrix = np.array(matrix)
-    fig, ax = plt.subplots(figsize=(5.2, 4.6))
-    ax.imshow(matrix / matrix.sum(1, keepdims=True).clip(min=1), cmap="Blues")
-    ax.set_xticks(range(len(names)), names, rotation=60, ha="right")
-    ax.set_yticks(range(len(names)), names)
-    for i in range(len(names)):
-        for j in range(len(names)):
-            ax.text(j, i, matrix[i, j], ha="center", va="center", fontsize=7,
-                    color="white" if matrix[i, j] > matrix[i].sum() / 2 else "black")
-    ax.set_xlabel("predicted")
-    ax.set_ylabel("true")
-    fig.tight_layout()
-    return fig
-
 
 def mistakes_gallery(model: str) -> list:
     path = checkpoints.find(training.checkpoint_name(model))

@@ -11,8 +11,8 @@ import torch.nn.functional as F
 
 from core import checkpoints
 from core.data import THUCNEWS_CLASSES, THUCNEWS_CLASSES_ZH
-from core.ui import BadInput, user_errors
-from models.text_classification import MODELS, UNK, CharVocab, normalize_text
+from core.ui import BadInput, confusion_figure, user_errors
+from models.text_classification import MODELS, UNK, Vocab, normalize_text
 from train.text_classification import MAX_LEN, checkpoint_name
 
 TITLE = "Chinese headlines (text classification)"
@@ -45,7 +45,7 @@ def load(model: str):
         raise BadInput(f"Unknown model {model!r}; choose one of {models()}.")
     name = checkpoint_name(model)
     net = checkpoints.load(MODELS[model], name, f"python -m train.text_classification --model {model}")
-    return net, CharVocab.load(checkpoints.find(name) / "vocab.json")
+    return net, Vocab.load(checkpoints.find(name) / "vocab.json")
 
 
 def check_text(text) -> tuple[str, str]:
@@ -77,12 +77,12 @@ def occlusion(text: str, model: str = "textcnn") -> list[tuple[str, float]]:
     that character is replaced by the unknown token (positive = supports the decision)."""
     text, _ = check_text(text)
     net, vocab = load(model)
-    ids = vocab.batch([text], MAX_LEN)  # (1, T)
+    ids = vocab.batch([text], MAX_LEN)  # (1, T), or (1, T, 2) with words
     chars = vocab.tokens(text)[:ids.shape[1]]
     if not chars:
         return []
-    variants = ids.repeat(len(chars) + 1, 1)
-    variants[torch.arange(1, len(chars) + 1), torch.arange(len(chars))] = UNK
+    variants = ids.repeat(len(chars) + 1, *[1] * (ids.dim() - 1))
+    variants[torch.arange(1, len(chars) + 1), torch.arange(len(chars))] = UNK  # the character (and its word there)
     with torch.inference_mode():
         probs = F.softmax(net(variants), dim=1)
     winner = probs[0].argmax()
@@ -118,10 +118,41 @@ def model_card(model: str) -> str:
     if not m:
         return f"Not trained yet: run `python -m train.text_classification --model {model}`."
     worst = sorted(m["per_class"].items(), key=lambda kv: kv[1]["f1"])[:3]
+    if m.get("fit_on") == "train+val":
+        how = f"{m['best_epoch']} epochs on the training and validation headlines"
+    else:
+        how = f"epoch {m['best_epoch']} chosen on validation, {m['val_accuracy']:.2%}"
     return (f"**{LABELS[model]}**: test accuracy **{m['test_accuracy']:.2%}** on {m['test_titles']:,} headlines "
-            f"(epoch {m['best_epoch']} chosen on validation, {m['val_accuracy']:.2%}), {m['parameters']:,} parameters, "
-            f"trained in {m['train_wall_time_s'] / 60:.1f} min. Hardest classes (F1): "
-            + ", ".join(f"{DISPLAY[c]} {v['f1']:.1%}" for c, v in worst) + f". Reproduce: `{m['command']}`")
+            f"({how}), {m['parameters']:,} parameters, trained in {m['train_wall_time_s'] / 60:.1f} min. "
+            "Hardest classes (F1): " + ", ".join(f"{DISPLAY[c]} {v['f1']:.1%}" for c, v in worst)
+            + f". Reproduce: `{m['command']}`")
+
+
+TARGETS = {"textcnn": "90%", "bilstm": "89%"}  # the issue's; the hand-written TextRNN has none
+
+
+def comparison_table() -> list[list]:
+    """One row per model: test accuracy, the target, parameters, training time."""
+    rows = []
+    for model in MODELS:
+        m = checkpoints.load_metrics(checkpoint_name(model))
+        rows.append([LABELS[model], f"{m['test_accuracy']:.2%}" if m else "not trained",
+                     TARGETS.get(model, "-"), f"{m['parameters']:,}" if m else "-",
+                     f"{m['train_wall_time_s'] / 60:.1f} min" if m else "-"])
+    return rows
+
+
+def compare(model: str = "textcnn"):
+    """The chosen model's confusion matrix on the test headlines and the ones it gets most
+    confidently wrong (headline, true class, its answer, its probability)."""
+    if model not in MODELS:
+        raise BadInput(f"Unknown model {model!r}; choose one of {models()}.")
+    m = checkpoints.load_metrics(checkpoint_name(model))
+    if not m:
+        raise BadInput(f"{LABELS[model]} is not trained yet: run `python -m train.text_classification --model {model}`.")
+    mistakes = [[w["title"], DISPLAY[w["label"]], DISPLAY[w["predicted"]], f"{w['confidence']:.1%}"]
+                for w in m.get("most_confidently_wrong", [])]
+    return confusion_figure(m["confusion_matrix"], THUCNEWS_CLASSES), mistakes
 
 
 def build():
@@ -143,8 +174,20 @@ def build():
             with gr.Row():
                 outputs = [gr.Label(num_top_classes=3, label=LABELS[m], elem_id=f"text-label-{m}") for m in MODELS]
     gr.Examples([[e] for e in EXAMPLES], inputs=[text], label="Examples (written for this project)", api_name="text_example")
-    with gr.Accordion("Model cards", open=False):
+    with gr.Accordion("Model comparison: accuracy, confusion matrices, confident mistakes", open=False):
+        gr.Dataframe(comparison_table(), headers=["model", "test accuracy", "target", "parameters", "training"],
+                     label="10,000 test headlines", interactive=False)
         for m in MODELS:
             gr.Markdown(model_card(m))
+        which = gr.Radio([(LABELS[m], m) for m in MODELS], value="textcnn", label="Model")
+        try:
+            first_figure, first_mistakes = compare("textcnn")
+        except BadInput:
+            first_figure, first_mistakes = None, []
+        with gr.Row():
+            confusion = gr.Plot(first_figure, label="Confusion matrix (test headlines; rows: true class)")
+            wrong = gr.Dataframe(first_mistakes, headers=["headline", "true class", "model's answer", "probability"],
+                                 wrap=True, label="Test headlines it gets most confidently wrong", interactive=False)
+        which.change(user_errors(compare), inputs=which, outputs=[confusion, wrong], api_name="text_compare")
     gr.on([go.click, text.submit], user_errors(analyse), inputs=[text, model], outputs=[*outputs, highlight, note],
           api_name="text_classify")

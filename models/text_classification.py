@@ -2,12 +2,16 @@
 training split and saved beside each checkpoint), TextCNN, a BiLSTM, and the seed's
 hand-written LSTM cell with explicit gates.
 
-Every model takes token ids (N, T) (0 = padding) and returns (N, num_classes) logits.
-With bigram_buckets > 0 each position also gets an embedding of its character bigram
-(hashed into that many buckets, as FastText does with n-grams), added to the character's.
+Every model takes token ids (N, T) (0 = padding), or (N, T, 2) with each character's
+jieba word beside it, and returns (N, num_classes) logits. With bigram_buckets or
+trigram_buckets > 0 each position also gets an embedding of the character n-gram starting
+there (hashed into that many buckets, as FastText does), added to the character's, and with
+word_vocab_size > 0 the embedding of its word.
 """
 import json
+import logging
 import unicodedata
+from collections import Counter
 from pathlib import Path
 
 import torch
@@ -24,64 +28,114 @@ def normalize_text(text: str) -> str:
     return "".join(unicodedata.normalize("NFKC", text).lower().split())
 
 
-class CharVocab:
-    """Characters seen at least `min_freq` times in the training titles get an id; the
-    rest map to UNK."""
+class Vocab:
+    """Characters seen at least `min_freq` times in the training titles get an id, the rest
+    map to UNK. With words, jieba's segmentation of each title is looked up the same way and
+    every character also carries the id of the word it belongs to: batches are then
+    (N, T, 2), [..., 0] the characters and [..., 1] their words."""
 
-    def __init__(self, chars: list[str]):
+    def __init__(self, chars: list[str], words: list[str] | None = None):
         self.chars = ["<pad>", "<unk>", *chars]
         self.index = {c: i for i, c in enumerate(self.chars)}
+        self.words = None if words is None else ["<pad>", "<unk>", *words]
+        self.word_index = None if words is None else {w: i for i, w in enumerate(self.words)}
 
     @classmethod
-    def build(cls, titles, min_freq: int = 2) -> "CharVocab":
-        counts = {}
+    def build(cls, titles, min_freq: int = 2, words: bool = False) -> "Vocab":
+        chars, word_counts = Counter(), Counter()
         for title in titles:
-            for c in normalize_text(title):
-                counts[c] = counts.get(c, 0) + 1
-        return cls(sorted(c for c, n in counts.items() if n >= min_freq))
+            chars.update(normalize_text(title))
+            if words:
+                word_counts.update(segment(title))
+        keep = lambda counts: sorted(t for t, n in counts.items() if n >= min_freq)
+        return cls(keep(chars), keep(word_counts) if words else None)
 
     def __len__(self):
         return len(self.chars)
 
+    @property
+    def num_words(self) -> int:
+        return len(self.words) if self.words else 0
+
     def tokens(self, text: str) -> list[str]:
         return list(normalize_text(text))
 
-    def encode(self, text: str, max_len: int) -> list[int]:
-        return [self.index.get(c, UNK) for c in self.tokens(text)][:max_len]
+    def encode(self, text: str, max_len: int) -> list[int] | list[tuple[int, int]]:
+        chars = [self.index.get(c, UNK) for c in self.tokens(text)][:max_len]
+        if self.words is None:
+            return chars
+        words = [self.word_index.get(w, UNK) for w in segment(text) for _ in w][:max_len]
+        return list(zip(chars, words))
 
     def batch(self, texts, max_len: int, min_len: int = 1) -> torch.Tensor:
-        """Token ids (N, T), padded with 0 to the longest text (at least min_len)."""
+        """Token ids (N, T), or (N, T, 2) with words, padded with 0 to the longest text (at
+        least min_len)."""
         ids = [self.encode(t, max_len) for t in texts]
         width = max(min_len, max((len(i) for i in ids), default=0))
-        out = torch.zeros(len(ids), width, dtype=torch.long)
+        out = torch.zeros(len(ids), width, *([] if self.words is None else [2]), dtype=torch.long)
         for row, seq in enumerate(ids):
-            out[row, :len(seq)] = torch.tensor(seq, dtype=torch.long)
+            if seq:
+                out[row, :len(seq)] = torch.tensor(seq, dtype=torch.long)
         return out
 
     def save(self, path: Path) -> None:
-        Path(path).write_text(json.dumps({"chars": self.chars[2:]}, ensure_ascii=False), encoding="utf-8")
+        saved = {"chars": self.chars[2:]} | ({} if self.words is None else {"words": self.words[2:]})
+        Path(path).write_text(json.dumps(saved, ensure_ascii=False), encoding="utf-8")
 
     @classmethod
-    def load(cls, path: Path) -> "CharVocab":
-        return cls(json.loads(Path(path).read_text(encoding="utf-8"))["chars"])
+    def load(cls, path: Path) -> "Vocab":
+        saved = json.loads(Path(path).read_text(encoding="utf-8"))
+        return cls(saved["chars"], saved.get("words"))
+
+
+def segment(text: str) -> list[str]:
+    """jieba's words of the normalised text (its dictionary ships inside the package; the
+    first call spends about a second building its prefix tree)."""
+    import jieba
+    jieba.setLogLevel(logging.WARNING)
+    return jieba.lcut(normalize_text(text))
+
+
+def chars_of(ids: torch.Tensor) -> torch.Tensor:
+    """The character ids (N, T) of a batch with or without word ids."""
+    return ids[..., 0] if ids.dim() == 3 else ids
 
 
 class TokenEmbedding(nn.Module):
-    """Character embeddings, plus hashed bigram embeddings when bigram_buckets > 0."""
+    """The embedding of each character, plus its hashed character bigram and trigram (the
+    n-grams starting there, hashed into buckets as FastText does) and its jieba word, when
+    the model has them. Initialised small (std 0.1): at nn.Embedding's N(0, 1) the sums of
+    several tables saturated the TextCNN, whose loss then stayed at chance for an epoch."""
 
-    def __init__(self, vocab_size: int, dim: int, bigram_buckets: int = 0):
+    def __init__(self, vocab_size: int, dim: int, bigram_buckets: int = 0, trigram_buckets: int = 0,
+                 word_vocab_size: int = 0, dropout: float = 0.0):
         super().__init__()
-        self.vocab_size, self.bigram_buckets = vocab_size, bigram_buckets
+        self.vocab_size = vocab_size
+        self.dropout = nn.Dropout(dropout)
         self.chars = nn.Embedding(vocab_size, dim, padding_idx=PAD)
         self.bigrams = nn.Embedding(bigram_buckets, dim) if bigram_buckets else None
+        self.trigrams = nn.Embedding(trigram_buckets, dim) if trigram_buckets else None
+        self.words = nn.Embedding(word_vocab_size, dim, padding_idx=PAD) if word_vocab_size else None
+        for table in (self.chars, self.bigrams, self.trigrams, self.words):
+            if table is not None:
+                nn.init.normal_(table.weight, std=0.1)
+                if table.padding_idx is not None:
+                    nn.init.zeros_(table.weight[table.padding_idx])
 
     def forward(self, ids):
-        x = self.chars(ids)  # (N, T, dim)
+        chars = chars_of(ids)
+        real = (chars != PAD).unsqueeze(2)
+        x = self.chars(chars)  # (N, T, dim)
+        second = F.pad(chars[:, 1:], (0, 1))  # the next character (PAD after the last)
         if self.bigrams is not None:
-            following = F.pad(ids[:, 1:], (0, 1))  # the next character (PAD after the last)
-            bigram = (ids * self.vocab_size + following) % self.bigram_buckets
-            x = x + self.bigrams(bigram) * (ids != PAD).unsqueeze(2)
-        return x
+            x = x + self.bigrams((chars * self.vocab_size + second) % self.bigrams.num_embeddings) * real
+        if self.trigrams is not None:
+            third = F.pad(chars[:, 2:], (0, 2))
+            trigram = ((chars * self.vocab_size + second) * self.vocab_size + third) % self.trigrams.num_embeddings
+            x = x + self.trigrams(trigram) * real
+        if self.words is not None:
+            x = x + self.words(ids[..., 1])
+        return self.dropout(x)
 
 
 class TextCNN(nn.Module, PyTorchModelHubMixin):
@@ -89,10 +143,12 @@ class TextCNN(nn.Module, PyTorchModelHubMixin):
     max-pooled over time, concatenated, then a hidden dense layer and the classes."""
 
     def __init__(self, vocab_size: int, num_classes: int = 10, embed_dim: int = 128, widths=(2, 3, 4),
-                 filters: int = 256, hidden: int = 256, dropout: float = 0.5, bigram_buckets: int = 0):
+                 filters: int = 256, hidden: int = 256, dropout: float = 0.5, bigram_buckets: int = 0,
+                 trigram_buckets: int = 0, word_vocab_size: int = 0, embed_dropout: float = 0.1):
         super().__init__()
         self.min_len = max(widths)
-        self.embed = TokenEmbedding(vocab_size, embed_dim, bigram_buckets)
+        self.embed = TokenEmbedding(vocab_size, embed_dim, bigram_buckets, trigram_buckets, word_vocab_size,
+                                    embed_dropout)
         self.convs = nn.ModuleList(nn.Conv1d(embed_dim, filters, w) for w in widths)
         self.classifier = nn.Sequential(nn.Dropout(dropout), nn.Linear(filters * len(widths), hidden),
                                         nn.ReLU(inplace=True), nn.Dropout(dropout), nn.Linear(hidden, num_classes))
@@ -100,8 +156,9 @@ class TextCNN(nn.Module, PyTorchModelHubMixin):
     def forward(self, ids):
         # Windows start at every real character (the last ones run into padding), and only
         # those count in the max: extra padding never changes the answer.
-        lengths = (ids != PAD).sum(1, keepdim=True)  # (N, 1)
-        x = self.embed(F.pad(ids, (0, self.min_len - 1))).transpose(1, 2)  # (N, embed_dim, T + min_len - 1)
+        lengths = (chars_of(ids) != PAD).sum(1, keepdim=True)  # (N, 1)
+        padding = (0, 0, 0, self.min_len - 1) if ids.dim() == 3 else (0, self.min_len - 1)
+        x = self.embed(F.pad(ids, padding)).transpose(1, 2)  # (N, embed_dim, T + min_len - 1)
         pooled = []
         for conv in self.convs:
             h = F.relu(conv(x))[:, :, :ids.shape[1]]  # (N, filters, T): the window starting at each position
@@ -115,16 +172,18 @@ class BiLSTMClassifier(nn.Module, PyTorchModelHubMixin):
     the backward direction), max-pooled over the real positions, then dense layers."""
 
     def __init__(self, vocab_size: int, num_classes: int = 10, embed_dim: int = 128, hidden: int = 128,
-                 layers: int = 2, dropout: float = 0.5, bigram_buckets: int = 0):
+                 layers: int = 2, dropout: float = 0.5, bigram_buckets: int = 0,
+                 trigram_buckets: int = 0, word_vocab_size: int = 0, embed_dropout: float = 0.1):
         super().__init__()
-        self.embed = TokenEmbedding(vocab_size, embed_dim, bigram_buckets)
+        self.embed = TokenEmbedding(vocab_size, embed_dim, bigram_buckets, trigram_buckets, word_vocab_size,
+                                    embed_dropout)
         self.lstm = nn.LSTM(embed_dim, hidden, num_layers=layers, batch_first=True, bidirectional=True,
                             dropout=dropout if layers > 1 else 0.0)
         self.classifier = nn.Sequential(nn.Dropout(dropout), nn.Linear(2 * hidden, hidden), nn.ReLU(inplace=True),
                                         nn.Dropout(dropout), nn.Linear(hidden, num_classes))
 
     def forward(self, ids):
-        lengths = (ids != PAD).sum(1).clamp(min=1)
+        lengths = (chars_of(ids) != PAD).sum(1).clamp(min=1)
         packed = nn.utils.rnn.pack_padded_sequence(self.embed(ids), lengths.cpu(), batch_first=True, enforce_sorted=False)
         out, _ = self.lstm(packed)
         out, _ = nn.utils.rnn.pad_packed_sequence(out, batch_first=True, padding_value=float("-inf"))  # (N, T', 2h)
@@ -189,16 +248,18 @@ class TextRNNByHand(nn.Module, PyTorchModelHubMixin):
     the last real position's state, a dense layer, the classes."""
 
     def __init__(self, vocab_size: int, num_classes: int = 10, embed_dim: int = 128, hidden: int = 128,
-                 layers: int = 2, dense: int = 128, dropout: float = 0.3, bigram_buckets: int = 0):
+                 layers: int = 2, dense: int = 128, dropout: float = 0.3, bigram_buckets: int = 0,
+                 trigram_buckets: int = 0, word_vocab_size: int = 0, embed_dropout: float = 0.1):
         super().__init__()
-        self.embed = TokenEmbedding(vocab_size, embed_dim, bigram_buckets)
+        self.embed = TokenEmbedding(vocab_size, embed_dim, bigram_buckets, trigram_buckets, word_vocab_size,
+                                    embed_dropout)
         self.layers = nn.ModuleList(LSTMByHand(embed_dim if i == 0 else hidden, hidden) for i in range(layers))
         self.dropout = nn.Dropout(dropout)
         self.classifier = nn.Sequential(nn.Linear(hidden, dense), nn.ReLU(inplace=True), nn.Dropout(dropout),
                                         nn.Linear(dense, num_classes))
 
     def forward(self, ids):
-        mask = ids != PAD
+        mask = chars_of(ids) != PAD
         x = self.embed(ids)
         for layer in self.layers:
             x, (h, _) = layer(self.dropout(x), mask)

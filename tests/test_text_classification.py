@@ -8,7 +8,7 @@ import torch
 from core import checkpoints
 from core.ui import BadInput
 from demos import text_classification as demo
-from models.text_classification import PAD, UNK, CharVocab, LSTMByHand, LSTMCellByHand, MODELS, TextCNN, normalize_text
+from models.text_classification import PAD, UNK, Vocab, LSTMByHand, LSTMCellByHand, MODELS, TextCNN, normalize_text
 from test_train_smoke import run_cli
 
 # The targets are TextCNN >= 0.90 and BiLSTM >= 0.89; the committed models measure
@@ -19,18 +19,33 @@ TARGETS = {"textcnn": 0.85, "bilstm": 0.85}
 
 def test_normalize_and_vocab():
     assert normalize_text("ＡＢＣ　１２３ 新闻") == "abc123新闻"  # full-width -> ASCII, spaces dropped
-    vocab = CharVocab.build(["新闻联播", "新闻", "播报"], min_freq=2)
+    vocab = Vocab.build(["新闻联播", "新闻", "播报"], min_freq=2)
     assert vocab.chars[:2] == ["<pad>", "<unk>"] and set(vocab.chars[2:]) == {"新", "闻", "播"}
     assert vocab.encode("新闻天气", 10) == [vocab.index["新"], vocab.index["闻"], UNK, UNK]
 
 
 def test_padding_and_truncation(tmp_path):
-    vocab = CharVocab(list("一二三四五"))
+    vocab = Vocab(list("一二三四五"))
     ids = vocab.batch(["一二", "一二三四五一二三", ""], max_len=6, min_len=1)
     assert ids.shape == (3, 6)
     assert ids[0, 2:].eq(PAD).all() and ids[2].eq(PAD).all()
     vocab.save(tmp_path / "vocab.json")
-    assert CharVocab.load(tmp_path / "vocab.json").chars == vocab.chars
+    assert Vocab.load(tmp_path / "vocab.json").chars == vocab.chars
+
+
+def test_words_ride_along_with_their_characters(tmp_path):
+    titles = ["北京大学招生", "北京大学开学", "清华大学招生", "北京下雨"]  # jieba: 北京大学 / 招生, ...
+    vocab = Vocab.build(titles, min_freq=2, words=True)
+    assert vocab.words[2:] == ["北京大学", "招生"]
+    ids = vocab.batch(["北京大学招生", "北京下雨"], max_len=5)
+    assert ids.shape == (2, 5, 2)
+    chars, words = ids[0, :, 0].tolist(), ids[0, :, 1].tolist()
+    assert chars == [vocab.index[c] for c in "北京大学招"]  # cut at max_len, words too
+    assert words == [vocab.word_index["北京大学"]] * 4 + [vocab.word_index["招生"]]
+    assert ids[1, :4, 1].eq(UNK).all() and ids[1, 4].eq(PAD).all()  # rare words are unknown
+    vocab.save(tmp_path / "vocab.json")
+    loaded = Vocab.load(tmp_path / "vocab.json")
+    assert loaded.words == vocab.words and torch.equal(loaded.batch(["北京大学招生"], 5), ids[:1])
 
 
 def test_hand_written_lstm_matches_torch():
@@ -60,25 +75,47 @@ def test_padding_does_not_change_the_hand_lstm_state():
 
 
 @pytest.mark.parametrize("name", list(MODELS))
-def test_models_map_ids_to_logits(name):
-    model = MODELS[name](vocab_size=50, bigram_buckets=100).eval()
+@pytest.mark.parametrize("words", [False, True])
+def test_models_map_ids_to_logits(name, words):
+    model = MODELS[name](vocab_size=50, bigram_buckets=100, trigram_buckets=200, word_vocab_size=30 if words else 0)
+    model.eval()
     ids = torch.tensor([[5, 6, 7, 0, 0], [8, 9, 10, 11, 12]])
+    if words:
+        ids = torch.stack([ids, torch.tensor([[3, 3, 4, 0, 0], [5, 5, 6, 6, 7]])], dim=2)
     out = model(ids)
     assert out.shape == (2, 10) and torch.isfinite(out).all()
     assert torch.allclose(model(ids[:1, :3]), out[:1], atol=1e-5)  # padding changes nothing
+
+
+def test_trigrams_and_words_change_the_answer():
+    torch.manual_seed(0)
+    ids = torch.tensor([[5, 6, 7, 8]])
+    plain = TextCNN(vocab_size=50, trigram_buckets=200).eval()
+    out = plain(ids)
+    torch.nn.init.normal_(plain.embed.trigrams.weight)  # other trigram embeddings, same characters
+    assert not torch.allclose(plain(ids), out)
+    with_words = TextCNN(vocab_size=50, word_vocab_size=10).eval()
+    one, other = (with_words(torch.stack([ids, torch.tensor([[w, w, 4, 4]])], dim=2)) for w in (2, 3))
+    assert not torch.allclose(one, other)
 
 
 def test_textcnn_reads_a_single_character():
     assert TextCNN(vocab_size=20)(torch.tensor([[3]])).shape == (1, 10)
 
 
-def test_train_then_eval_tiny(tmp_path):
+@pytest.mark.parametrize("fit_on", ["train+val", "train"])
+def test_train_then_eval_tiny(tmp_path, fit_on):
     trained = run_cli("train.text_classification", "--model", "textcnn", "--epochs", "1", "--limit", "400",
-                      "--checkpoint-dir", str(tmp_path))["textcnn"]
+                      "--fit-on", fit_on, "--checkpoint-dir", str(tmp_path))["textcnn"]
     folder = tmp_path / "text_classification" / "textcnn"
     metrics = json.loads((folder / "metrics.json").read_text())
     assert (folder / "vocab.json").exists() and len(metrics["confusion_matrix"]) == 10
     assert set(metrics["per_class"]) == set(demo.THUCNEWS_CLASSES)
+    assert metrics["train_titles"] == (800 if fit_on == "train+val" else 400)
+    assert (metrics["val_accuracy"] is None) == (fit_on == "train+val")
+    wrong = metrics["most_confidently_wrong"]
+    assert 0 < len(wrong) <= 20 and all(w["label"] != w["predicted"] for w in wrong)
+    assert [w["confidence"] for w in wrong] == sorted((w["confidence"] for w in wrong), reverse=True)
     evaluated = run_cli("train.text_classification", "--model", "textcnn", "--eval", "--limit", "400",
                         "--checkpoint-dir", str(tmp_path))["textcnn"]
     assert evaluated["test_accuracy"] == trained["test_accuracy"]
@@ -110,6 +147,17 @@ def test_project_examples_are_classified_right(model):
     right = sum(max(p := demo.classify(text, model), key=p.get) == name
                 for text, name in zip(demo.EXAMPLES, demo.THUCNEWS_CLASSES))
     assert right >= 8, (model, right)
+
+
+@pytest.mark.parametrize("model", committed)
+def test_comparison_shows_confusion_matrix_and_confident_mistakes(model):
+    figure, mistakes = demo.compare(model)
+    assert figure is not None and len(mistakes) == 20
+    assert all(row[1] != row[2] for row in mistakes)  # true class != the model's answer
+    assert any(row[0] == demo.LABELS[model] and row[1].endswith("%") for row in demo.comparison_table())
+    assert "test accuracy" in demo.model_card(model)
+    with pytest.raises(BadInput):
+        demo.compare("bert")
 
 
 @pytest.mark.parametrize("model", committed[:1])
