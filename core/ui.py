@@ -8,6 +8,7 @@ import re
 
 import gradio as gr
 import matplotlib
+import numpy as np
 import pydantic
 from gradio.exceptions import ComponentProcessingError, InvalidPathError
 from PIL import Image, UnidentifiedImageError
@@ -46,8 +47,6 @@ def open_picture(path, what: str = "picture") -> Image.Image:
 def uint8_pixels(image, what: str = "picture"):
     """An array-like picture as uint8 pixels: booleans to 0/255, floats in [0, 1] scaled by
     255, NaN to 0, everything clipped to 0..255; shapes are the caller's to check."""
-    import numpy as np
-
     array = np.asarray(image)
     if array.dtype == bool:
         return array.astype(np.uint8) * 255
