@@ -255,9 +255,10 @@ def _thumb_transfer():
 
 
 def _thumb_text_classification():
-    return curves_image({"TextCNN": _history("text_classification/textcnn", "val_accuracy"),
-                         "BiLSTM": _history("text_classification/bilstm", "val_accuracy")},
-                        "epoch", "validation accuracy", percent=True)
+    # The committed models train on train + validation, so their curves are training accuracy.
+    return curves_image({"TextCNN": _history("text_classification/textcnn", "train_accuracy"),
+                         "BiLSTM": _history("text_classification/bilstm", "train_accuracy")},
+                        "epoch", "training accuracy", percent=True)
 
 
 def _thumb_speech():

@@ -11,10 +11,9 @@ from demos import text_classification as demo
 from models.text_classification import PAD, UNK, Vocab, LSTMByHand, LSTMCellByHand, MODELS, TextCNN, normalize_text
 from test_train_smoke import run_cli
 
-# The targets are TextCNN >= 0.90 and BiLSTM >= 0.89; the committed models measure
-# 0.8568 and 0.8583, so the floors here are what they reach until better ones are trained
-# (see README).
-TARGETS = {"textcnn": 0.85, "bilstm": 0.85}
+# The targets are TextCNN >= 0.90 and BiLSTM >= 0.89; the committed TextCNN measures
+# 0.8974, so its floor is what it reaches until a better one is trained (see README).
+TARGETS = {"textcnn": 0.897, "bilstm": 0.89}
 
 
 def test_normalize_and_vocab():

@@ -72,7 +72,7 @@ DEFAULTS = dict(width=16, blocks=5, epochs=4, steps=150, batch_size=2, crop=160,
 STYLE_WEIGHTS = {"hokusai_great_wave": 30.0, "picabia_udnie": 60.0}
 MULTI = "multi"  # --style multi: one MultiStyleNet for every painting
 # The multi-style network trains for the hour: 6 x 1,200 steps, one painting per step in turn.
-MULTI_DEFAULTS = dict(epochs=12, steps=600, tv_weight=2.0)
+MULTI_DEFAULTS = dict(epochs=10, steps=600, tv_weight=2.0)
 MEASURE_SIZE = 256  # the longer side of test photos and paintings when losses are measured
 LATENCY_SIZE = 512
 IMAGENET_VGG19_FILE = "vgg19-dcbb9e9d.pth"  # torchvision's name (the hash prefix of its contents)
