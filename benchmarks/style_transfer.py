@@ -4,7 +4,7 @@ network: a contact sheet per combination in docs/ and a table of style loss, con
 does) and time per picture.
 
     python -m benchmarks.style_transfer                    # everything (about 1 hour here)
-    python -m benchmarks.style_transfer --methods fast     # only the trained networks (a minute)
+    python -m benchmarks.style_transfer --methods fast multi   # only the trained networks (a minute)
     python -m benchmarks.style_transfer --photos 2 --paintings 2 --steps 5 --size 128 --out /tmp/st   # a quick look
 
 Optimisation runs the tab's defaults (Adam, 60 steps, 256 px, style weight 10) once per
@@ -24,7 +24,7 @@ from tqdm import tqdm
 
 from core import checkpoints
 from core.data import REPO
-from models.style_transfer import FEATURE_NETWORKS, TransformerNet, stylize_steps
+from models.style_transfer import FEATURE_NETWORKS, MultiStyleNet, TransformerNet, stylize_steps
 from train import style_transfer as st
 
 CELL = 160  # pixels of a contact-sheet cell
@@ -97,9 +97,33 @@ def run_fast(root: Path | None, photos, paintings, judge):
     return by_network
 
 
+def run_multi(root: Path | None, photos, paintings, judge):
+    """The one network for every painting (python -m train.style_transfer --style multi)."""
+    name = st.checkpoint_name(st.MULTI)
+    if checkpoints.find(name, root) is None:
+        print(f"no multi-style network in {root or checkpoints.CHECKPOINTS}: {st.train_command(st.MULTI)}")
+        return None
+    net = checkpoints.load(MultiStyleNet, name, st.train_command(st.MULTI), root=root)
+    network = checkpoints.load_metrics(name, root).get("feature_network", "unknown")
+    rows, pictures = [], {}
+    for painting_name, painting in paintings.items():
+        k = st.PAINTINGS.index(painting_name)
+        for photo_name, photo in photos.items():
+            with torch.inference_mode():
+                start = time.perf_counter()
+                image = st.stylise(net, photo, k).clamp(0, 1)
+                seconds = time.perf_counter() - start
+            rows.append({"photo": photo_name, "painting": painting_name, "seconds": seconds,
+                         **st.measure(judge, image, photo, painting)})
+            pictures[photo_name, painting_name] = st.to_pil(image)
+    return network, rows, pictures
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--methods", nargs="+", default=["optimize", "fast"], choices=["optimize", "fast"])
+    parser.add_argument("--methods", nargs="+", default=["optimize", "fast", "multi"],
+                        choices=["optimize", "fast", "multi"],
+                        help="fast: a network per painting; multi: one network for all six")
     parser.add_argument("--features", nargs="+", choices=list(FEATURE_NETWORKS),
                         help="feature networks for optimisation (default: every available one)")
     parser.add_argument("--checkpoint-dirs", nargs="+", default=[None],
@@ -140,6 +164,16 @@ def main(argv=None):
                 contact_sheet(f"Feed-forward (Johnson et al.) at {args.size} px, trained with {network}", photos,
                               paintings, pictures).save(out / f"style_transfer_fast_{network}.jpg", quality=88)
 
+    if "multi" in args.methods:
+        for root in args.checkpoint_dirs:
+            found = run_multi(root, photos, paintings, judge)
+            if found:
+                network, rows, pictures = found
+                results.append(summarise("multi", network, rows))
+                contact_sheet(f"Feed-forward, one network for every painting (conditional instance norm) at "
+                              f"{args.size} px, trained with {network}", photos, paintings, pictures
+                              ).save(out / f"style_transfer_multi_{network}.jpg", quality=88)
+
     print(f"\nLosses measured with {FEATURE_NETWORKS[judge.name][0]} at {args.size} px "
           f"({len(photos)} photos x {len(paintings)} paintings)")
     print(f"{'method':<14} {'feature network':<16} {'style loss':>10} {'content loss':>12} {'s / picture':>11}")
@@ -148,7 +182,13 @@ def main(argv=None):
               f"{r['seconds_per_picture']:>11.3f}")
     summary = {"measured_with": judge.name, "size": args.size, "steps": args.steps, "optimizer": args.optimizer,
                "results": results}
-    (out / "style_transfer_results.json").write_text(json.dumps(summary, indent=1) + "\n")
+    path = out / "style_transfer_results.json"
+    if path.exists():  # keep the rows of methods not rerun now, if they were measured the same way
+        before = json.loads(path.read_text())
+        if all(before.get(k) == summary[k] for k in ("measured_with", "size", "steps", "optimizer")):
+            rerun = {(r["method"], r["feature_network"]) for r in results}
+            summary["results"] += [r for r in before["results"] if (r["method"], r["feature_network"]) not in rerun]
+    path.write_text(json.dumps(summary, indent=1) + "\n")
     print(json.dumps([{k: v for k, v in r.items() if k != "per_pair"} for r in results]))
 
 

@@ -241,6 +241,18 @@ def test_multi_style_train_then_eval_smoke(tmp_path):
     assert metrics["hyperparameters"]["tv_weight"] == st.MULTI_DEFAULTS["tv_weight"]
     evaluated = run_cli("train.style_transfer", *args, "--eval")["multi"]
     assert evaluated["style_loss"] == pytest.approx(trained["style_loss"], rel=1e-5)
+    # the benchmark's contact sheet of the multi-style network, beside earlier rows it keeps
+    from benchmarks import style_transfer as bench
+    out = tmp_path / "docs"
+    out.mkdir()
+    common = {"measured_with": st.best_feature_network(), "size": 64, "steps": 60, "optimizer": "adam"}
+    (out / "style_transfer_results.json").write_text(json.dumps(common | {"results": [
+        {"method": "optimize", "feature_network": "earlier", "style_loss": 1.0}]}))
+    bench.main(["--methods", "multi", "--checkpoint-dirs", str(tmp_path), "--photos", "1", "--paintings", "2",
+                "--size", "64", "--out", str(out)])
+    assert (out / f"style_transfer_multi_{metrics['feature_network']}.jpg").exists()
+    rows = json.loads((out / "style_transfer_results.json").read_text())["results"]
+    assert [r["method"] for r in rows] == ["photo itself", "multi", "optimize"]
 
 
 def test_multi_style_net_picks_and_blends_paintings():
