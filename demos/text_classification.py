@@ -156,7 +156,8 @@ def compare(model: str = "textcnn"):
 
 
 def build():
-    gr.Markdown("Type or paste a Chinese news headline. Three models trained here on 44,816 THUCNews headlines "
+    gr.Markdown("Type or paste a Chinese news headline. Models trained here on 54,807 THUCNews headlines (training "
+                "and validation splits) "
                 "give the probabilities of ten classes; the coloured characters show which ones pushed the "
                 "chosen model's decision (red: towards its answer, blue: against), found by hiding each "
                 "character in turn.")
