@@ -6,9 +6,11 @@ their hashed bigrams and trigrams, and jieba words.
     python -m train.text_classification --model textcnn --eval
     python -m train.text_classification --model bilstm --epochs 1 --limit 500 --checkpoint-dir /tmp/ck
 
-The character and word vocabularies are built from the training titles only and saved
-beside the weights (vocab.json). The epoch kept is the one with the best accuracy on the validation
-split; the test split is read once, at the end (the seed let test batches into training).
+The character and word vocabularies are built from the titles trained on and saved beside
+the weights (vocab.json). With --fit-on train the epoch kept is the one with the best
+accuracy on the validation split (how the settings were chosen); the committed models use
+--fit-on train+val, the default: every non-test title, a fixed number of epochs, the last
+kept. The test split is read once, at the end (the seed let test batches into training).
 """
 import argparse
 import json
@@ -175,7 +177,8 @@ def run(args) -> dict:
     metrics = {
         "test_accuracy": test["accuracy"], "test_titles": len(test_y), "per_class": test["per_class"],
         "confusion_matrix": test["confusion_matrix"],
-        "most_confidently_wrong": confident_mistakes(test_probs, test_y, test_titles), "best_epoch": best["epoch"], "val_accuracy": best["val_accuracy"],
+        "most_confidently_wrong": confident_mistakes(test_probs, test_y, test_titles),
+        "best_epoch": best["epoch"], "val_accuracy": best["val_accuracy"],
         "fit_on": args.fit_on, "train_titles": len(train_y), "val_titles": 0 if refit else len(val_y),
         "vocab_size": len(vocab), "word_vocab_size": vocab.num_words,
         "parameters": sum(p.numel() for p in model.parameters()),
