@@ -140,30 +140,41 @@ class TokenEmbedding(nn.Module):
 
 class TextCNN(nn.Module, PyTorchModelHubMixin):
     """Kim (2014): convolutions of several widths over the embedded characters, each
-    max-pooled over time, concatenated, then a hidden dense layer and the classes."""
+    max-pooled over time, concatenated, then a hidden dense layer and the classes. With
+    pooling="max+mean" each filter also gives its mean over the real windows: the max says
+    whether a pattern occurs, the mean how much of the headline is about it (+0.2 points
+    on validation)."""
 
     def __init__(self, vocab_size: int, num_classes: int = 10, embed_dim: int = 128, widths=(2, 3, 4),
                  filters: int = 256, hidden: int = 256, dropout: float = 0.5, bigram_buckets: int = 0,
-                 trigram_buckets: int = 0, word_vocab_size: int = 0, embed_dropout: float = 0.1):
+                 trigram_buckets: int = 0, word_vocab_size: int = 0, embed_dropout: float = 0.1,
+                 pooling: str = "max"):
         super().__init__()
+        if pooling not in ("max", "max+mean"):
+            raise ValueError(f"pooling must be 'max' or 'max+mean', not {pooling!r}")
         self.min_len = max(widths)
+        self.pooling = pooling
+        pooled_size = filters * len(widths) * (2 if pooling == "max+mean" else 1)
         self.embed = TokenEmbedding(vocab_size, embed_dim, bigram_buckets, trigram_buckets, word_vocab_size,
                                     embed_dropout)
         self.convs = nn.ModuleList(nn.Conv1d(embed_dim, filters, w) for w in widths)
-        self.classifier = nn.Sequential(nn.Dropout(dropout), nn.Linear(filters * len(widths), hidden),
+        self.classifier = nn.Sequential(nn.Dropout(dropout), nn.Linear(pooled_size, hidden),
                                         nn.ReLU(inplace=True), nn.Dropout(dropout), nn.Linear(hidden, num_classes))
 
     def forward(self, ids):
         # Windows start at every real character (the last ones run into padding), and only
         # those count in the max: extra padding never changes the answer.
-        lengths = (chars_of(ids) != PAD).sum(1, keepdim=True)  # (N, 1)
+        lengths = (chars_of(ids) != PAD).sum(1, keepdim=True).clamp(min=1)  # (N, 1)
         padding = (0, 0, 0, self.min_len - 1) if ids.dim() == 3 else (0, self.min_len - 1)
         x = self.embed(F.pad(ids, padding)).transpose(1, 2)  # (N, embed_dim, T + min_len - 1)
         pooled = []
         for conv in self.convs:
             h = F.relu(conv(x))[:, :, :ids.shape[1]]  # (N, filters, T): the window starting at each position
-            starts = torch.arange(h.shape[2], device=ids.device).unsqueeze(0) < lengths.clamp(min=1)  # (N, T)
-            pooled.append((h * starts.unsqueeze(1)).amax(dim=2))  # ReLU >= 0, so masked zeros never win
+            starts = (torch.arange(h.shape[2], device=ids.device).unsqueeze(0) < lengths).unsqueeze(1)  # (N, 1, T)
+            h = h * starts
+            pooled.append(h.amax(dim=2))  # ReLU >= 0, so masked zeros never win
+            if self.pooling == "max+mean":
+                pooled.append(h.sum(dim=2) / lengths)
         return self.classifier(torch.cat(pooled, dim=1))
 
 
