@@ -238,7 +238,8 @@ def test_multi_style_train_then_eval_smoke(tmp_path):
     metrics = json.loads((tmp_path / "style_transfer" / "multi" / "metrics.json").read_text())
     assert metrics["paintings"] == list(st.PAINTINGS) and set(metrics["per_painting"]) == set(st.PAINTINGS)
     assert metrics["style_weights"] == [st.STYLE_WEIGHTS.get(p, 10.0) for p in st.PAINTINGS]
-    assert metrics["hyperparameters"]["tv_weight"] == st.MULTI_DEFAULTS["tv_weight"]
+    for key in ("tv_weight", "lr", "lr_schedule", "clip_grad"):
+        assert metrics["hyperparameters"][key] == st.MULTI_DEFAULTS[key]
     evaluated = run_cli("train.style_transfer", *args, "--eval")["multi"]
     assert evaluated["style_loss"] == pytest.approx(trained["style_loss"], rel=1e-5)
     # the benchmark's contact sheet of the multi-style network, beside earlier rows it keeps
@@ -385,12 +386,32 @@ def test_committed_fast_network_takes_on_the_painting_and_keeps_the_photo(painti
         pytest.skip("no style-images data (set DLP_DATA_MIRROR)")
     net = checkpoints.load(TransformerNet, name, st.train_command(painting)).eval()
     judge = st.load_feature_network("auto")
-    style = st.painting(painting, 128)
     for photo in list(st.test_photos(128).values())[:2]:
-        with torch.inference_mode():
-            stylised = st.measure(judge, net(photo).clamp(0, 1), photo, style)
-        unchanged = st.measure(judge, photo, photo, style)
-        resized = torch.nn.functional.interpolate(style, size=photo.shape[2:], mode="bilinear")
-        painting_only = st.measure(judge, resized, photo, style)
-        assert stylised["style_loss"] < 0.75 * unchanged["style_loss"], (painting, stylised, unchanged)
-        assert stylised["content_loss"] < painting_only["content_loss"], (painting, stylised, painting_only)
+        assert_stylised(judge, net, photo, painting, 0.75)
+
+
+def assert_stylised(judge, stylise, photo, painting: str, at_most: float):
+    """stylise(photo) has at most `at_most` of the unstylised photo's style loss for the
+    painting, and keeps more of the photo than the painting itself would."""
+    style = st.painting(painting, 128)
+    with torch.inference_mode():
+        stylised = st.measure(judge, stylise(photo).clamp(0, 1), photo, style)
+    unchanged = st.measure(judge, photo, photo, style)
+    resized = torch.nn.functional.interpolate(style, size=photo.shape[2:], mode="bilinear")
+    painting_only = st.measure(judge, resized, photo, style)
+    assert stylised["style_loss"] < at_most * unchanged["style_loss"], (painting, stylised, unchanged)
+    assert stylised["content_loss"] < painting_only["content_loss"], (painting, stylised, painting_only)
+
+
+def test_committed_multi_style_network_takes_on_every_painting_and_keeps_the_photo():
+    """The one network for all six paintings, measured now as the per-painting ones are."""
+    name = st.checkpoint_name(st.MULTI)
+    if checkpoints.find(name) is None:
+        pytest.skip("no committed multi-style network")
+    if st.style_images_dir(download=False) is None:
+        pytest.skip("no style-images data (set DLP_DATA_MIRROR)")
+    net = checkpoints.load(MultiStyleNet, name, st.train_command(st.MULTI)).eval()
+    judge = st.load_feature_network("auto")
+    photo = list(st.test_photos(128).values())[0]
+    for k, painting in enumerate(st.PAINTINGS):
+        assert_stylised(judge, lambda x: net(x, k), photo, painting, 0.5)
