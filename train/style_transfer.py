@@ -14,7 +14,8 @@ the ~1,650 training photos; a width-16 network; the CIFAR-10 VGG as feature netw
 about 41 minutes for --all. `--style multi` trains one network with conditional instance norm
 (a scale and shift per painting, everything else shared) for all six, one painting per step
 in turn, with a total-variation term against stripes (39 minutes here for 9 x 600 steps).
-With a VGG-19 as feature network (ImageNet or random) a step takes about 1.6 times as long. --resume continues after the last finished epoch.
+With a VGG-19 as feature network (ImageNet or random) a step takes about 1.6 times as long.
+--resume continues after the last finished epoch.
 
 Training photos, all from the data directory or mirror: the face-mask street scenes (853;
 mirror only), the ants and bees (398) and 400 LFW faces. The six photos of
@@ -344,13 +345,19 @@ def evaluate(net, name: str, args, device) -> dict:
 
 # ---- training -------------------------------------------------------------------------------
 
+def batch_starts(photos: int, args) -> range:
+    """Where each step's batch starts in an epoch's shuffled photos (full batches only, at
+    most --steps of them)."""
+    return range(0, photos - args.batch_size + 1, args.batch_size)[:args.steps or None]
+
+
 def train_epoch(net, opt, scheduler, extractor, photos, style_grams: list, style_weights: list, content_layers, args,
                 epoch, device) -> dict:
     """One epoch; step i learns painting i mod len(style_grams) (there is one unless multi)."""
     net.train()
     g = seed_epoch(args.seed, epoch)
     order = torch.randperm(len(photos), generator=g)
-    starts = list(range(0, len(photos) - args.batch_size + 1, args.batch_size))[:args.steps or None]
+    starts = batch_starts(len(photos), args)
     sums, steps = {"content_loss": 0.0, "style_loss": 0.0}, 0
     bar = tqdm(starts, desc=f"{args.style} epoch {epoch}/{args.epochs}", leave=False)
     for step, i in enumerate(bar):
@@ -400,8 +407,8 @@ def run(args) -> dict:
     opt = torch.optim.Adam(net.parameters(), lr=args.lr)
     scheduler = None
     if args.lr_schedule == "cosine":
-        steps_per_epoch = len(range(0, len(photos) - args.batch_size + 1, args.batch_size)[:args.steps or None])
-        scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=max(1, args.epochs * steps_per_epoch))
+        total_steps = args.epochs * len(batch_starts(len(photos), args))
+        scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=max(1, total_steps))
     root = Path(args.checkpoint_dir or checkpoints.CHECKPOINTS)
     config = {k: getattr(args, k) for k in ("style", "width", "blocks", "epochs", "steps", "batch_size", "crop", "lr",
                                             "lr_schedule", "clip_grad", "style_weight", "content_weight", "tv_weight",
