@@ -115,6 +115,29 @@ def leaderboard() -> list[list]:
     return rows
 
 
+def accuracy_against_time_figure():
+    """Every trained ten-class model's test accuracy after each epoch against its training
+    time so far, with the issue's 88% and 92% lines: how close each got, and at what cost."""
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(8.4, 4.2))
+    for name in trained_models():
+        history = checkpoints.load_metrics(training.checkpoint_name(name))["history"]
+        if name == "logistic" or not history:
+            continue
+        ax.plot([h["wall_time_s"] / 60 for h in history], [h["test_accuracy"] for h in history], marker=".",
+                label=LABELS[name])
+    for target in (0.88, 0.92):
+        ax.axhline(target, color="gray", linestyle="--", linewidth=1)
+    ax.set_ylim(0.3, 0.95)
+    ax.set_xlabel("training time (minutes, 2 CPU cores)")
+    ax.set_ylabel("test accuracy")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=9, loc="lower right", ncol=2)
+    fig.tight_layout()
+    return fig
+
+
 def classify_all(image):
     """The tab's action: each trained model's top 3, the 32x32 picture they saw, a message."""
     try:
@@ -248,6 +271,8 @@ def build():
     gr.Dataframe(leaderboard(), headers=["model", "parameters", "test accuracy", "training time", "course's number"],
                  label="Leaderboard (all 10,000 test images; the course measured on its first 2,000)",
                  interactive=False)
+    with gr.Accordion("Test accuracy against training time (dashed: the 88% and 92% targets)", open=False):
+        gr.Plot(accuracy_against_time_figure(), show_label=False)
 
     with gr.Accordion("Model cards: curves, confusion matrix, confident mistakes, feature maps", open=False):
         trained = trained_models()

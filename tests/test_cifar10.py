@@ -149,6 +149,10 @@ def test_committed_checkpoint_meets_its_target(arch):
     result = run_cli("train.cifar10", "--arch", arch, "--eval")[arch]
     assert result["test_images"] == (2000 if arch == "logistic" else 10000)
     assert result["test_accuracy"] >= TARGETS[arch], result["test_accuracy"]
+    # --eval reproduces the number the training run reported (a few images' leeway for
+    # float32 summation order on other CPUs)
+    reported = checkpoints.load_metrics(f"cifar10/{arch}")["test_accuracy"]
+    assert abs(result["test_accuracy"] - reported) <= 0.0005, (result["test_accuracy"], reported)
 
 
 @pytest.mark.skipif(not committed, reason="no CIFAR-10 checkpoint committed yet")
@@ -158,3 +162,12 @@ def test_classify_returns_class_probabilities():
     assert set(probs) == set(cifar10.CIFAR10_CLASSES) and abs(sum(probs.values()) - 1) < 1e-4
     outputs = cifar10.classify_all(str(cifar10.EXAMPLES[0]))
     assert outputs[-1] == "" and outputs[-2] is not None
+
+
+@pytest.mark.skipif(not committed, reason="no CIFAR-10 checkpoint committed yet")
+def test_accuracy_against_time_has_a_curve_per_trained_model():
+    fig = cifar10.accuracy_against_time_figure()
+    ten_class = [m for m in cifar10.trained_models() if m != "logistic"]
+    lines = fig.axes[0].get_lines()
+    assert len(lines) == len(ten_class) + 2  # and the two target lines
+    assert all(max(line.get_xdata()) > 0 for line in lines[:len(ten_class)])
