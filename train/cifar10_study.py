@@ -19,6 +19,7 @@ import torch
 from tqdm import tqdm
 
 from core import checkpoints, data
+from core.training import bf16_is_fast
 from core.ui import BadInput
 from models.cifar10 import SimpleCNN, init_weights
 from train import cifar10 as training
@@ -71,8 +72,9 @@ def lab_train(activation="relu", initializer="he", optimizer="adam", augment=Tru
            else torch.optim.SGD(params, lr=lr, momentum=0.9 if optimizer == "momentum" else 0.0, weight_decay=5e-4))
     steps_per_epoch = math.ceil(train_images / LAB_BATCH)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, training.one_cycle(epochs * steps_per_epoch))
-    args = SimpleNamespace(seed=seed, batch_size=LAB_BATCH, augment=augment, bf16=False, channels_last=False,
-                           label_smoothing=0.0, arch="lab", epochs=epochs)
+    # bf16 autocast trains this CNN about 2.5x faster where the CPU has native kernels
+    args = SimpleNamespace(seed=seed, batch_size=LAB_BATCH, augment=augment, bf16=bf16_is_fast(torch.device("cpu")),
+                           channels_last=False, label_smoothing=0.0, arch="lab", epochs=epochs)
     history, start = [], time.perf_counter()
     for epoch in range(1, epochs + 1):
         stats = training.train_epoch(net, opt, sched, train_x, train_y, args, epoch, torch.device("cpu"), should_stop)
