@@ -172,3 +172,11 @@ def test_accuracy_against_time_has_a_curve_per_trained_model():
     lines = fig.axes[0].get_lines()
     assert len(lines) == len(ten_class) + 2  # and the two target lines
     assert all(max(line.get_xdata()) > 0 for line in lines[:len(ten_class)])
+
+
+def test_committed_study_has_every_variant():
+    from train.cifar10_study import VARIANTS
+
+    rows = cifar10.study_rows()
+    assert [r[0] for r in rows] == [name for name, _, _ in VARIANTS]
+    assert all(r[1].endswith("%") for r in rows)
