@@ -121,8 +121,8 @@ def accuracy_against_time_figure():
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(8.4, 4.2))
-    for name in trained_models():
-        history = checkpoints.load_metrics(training.checkpoint_name(name))["history"]
+    for name in models():
+        history = checkpoints.load_metrics(training.checkpoint_name(name)).get("history")
         if name == "logistic" or not history:
             continue
         ax.plot([h["wall_time_s"] / 60 for h in history], [h["test_accuracy"] for h in history], marker=".",
