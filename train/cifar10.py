@@ -41,7 +41,7 @@ DEFAULTS = {
                 bf16=False, channels_last=False),
     "cnn": dict(epochs=10, lr=0.2, batch_size=256, weight_decay=5e-4, label_smoothing=0.1, augment=True,
                 bf16=True, channels_last=False),
-    "vgg": dict(epochs=30, lr=0.4, batch_size=512, weight_decay=5e-4, label_smoothing=0.2, augment=True,
+    "vgg": dict(epochs=12, lr=0.4, batch_size=512, weight_decay=5e-4, label_smoothing=0.2, augment=True,
                 bf16=True, channels_last=True),
     "resnet": dict(epochs=20, lr=0.2, batch_size=256, weight_decay=5e-4, label_smoothing=0.1, augment=True,
                    bf16=True, channels_last=True),
