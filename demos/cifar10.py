@@ -21,7 +21,8 @@ from train.cifar10_study import OPTIMIZERS, lab_train
 TITLE = "CIFAR-10 model zoo"
 LABELS = {
     "logistic": "Logistic regression (airplane vs automobile)", "softmax": "Softmax regression", "mlp": "MLP",
-    "cnn": "3-layer CNN", "vgg": "VGG (airbench-style)", "resnet": "ResNet-14 (wide)", "inception": "Small Inception",
+    "cnn": "3-layer CNN", "vgg": "VGG (airbench-style)", "vgg_airbench": "VGG, airbench94's whitening and recipe",
+    "resnet": "ResNet-14 (wide)", "inception": "Small Inception",
     "mobilenet": "MobileNet (0.5x)", "plain20": "PlainNet-20 (no shortcuts)", "resnet20": "ResNet-20",
     "se_resnet20": "SE-ResNet-20", "densenet_bc": "DenseNet-BC-40",
 }

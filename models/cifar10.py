@@ -114,18 +114,46 @@ class SimpleCNN(nn.Module, PyTorchModelHubMixin):
 class VGG(nn.Module, PyTorchModelHubMixin):
     """A small VGG: stages of two 3x3 conv-BN-GELU layers, max-pooling after each stage's
     first conv (as in Keller Jordan's airbench, the fastest known CIFAR-10 trainer), then
-    global max-pooling and a linear layer scaled down so the logits start small."""
+    global max-pooling and a linear layer scaled down so the logits start small.
 
-    def __init__(self, widths=(64, 256, 256), stem: int = 32, num_classes: int = 10):
+    With `whiten=True` the rest of airbench94's network too: the stem is a fixed 2x2 conv
+    whose filters whiten the training images' patches (`init_whitening`), the other convs
+    start as identities on their first channels (an implicit residual), and batch norm only
+    learns a shift (its scale is fixed at 1, its running statistics follow fast)."""
+
+    def __init__(self, widths=(64, 256, 256), stem: int = 32, num_classes: int = 10, whiten: bool = False):
         super().__init__()
-        layers, cin = [nn.Conv2d(3, stem, 3, padding=1, bias=False), nn.BatchNorm2d(stem), nn.GELU()], stem
+        if whiten:  # 12 whitening directions of 2x2x3 patches, each with its negative (GELU keeps both signs)
+            layers, cin = [nn.Conv2d(3, 24, 2, bias=True), nn.GELU()], 24
+        else:
+            layers, cin = [nn.Conv2d(3, stem, 3, padding=1, bias=False), nn.BatchNorm2d(stem), nn.GELU()], stem
+        norm = (lambda c: nn.BatchNorm2d(c, eps=1e-12, momentum=0.4)) if whiten else nn.BatchNorm2d
         for width in widths:
-            layers += [nn.Conv2d(cin, width, 3, padding=1, bias=False), nn.MaxPool2d(2), nn.BatchNorm2d(width), nn.GELU(),
-                       nn.Conv2d(width, width, 3, padding=1, bias=False), nn.BatchNorm2d(width), nn.GELU()]
+            layers += [nn.Conv2d(cin, width, 3, padding=1, bias=False), nn.MaxPool2d(2), norm(width), nn.GELU(),
+                       nn.Conv2d(width, width, 3, padding=1, bias=False), norm(width), nn.GELU()]
             cin = width
         self.features = nn.Sequential(*layers)  # (N, widths[-1], 4, 4)
         self.head = nn.Linear(cin, num_classes, bias=False)
         self.scale = 1 / 9  # airbench's temperature on the logits
+        self.whiten = whiten
+        if whiten:
+            self.features[0].weight.requires_grad_(False)
+            nn.init.zeros_(self.features[0].bias)
+            for m in self.features[2:].modules():
+                if isinstance(m, nn.Conv2d):
+                    nn.init.dirac_(m.weight.data[:m.in_channels])
+                elif isinstance(m, nn.BatchNorm2d):
+                    m.weight.requires_grad_(False)
+
+    @torch.no_grad()
+    def init_whitening(self, images: torch.Tensor, eps: float = 5e-4) -> None:
+        """Set the whitening stem from normalised training images (N, 3, 32, 32): the
+        eigenvectors of the 2x2 patches' covariance, each scaled by 1/sqrt(eigenvalue)."""
+        conv = self.features[0]
+        patches = images.float().unfold(2, 2, 1).unfold(3, 2, 1).transpose(1, 3).reshape(-1, 12)
+        eigenvalues, eigenvectors = torch.linalg.eigh(patches.T @ patches / len(patches))
+        filters = (eigenvectors.T / (eigenvalues[:, None] + eps).sqrt()).flip(0).reshape(12, 3, 2, 2)
+        conv.weight.copy_(torch.cat([filters, -filters]))
 
     def forward(self, x):
         x = self.features(x).amax(dim=(2, 3))
@@ -305,6 +333,7 @@ ARCHITECTURES = {
     "mlp": (MLP, {}, 0.464),
     "cnn": (SimpleCNN, {}, 0.663),
     "vgg": (VGG, {}, 0.732),
+    "vgg_airbench": (VGG, {"whiten": True}, 0.732),
     "resnet": (ResNet, {"depth": 14, "width": 32}, 0.763),
     "inception": (Inception, {}, 0.735),
     "mobilenet": (MobileNet, {}, 0.649),

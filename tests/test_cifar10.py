@@ -14,7 +14,8 @@ from core.ui import BadInput
 from demos import cifar10
 from models.cifar10 import ARCHITECTURES, SimpleCNN, init_weights
 from test_train_smoke import run_cli
-from train.cifar10 import augment
+from models.cifar10 import VGG
+from train.cifar10 import augment, cutout
 
 # Targets from the issue, checked by evaluation for every committed checkpoint. The logistic
 # regression's floor is what it measures (82.3%): the issue's 85% is above what any linear
@@ -58,6 +59,38 @@ def test_augment_keeps_shape_and_pixels():
     assert out.shape == images.shape and out.dtype == torch.uint8
     # a crop of a padded image: the centre of the original is still there (shifted by <= 4)
     assert out.float().mean().sub(images.float().mean()).abs() < 20
+
+
+def test_cutout_erases_one_square_per_image():
+    images = torch.ones(6, 3, 32, 32)
+    out = cutout(images, 8, torch.Generator().manual_seed(0))
+    erased = out == 0
+    assert erased.sum((1, 2, 3)).tolist() == [8 * 8 * 3] * 6
+    rows, cols = erased[0, 0].any(1).nonzero().flatten(), erased[0, 0].any(0).nonzero().flatten()
+    assert rows.max() - rows.min() == 7 and cols.max() - cols.min() == 7  # one contiguous square
+
+
+def test_whitening_stem_decorrelates_patches():
+    images = torch.randn(64, 3, 32, 32) * torch.tensor([1.0, 0.5, 2.0]).view(1, 3, 1, 1)
+    images = images + images.roll(1, dims=3)  # neighbouring pixels correlated
+    model = VGG(whiten=True)
+    model.init_whitening(images)
+    out = model.features[0](images)[:, :12].detach() - model.features[0].bias[:12, None, None].detach()
+    flat = out.permute(0, 2, 3, 1).reshape(-1, 12)
+    covariance = flat.T @ flat / len(flat)
+    assert torch.allclose(covariance, torch.eye(12), atol=0.05)
+    assert torch.equal(model.features[0].weight[12:], -model.features[0].weight[:12])
+    assert not model.features[0].weight.requires_grad  # fixed, as airbench keeps it
+
+
+def test_airbench_vgg_trains_and_reloads(tmp_path):
+    trained = run_cli("train.cifar10", "--arch", "vgg_airbench", "--epochs", "1", "--limit", "256",
+                      "--checkpoint-dir", str(tmp_path))
+    evaluated = run_cli("train.cifar10", "--arch", "vgg_airbench", "--eval", "--limit", "256",
+                        "--checkpoint-dir", str(tmp_path))
+    assert evaluated["vgg_airbench"]["test_accuracy"] == trained["vgg_airbench"]["test_accuracy"]
+    hyperparameters = json.loads((tmp_path / "cifar10" / "vgg_airbench" / "metrics.json").read_text())["hyperparameters"]
+    assert hyperparameters["cutout"] == 8 and hyperparameters["bias_lr_scale"] == 64
 
 
 def rgb(h, w, color=(200, 30, 30)):

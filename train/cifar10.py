@@ -43,6 +43,10 @@ DEFAULTS = {
                 bf16=True, channels_last=False),
     "vgg": dict(epochs=12, lr=0.4, batch_size=512, weight_decay=5e-4, label_smoothing=0.2, augment=True,
                 bf16=True, channels_last=True),
+    # airbench94's hyperparameters (its lr 11.5 and weight decay 0.0153 per 1024 examples, for a mean loss),
+    # run three times as long, with airbench96's cutout against the overfitting of long runs.
+    "vgg_airbench": dict(epochs=30, lr=1.5, batch_size=1024, weight_decay=0.00133, label_smoothing=0.2, augment=True,
+                         bf16=True, channels_last=True, momentum=0.85, bias_lr_scale=64, crop_padding=4, cutout=8),
     "resnet": dict(epochs=20, lr=0.2, batch_size=256, weight_decay=5e-4, label_smoothing=0.1, augment=True,
                    bf16=True, channels_last=True),
     "inception": dict(epochs=20, lr=0.2, batch_size=256, weight_decay=5e-4, label_smoothing=0.1, augment=True,
@@ -87,6 +91,16 @@ def augment(images_uint8: torch.Tensor, gen: torch.Generator, pad: int = 4) -> t
     flip = torch.rand(n, generator=gen) < 0.5
     out[flip] = out[flip].flip(3)
     return out
+
+
+def cutout(images: torch.Tensor, size: int, gen: torch.Generator) -> torch.Tensor:
+    """Zero (the mean, after normalisation) a random size x size square of each image."""
+    n, _, h, w = images.shape
+    y0, x0 = torch.randint(0, h - size + 1, (n,), generator=gen), torch.randint(0, w - size + 1, (n,), generator=gen)
+    rows = (torch.arange(h)[None] >= y0[:, None]) & (torch.arange(h)[None] < y0[:, None] + size)  # (N, H)
+    cols = (torch.arange(w)[None] >= x0[:, None]) & (torch.arange(w)[None] < x0[:, None] + size)
+    mask = (rows[:, :, None] & cols[:, None, :])[:, None].to(images.device)
+    return images.masked_fill(mask, 0.0)
 
 
 def loss_fn(logits, labels, label_smoothing: float):
@@ -152,11 +166,12 @@ def one_cycle(total_steps: int, warmup: float = 0.25):
 
 def make_optimizer(model, args, steps_per_epoch: int):
     # No weight decay on batch-norm parameters and biases (they only set scales and offsets).
-    decay = [p for p in model.parameters() if p.dim() > 1]
-    no_decay = [p for p in model.parameters() if p.dim() <= 1]
+    decay = [p for p in model.parameters() if p.dim() > 1 and p.requires_grad]
+    no_decay = [p for p in model.parameters() if p.dim() <= 1 and p.requires_grad]
+    # airbench trains the batch-norm shifts with a far larger learning rate (64x) than the weights.
     optimizer = torch.optim.SGD([{"params": decay, "weight_decay": args.weight_decay},
-                                 {"params": no_decay, "weight_decay": 0.0}],
-                                lr=args.lr, momentum=0.9, nesterov=True)
+                                 {"params": no_decay, "weight_decay": 0.0, "lr": args.lr * (args.bias_lr_scale or 1)}],
+                                lr=args.lr, momentum=args.momentum or 0.9, nesterov=True)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, one_cycle(args.epochs * steps_per_epoch))
     return optimizer, scheduler
 
@@ -172,8 +187,10 @@ def train_epoch(model, optimizer, scheduler, images, labels, args, epoch, device
         idx = order[i:i + args.batch_size]
         if len(idx) < 2:  # batch norm needs two images
             continue
-        x = augment(images[idx], gen) if args.augment else images[idx]
+        x = augment(images[idx], gen, args.crop_padding or 4) if args.augment else images[idx]
         x = normalize(x.to(device))
+        if args.augment and args.cutout:
+            x = cutout(x, args.cutout, gen)
         x = x.contiguous(memory_format=torch.channels_last if args.channels_last else torch.contiguous_format)
         y = labels[idx].to(device)
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=args.bf16):
@@ -213,11 +230,14 @@ def run(args) -> dict:
     train_x, train_y = load_split("train", arch, args)
     train_y = to_binary_labels(train_y, arch)
     model = build_model(arch).to(device, memory_format=torch.channels_last if args.channels_last else torch.contiguous_format)
+    if getattr(model, "whiten", False):  # the VGG's fixed whitening stem is computed, not learned
+        model.init_whitening(normalize(train_x[:5000]).to(device))
     steps_per_epoch = math.ceil(len(train_x) / args.batch_size)
     optimizer, scheduler = make_optimizer(model, args, steps_per_epoch)
     resume_dir = Path(args.checkpoint_dir or checkpoints.CHECKPOINTS) / name / "resume"
     config = {k: getattr(args, k) for k in ("arch", "epochs", "lr", "batch_size", "weight_decay", "label_smoothing",
-                                            "augment", "bf16", "channels_last", "seed", "limit")}
+                                            "augment", "bf16", "channels_last", "momentum", "bias_lr_scale",
+                                            "crop_padding", "cutout", "seed", "limit")}
     start_epoch, history = load_state(resume_dir, model, optimizer, scheduler, config) if args.resume else (0, [])
     elapsed_before = history[-1]["wall_time_s"] if history else 0.0
     writer = None
@@ -269,6 +289,10 @@ def main(argv=None):
     parser.add_argument("--batch-size", type=int, help="training batch size")
     parser.add_argument("--weight-decay", type=float, help="SGD weight decay on weights (not on norms and biases)")
     parser.add_argument("--label-smoothing", type=float, help="label smoothing")
+    parser.add_argument("--momentum", type=float, help="Nesterov momentum (default 0.9)")
+    parser.add_argument("--bias-lr-scale", type=float, help="learning-rate multiplier for norms and biases (default 1)")
+    parser.add_argument("--crop-padding", type=int, help="pixels of reflect padding for the random crop (default 4)")
+    parser.add_argument("--cutout", type=int, help="side of the square cutout erases from each training image (default 0: none)")
     parser.add_argument("--augment", type=lambda s: s.lower() in ("1", "true", "yes", "on"),
                         help="random crop + flip on/off (default: on)")
     parser.add_argument("--bf16", type=lambda s: s.lower() in ("1", "true", "yes", "on"),

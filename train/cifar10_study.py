@@ -74,7 +74,7 @@ def lab_train(activation="relu", initializer="he", optimizer="adam", augment=Tru
     sched = torch.optim.lr_scheduler.LambdaLR(opt, training.one_cycle(epochs * steps_per_epoch))
     # bf16 autocast trains this CNN about 2.5x faster where the CPU has native kernels
     args = SimpleNamespace(seed=seed, batch_size=LAB_BATCH, augment=augment, bf16=bf16_is_fast(torch.device("cpu")),
-                           channels_last=False, label_smoothing=0.0, arch="lab", epochs=epochs)
+                           channels_last=False, label_smoothing=0.0, arch="lab", epochs=epochs, crop_padding=4, cutout=0)
     history, start = [], time.perf_counter()
     for epoch in range(1, epochs + 1):
         stats = training.train_epoch(net, opt, sched, train_x, train_y, args, epoch, torch.device("cpu"), should_stop)
