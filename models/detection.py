@@ -86,10 +86,11 @@ class FaceMaskDetector(nn.Module, PyTorchModelHubMixin):
         """Training: a dict of the four losses. Eval: per image boxes, labels, scores."""
         return self.detector(images, targets)
 
-    def set_train_size(self, min_size: int | None) -> None:
-        """Resize training batches to this shorter side (scale jitter); None restores the
-        evaluation size from the config."""
+    def set_train_size(self, min_size: int | None, resize: bool = True) -> None:
+        """Resize training batches to this shorter side (scale jitter), or leave them as they
+        come (resize=False: crops already at their scale); None restores the evaluation size."""
         self.detector.transform.min_size = (min_size or self.min_size,)
+        self.detector.transform._skip_resize = not resize  # torchvision's own switch, read in training only
 
 
 class FaceCropClassifier(nn.Module, PyTorchModelHubMixin):

@@ -73,12 +73,28 @@ def test_flip_resize_and_augment_keep_boxes_on_their_pixels():
         assert resized.shape[1:] == (round(60 * scale), round(90 * scale))
         assert red_inside(resized, rboxes[0]) > 0.9
     for seed in range(6):
-        out, aboxes = training.augment(image, boxes, torch.Generator().manual_seed(seed))
+        out, aboxes, _ = training.augment(image, boxes, torch.Generator().manual_seed(seed))
         assert out.shape == image.shape and red_inside(out, aboxes[0]) > 0.9
         outside = out.clone()
         x0, y0, x1, y1 = (round(v) for v in aboxes[0].tolist())
         outside[:, y0:y1, x0:x1] = 0
         assert (outside[0].float() > outside[1].float() + 50).sum() == 0  # no red left outside the box
+
+
+def test_crops_keep_boxes_on_their_pixels_and_drop_faces_cut_off():
+    image, boxes = picture_with_a_red_box()  # 60 x 90, the red box at x 10..30, y 20..45
+    labels = torch.tensor([2])
+    for seed in range(12):
+        gen = torch.Generator().manual_seed(seed)
+        out, cboxes, clabels = training.augment(image, boxes, gen, labels, short_side=120, crop=64)
+        assert out.shape == (3, 64, 64)  # resized to 120 x 180, then cropped
+        if len(cboxes):  # at least half the face in the window: kept, on red pixels, inside the crop
+            assert clabels.tolist() == [2] and red_inside(out, cboxes[0]) > 0.9
+            assert (cboxes >= 0).all() and (cboxes <= 64).all()
+    kept = training.random_crop(image, boxes, labels, 200, torch.Generator())  # bigger than the photo: all of it
+    assert kept[0].shape == image.shape and torch.equal(kept[1], boxes)
+    cut = training.random_crop(image[:, :, :15], boxes, labels, 15, torch.Generator())  # a quarter of the face
+    assert len(cut[1]) == 0 and len(cut[2]) == 0
 
 
 @needs_data
@@ -181,6 +197,15 @@ def test_tiny_training_run_then_eval_and_its_model_card(monkeypatch, tmp_path):
     text, rows, pr, curves, failures = detection.model_card()
     assert "mAP@0.5" in text and [r[0] for r in rows] == list(CLASSES)
     assert pr is not None and curves is not None and len(failures) == 4
+
+
+@needs_data
+def test_tiny_training_run_on_crops(tmp_path):
+    result = training.main(["--epochs", "1", "--limit", "4", "--min-size", "96", "--train-crop", "64", "--batch-size", "2",
+                            "--checkpoint-dir", str(tmp_path)])
+    metrics = json.loads((tmp_path / "detection" / "metrics.json").read_text())
+    assert metrics["hyperparameters"]["train_crop"] == 64 and 0 <= result["test_map50"] <= 1
+    assert json.loads((tmp_path / "detection" / "config.json").read_text())["min_size"] == 96
 
 
 def test_backbone_crops_centre_the_face_with_context():

@@ -130,22 +130,46 @@ def color_jitter(image: torch.Tensor, gen: torch.Generator, strength: float = 0.
     return x.clamp(0, 255).byte()
 
 
-def augment(image: torch.Tensor, boxes: torch.Tensor, gen: torch.Generator):
-    """Training augmentation that moves the boxes with the pixels."""
+def random_crop(image: torch.Tensor, boxes: torch.Tensor, labels: torch.Tensor, size: int, gen: torch.Generator,
+                min_visible: float = 0.5):
+    """A size x size window at a random place (the whole side where the image is smaller);
+    the boxes move into it and are clipped, and a face with less than `min_visible` of its
+    area left in the window is dropped from the targets."""
+    h, w = image.shape[-2:]
+    y0 = int(torch.randint(max(h - size, 0) + 1, (1,), generator=gen))
+    x0 = int(torch.randint(max(w - size, 0) + 1, (1,), generator=gen))
+    image = image[:, y0:y0 + size, x0:x0 + size]
+    shifted = boxes - torch.tensor([x0, y0, x0, y0], dtype=boxes.dtype)
+    clipped = torch.stack([shifted[:, 0].clamp(0, image.shape[-1]), shifted[:, 1].clamp(0, image.shape[-2]),
+                           shifted[:, 2].clamp(0, image.shape[-1]), shifted[:, 3].clamp(0, image.shape[-2])], dim=1)
+    width, height = clipped[:, 2] - clipped[:, 0], clipped[:, 3] - clipped[:, 1]
+    area = (shifted[:, 2] - shifted[:, 0]) * (shifted[:, 3] - shifted[:, 1])
+    keep = (width >= 1) & (height >= 1) & (width * height >= min_visible * area)
+    return image, clipped[keep], labels[keep]
+
+
+def augment(image: torch.Tensor, boxes: torch.Tensor, gen: torch.Generator, labels: torch.Tensor | None = None,
+            short_side: int | None = None, crop: int = 0):
+    """Training augmentation that moves the boxes with the pixels: a horizontal flip, colour
+    jitter and, with `crop`, a resize to `short_side` and a random crop x crop window (the
+    photo is then seen larger than whole photos of the same cost could be)."""
     if torch.rand(1, generator=gen).item() < 0.5:
         image, boxes = hflip(image, boxes)
-    return color_jitter(image, gen), boxes
+    if crop:
+        image, boxes = resize(image, boxes, short_side / min(image.shape[-2:]))
+        image, boxes, labels = random_crop(image, boxes, labels, crop, gen)
+    return color_jitter(image, gen), boxes, labels
 
 
-def batch(records, root: Path, device, gen=None):
+def batch(records, root: Path, device, gen=None, short_side: int | None = None, crop: int = 0):
     """Images as float [0, 1] and targets for a list of records (augmented when gen is given)."""
     images, targets = [], []
     for r in records:
-        image, boxes = load_image(image_path(root, r["stem"])), r["boxes"]
+        image, boxes, labels = load_image(image_path(root, r["stem"])), r["boxes"], r["labels"]
         if gen is not None:
-            image, boxes = augment(image, boxes, gen)
+            image, boxes, labels = augment(image, boxes, gen, labels, short_side, crop)
         images.append(image.to(device).float() / 255)
-        targets.append({"boxes": boxes.to(device), "labels": r["labels"].to(device)})
+        targets.append({"boxes": boxes.to(device), "labels": labels.to(device)})
     return images, targets
 
 
@@ -251,8 +275,10 @@ def train_epoch(model, optimizer, scheduler, records, root, args, epoch, device)
     bar = tqdm(range(0, len(order), args.batch_size), desc=f"detection epoch {epoch}/{args.epochs}", leave=False)
     for i in bar:
         chunk = [records[j] for j in order[i:i + args.batch_size]]
-        model.set_train_size(SCALES[int(torch.randint(len(SCALES), (1,), generator=gen))] * args.min_size // 320)
-        images, targets = batch(chunk, root, device, gen)
+        short_side = SCALES[int(torch.randint(len(SCALES), (1,), generator=gen))] * args.min_size // 320
+        # whole photos resized by the model, or (--train-crop) crops `augment` already resized
+        model.set_train_size(short_side, resize=not args.train_crop)
+        images, targets = batch(chunk, root, device, gen, short_side, args.train_crop)
         losses = model(images, targets)
         loss = sum(losses.values())
         if not torch.isfinite(loss):
@@ -303,7 +329,7 @@ def run(args) -> dict:
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: lr_factor(s, args.epochs * steps, steps))
     resume_dir = Path(args.checkpoint_dir or checkpoints.CHECKPOINTS) / NAME / "resume"
     config = {k: getattr(args, k) for k in ("backbone", "min_size", "imagenet_backbone", "backbone_init", "epochs",
-                                            "lr", "batch_size", "weight_decay", "repeat_rare", "seed", "limit")}
+                                            "lr", "batch_size", "weight_decay", "repeat_rare", "train_crop", "seed", "limit")}
     start_epoch, history = load_state(resume_dir, model, optimizer, scheduler, config) if args.resume else (0, [])
     elapsed_before = history[-1]["wall_time_s"] if history else 0.0
     best = (resume_dir / "best.safetensors")
@@ -357,6 +383,9 @@ def main(argv=None):
                              "train.detection_backbone); the default for mobilenet_v3 without --imagenet-backbone, "
                              "--no-backbone-init trains it from scratch")
     parser.add_argument("--min-size", type=int, default=320, help="shorter side the model sees at evaluation")
+    parser.add_argument("--train-crop", type=int, default=0,
+                        help="train on random crop x crop windows of photos resized to the jittered size "
+                             "(0: whole photos, as committed); lets --min-size grow at the same cost a step")
     parser.add_argument("--epochs", type=int, default=16, help="epochs (4 to 5 minutes each on 2 CPU cores)")
     parser.add_argument("--lr", type=float, default=0.01, help="peak SGD learning rate (momentum 0.9)")
     parser.add_argument("--batch-size", type=int, default=4, help="images per step")
