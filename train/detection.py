@@ -132,12 +132,20 @@ def color_jitter(image: torch.Tensor, gen: torch.Generator, strength: float = 0.
 
 def random_crop(image: torch.Tensor, boxes: torch.Tensor, labels: torch.Tensor, size: int, gen: torch.Generator,
                 min_visible: float = 0.5):
-    """A size x size window at a random place (the whole side where the image is smaller);
-    the boxes move into it and are clipped, and a face with less than `min_visible` of its
-    area left in the window is dropped from the targets."""
+    """A size x size window (the whole side where the image is smaller) at a random place
+    that holds one face picked at random, so no crop is wasted on an empty corner; the boxes
+    move into it and are clipped, and a face with less than `min_visible` of its area left in
+    the window is dropped from the targets."""
     h, w = image.shape[-2:]
-    y0 = int(torch.randint(max(h - size, 0) + 1, (1,), generator=gen))
-    x0 = int(torch.randint(max(w - size, 0) + 1, (1,), generator=gen))
+
+    def start(length: int, lo: float, hi: float) -> int:  # window start in [0, length - size] holding lo..hi
+        first, last = max(0, math.ceil(hi) - size), min(max(length - size, 0), math.floor(lo))
+        if first > last:  # the face is larger than the window: anywhere
+            first, last = 0, max(length - size, 0)
+        return first + int(torch.randint(last - first + 1, (1,), generator=gen))
+
+    x_lo, y_lo, x_hi, y_hi = boxes[int(torch.randint(len(boxes), (1,), generator=gen))].tolist() if len(boxes) else (0, 0, w, h)
+    y0, x0 = start(h, y_lo, y_hi), start(w, x_lo, x_hi)
     image = image[:, y0:y0 + size, x0:x0 + size]
     shifted = boxes - torch.tensor([x0, y0, x0, y0], dtype=boxes.dtype)
     clipped = torch.stack([shifted[:, 0].clamp(0, image.shape[-1]), shifted[:, 1].clamp(0, image.shape[-2]),
