@@ -51,7 +51,7 @@ DEFAULTS = {
                    bf16=True, channels_last=True),
     "inception": dict(epochs=20, lr=0.2, batch_size=256, weight_decay=5e-4, label_smoothing=0.1, augment=True,
                       bf16=True, channels_last=True),
-    "mobilenet": dict(epochs=14, lr=0.2, batch_size=256, weight_decay=5e-4, label_smoothing=0.1, augment=True,
+    "mobilenet": dict(epochs=20, lr=0.2, batch_size=256, weight_decay=5e-4, label_smoothing=0.1, augment=True,
                       bf16=True, channels_last=True),
     "plain20": dict(epochs=30, lr=0.2, batch_size=256, weight_decay=5e-4, label_smoothing=0.1, augment=True,
                     bf16=True, channels_last=True),
