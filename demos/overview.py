@@ -64,7 +64,8 @@ EXPERIMENTS = [
                ["no ELBO reported, and its KL term was not the standard one"],
                "10,000 test images"),
     Experiment("cifar10", "CIFAR-10 model zoo", 4, "python -m train.cifar10 --arch all",
-               [Figure("VGG", "cifar10/vgg", "test_accuracy"), Figure("ResNet-20", "cifar10/resnet20", "test_accuracy"),
+               [Figure("VGG (airbench)", "cifar10/vgg_airbench", "test_accuracy"),
+                Figure("ResNet-20", "cifar10/resnet20", "test_accuracy"),
                 Figure("CNN", "cifar10/cnn", "test_accuracy"), Figure("MLP", "cifar10/mlp", "test_accuracy")],
                [Figure("VGG", "cifar10/vgg", "seed_accuracy", "{:.1%}"), Figure("CNN", "cifar10/cnn", "seed_accuracy", "{:.1%}"),
                 Figure("MLP", "cifar10/mlp", "seed_accuracy", "{:.1%}"), "on its first 2,000 test images"],
@@ -242,7 +243,7 @@ def _thumb_vae():
 
 def _thumb_cifar10():
     lines = {label: _history(f"cifar10/{arch}", "test_accuracy")
-             for arch, label in (("vgg", "VGG"), ("resnet20", "ResNet-20"), ("cnn", "CNN"), ("mlp", "MLP"),
+             for arch, label in (("vgg_airbench", "VGG (airbench)"), ("resnet20", "ResNet-20"), ("cnn", "CNN"), ("mlp", "MLP"),
                                  ("softmax", "softmax"))}
     return curves_image({k: v for k, v in lines.items() if v[0]}, "epoch", "test accuracy", percent=True)
 

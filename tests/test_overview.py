@@ -38,9 +38,9 @@ def test_numbers_are_the_committed_metrics():
     mnist = committed_metrics("mnist/cnn")
     if mnist:
         assert f"**{mnist['test_accuracy']:.2%}**" in rows["mnist"]["ours"]
-    vgg = committed_metrics("cifar10/vgg")
-    if vgg:  # the course's number comes from the metrics too
-        assert f"**{vgg['test_accuracy']:.2%}**" in rows["cifar10"]["ours"]
+    vgg, best = committed_metrics("cifar10/vgg"), committed_metrics("cifar10/vgg_airbench")
+    if vgg and best:  # the course's number comes from the metrics too
+        assert f"**{best['test_accuracy']:.2%}**" in rows["cifar10"]["ours"]
         assert f"**{vgg['seed_accuracy']:.1%}**" in rows["cifar10"]["seed"]
     translation = committed_metrics("translation")
     if translation:

@@ -12,7 +12,7 @@ curve (the model kept is the last epoch's, nothing is chosen by it). Recipe: ran
 schedule, label smoothing, weight decay; predictions average each image and its mirror
 image. Channels-last memory and bfloat16 autocast where they are faster on this CPU (see
 benchmarks/cifar10_training_speed.py). The logistic regression sees only airplanes and
-automobiles.
+automobiles; vgg_airbench also takes airbench94's optimiser settings and cutout (DEFAULTS).
 """
 import argparse
 import json
