@@ -32,7 +32,7 @@ import httpx
 import numpy as np
 from gradio_client import Client
 
-from benchmarks.api import endpoints, http_call, sample_files, typical_inputs
+from benchmarks.api import endpoints, http_call, page_defaults, sample_files, typical_inputs
 
 REPO = Path(__file__).resolve().parent
 LIGHT = ["/mnist_predict", "/fizzbuzz_play", "/gan_sample", "/text_classify"]  # the light endpoints
@@ -303,7 +303,9 @@ def main(argv=None):
         light = {ep.name: typical_inputs(client.config, ep, files) for ep in found if ep.name in LIGHT}
         if light:
             style = style_transfer_endpoint(found, args.style_endpoint)
-            background = (style.name, typical_inputs(client.config, style, files, cheap=args.quick)) if style else None
+            # the heaviest a user starts with one click: the page's own settings (optimisation, 60 steps, 256 px)
+            background = None if not style else (style.name, typical_inputs(client.config, style, files, cheap=True)
+                                                 if args.quick else page_defaults(client.config, style, files))
             phases = [dict(http=http, pace=pace) for pace in (None, args.pace) for http in (False, True)]
             if background:
                 phases += [dict(background=background, http=http, pace=pace)

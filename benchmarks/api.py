@@ -166,6 +166,15 @@ def typical_inputs(config: dict, endpoint: Endpoint, files: dict[str, Path], che
             for inp in endpoint.inputs]
 
 
+def page_defaults(config: dict, endpoint: Endpoint, files: dict[str, Path]) -> list:
+    """The endpoint's inputs as the page starts, examples used only for pictures and sounds:
+    what pressing its button at once sends (for style transfer: the optimisation, not the
+    feed-forward network an example row picks)."""
+    found = examples(config)
+    return [typical_value(inp, files, found.get(inp.id) if inp.type in ("image", "audio") else None)
+            for inp in endpoint.inputs]
+
+
 # ---- the HTTP API, without gradio_client ---------------------------------------------------------
 
 def upload_local_files(url: str, value, http: httpx.Client | None = None):
