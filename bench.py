@@ -303,9 +303,11 @@ def main(argv=None):
         light = {ep.name: typical_inputs(client.config, ep, files) for ep in found if ep.name in LIGHT}
         if light:
             style = style_transfer_endpoint(found, args.style_endpoint)
-            # the heaviest a user starts with one click: the page's own settings (optimisation, 60 steps, 256 px)
-            background = None if not style else (style.name, typical_inputs(client.config, style, files, cheap=True)
-                                                 if args.quick else page_defaults(client.config, style, files))
+            background = None
+            if style:  # what one click starts with the page's own settings (optimisation, 60 steps, 256 px)
+                inputs = (typical_inputs(client.config, style, files, cheap=True) if args.quick
+                          else page_defaults(client.config, style, files))
+                background = (style.name, inputs)
             phases = [dict(http=http, pace=pace) for pace in (None, args.pace) for http in (False, True)]
             if background:
                 phases += [dict(background=background, http=http, pace=pace)

@@ -29,7 +29,7 @@ import torch
 from PIL import Image
 from safetensors.torch import load_file, save_file
 from torchmetrics.detection import MeanAveragePrecision
-from torchvision.ops import box_iou
+from torchvision.ops import box_area, box_iou, clip_boxes_to_image
 from tqdm import tqdm
 
 from core import checkpoints, data
@@ -148,11 +148,9 @@ def random_crop(image: torch.Tensor, boxes: torch.Tensor, labels: torch.Tensor, 
     y0, x0 = start(h, y_lo, y_hi), start(w, x_lo, x_hi)
     image = image[:, y0:y0 + size, x0:x0 + size]
     shifted = boxes - torch.tensor([x0, y0, x0, y0], dtype=boxes.dtype)
-    clipped = torch.stack([shifted[:, 0].clamp(0, image.shape[-1]), shifted[:, 1].clamp(0, image.shape[-2]),
-                           shifted[:, 2].clamp(0, image.shape[-1]), shifted[:, 3].clamp(0, image.shape[-2])], dim=1)
+    clipped = clip_boxes_to_image(shifted, image.shape[-2:])
     width, height = clipped[:, 2] - clipped[:, 0], clipped[:, 3] - clipped[:, 1]
-    area = (shifted[:, 2] - shifted[:, 0]) * (shifted[:, 3] - shifted[:, 1])
-    keep = (width >= 1) & (height >= 1) & (width * height >= min_visible * area)
+    keep = (width >= 1) & (height >= 1) & (box_area(clipped) >= min_visible * box_area(shifted))
     return image, clipped[keep], labels[keep]
 
 
