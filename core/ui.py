@@ -227,7 +227,9 @@ def curves(history: list[dict], panels: dict[str, list[str]], title: str = ""):
     epochs = [h["epoch"] for h in history]
     for ax, (ylabel, keys) in zip(axes[0], panels.items()):
         for key in keys:
-            ax.plot(epochs, [h[key] for h in history], label=key.replace("_", " "))
+            # a key missing or None in an epoch (e.g. not validated then) leaves a gap
+            ax.plot(epochs, [h.get(key) if h.get(key) is not None else float("nan") for h in history],
+                    label=key.replace("_", " "))
         ax.set_xlabel("epoch")
         ax.set_ylabel(ylabel)
         ax.grid(alpha=0.3)

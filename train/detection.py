@@ -302,6 +302,10 @@ def train_epoch(model, optimizer, scheduler, records, root, args, epoch, device)
     return {k: round(v / max(seen, 1), 4) for k, v in totals.items()}
 
 
+def best_val(history: list[dict]) -> float:
+    return max(h["val_map50"] for h in history if h["val_map50"] is not None)
+
+
 def run(args) -> dict:
     device = pick_device(args.device)
     root = data.face_mask_dir(args.data_dir)
@@ -335,7 +339,8 @@ def run(args) -> dict:
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: lr_factor(s, args.epochs * steps, steps))
     resume_dir = Path(args.checkpoint_dir or checkpoints.CHECKPOINTS) / NAME / "resume"
     config = {k: getattr(args, k) for k in ("backbone", "min_size", "imagenet_backbone", "backbone_init", "epochs",
-                                            "lr", "batch_size", "weight_decay", "repeat_rare", "train_crop", "seed", "limit")}
+                                            "lr", "batch_size", "weight_decay", "repeat_rare", "train_crop", "val_from",
+                                            "seed", "limit")}
     start_epoch, history = load_state(resume_dir, model, optimizer, scheduler, config) if args.resume else (0, [])
     elapsed_before = history[-1]["wall_time_s"] if history else 0.0
     best = (resume_dir / "best.safetensors")
@@ -344,11 +349,14 @@ def run(args) -> dict:
     start = time.perf_counter()
     for epoch in range(start_epoch + 1, args.epochs + 1):
         stats = train_epoch(model, optimizer, scheduler, parts["train"], root, args, epoch, device)
-        val = val_map50(predict(model, parts["val"], root, device), parts["val"])
-        history.append({"epoch": epoch, **stats, "val_map50": round(val, 4), "lr": optimizer.param_groups[0]["lr"],
+        # validation at 640 px costs 80 s an epoch; early epochs of a cosine schedule are never the best
+        validate = epoch >= min(args.val_from, args.epochs)
+        val = val_map50(predict(model, parts["val"], root, device), parts["val"]) if validate else None
+        history.append({"epoch": epoch, **stats, "val_map50": None if val is None else round(val, 4),
+                        "lr": optimizer.param_groups[0]["lr"],
                         "wall_time_s": round(elapsed_before + time.perf_counter() - start, 1)})
         tqdm.write(json.dumps(history[-1]))
-        if best_state is None or val >= max(h["val_map50"] for h in history):
+        if val is not None and (best_state is None or val >= best_val(history)):
             best_state = {k: v.detach().clone().contiguous() for k, v in model.state_dict().items()}
             resume_dir.mkdir(parents=True, exist_ok=True)
             save_file(best_state, str(best))
@@ -358,12 +366,12 @@ def run(args) -> dict:
     wall_time = elapsed_before + time.perf_counter() - start
 
     model.load_state_dict(best_state)  # the epoch with the best validation mAP@0.5
-    best_epoch = max(history, key=lambda h: h["val_map50"])["epoch"]
+    best_epoch = max((h for h in history if h["val_map50"] is not None), key=lambda h: h["val_map50"])["epoch"]
     counts = {part: {c: int(sum((r["labels"] == i + 1).sum() for r in recs)) for i, c in enumerate(CLASSES)}
               for part, recs in parts.items()}
     metrics = {
         **evaluate(model, parts["test"], root, device),
-        "best_epoch": best_epoch, "val_map50": max(h["val_map50"] for h in history),
+        "best_epoch": best_epoch, "val_map50": best_val(history),
         "split": {part: len(recs) for part, recs in parts.items()}, "faces_per_split": counts,
         "test_stems": [r["stem"] for r in parts["test"]],
         "parameters": sum(p.numel() for p in model.parameters()),
@@ -396,6 +404,9 @@ def main(argv=None):
     parser.add_argument("--lr", type=float, default=0.01, help="peak SGD learning rate (momentum 0.9)")
     parser.add_argument("--batch-size", type=int, default=4, help="images per step")
     parser.add_argument("--weight-decay", type=float, default=1e-4, help="weight decay (not on norms and biases)")
+    parser.add_argument("--val-from", type=int, default=1,
+                        help="first epoch measured on the validation split (and so eligible as the model kept); "
+                             "the last epoch always is")
     parser.add_argument("--repeat-rare", type=int, default=2,
                         help="times per epoch a photo with a mask_weared_incorrect face is seen (1: like the others)")
     add_run_arguments(parser)
