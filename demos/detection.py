@@ -17,7 +17,7 @@ from train import detection as training
 
 TITLE = "Face-mask detection"
 COLORS = {"with_mask": (30, 160, 60), "without_mask": (220, 40, 40), "mask_weared_incorrect": (240, 160, 0)}
-MAX_SIDE = 1024  # pictures are shrunk to this longer side first (the model itself works at 320 px)
+MAX_SIDE = 1024  # pictures are shrunk to this longer side first (the committed model itself works at 640 px)
 
 
 @functools.cache

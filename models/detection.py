@@ -2,8 +2,8 @@
 
 The seed fine-tuned the COCO-pretrained ResNet-50 FPN at 800 px. Nothing can be downloaded
 here, so the committed model is trained from scratch: a ResNet-18 (or MobileNetV3-Large)
-FPN at a shorter side of 320 px, with anchors and FPN levels chosen for small faces (the
-median face is 28 px at that size, a tenth are under 12 px). ImageNet backbone weights are
+FPN at a shorter side of 640 px (`min_size`), with anchors and FPN levels chosen for small
+faces (at 320 px the median face is 28 px and a tenth are under 12 px). ImageNet backbone weights are
 used only when asked for (`imagenet_backbone=True`) and already in torch's cache.
 
 Input: a list of float images (3, H, W) in [0, 1], any sizes; the model's own transform
