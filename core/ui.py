@@ -228,8 +228,8 @@ def curves(history: list[dict], panels: dict[str, list[str]], title: str = ""):
     for ax, (ylabel, keys) in zip(axes[0], panels.items()):
         for key in keys:
             # a key missing or None in an epoch (e.g. not validated then) leaves a gap
-            ax.plot(epochs, [h.get(key) if h.get(key) is not None else float("nan") for h in history],
-                    label=key.replace("_", " "))
+            values = [h.get(key) for h in history]
+            ax.plot(epochs, [float("nan") if v is None else v for v in values], label=key.replace("_", " "))
         ax.set_xlabel("epoch")
         ax.set_ylabel(ylabel)
         ax.grid(alpha=0.3)

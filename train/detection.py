@@ -303,8 +303,9 @@ def train_epoch(model, optimizer, scheduler, records, root, args, epoch, device)
     return {k: round(v / max(seen, 1), 4) for k, v in totals.items()}
 
 
-def best_val(history: list[dict]) -> float:
-    return max(h["val_map50"] for h in history if h["val_map50"] is not None)
+def best_validated(history: list[dict]) -> dict:
+    """The epoch with the best validation mAP@0.5 (epochs before --val-from have none)."""
+    return max((h for h in history if h["val_map50"] is not None), key=lambda h: h["val_map50"])
 
 
 def run(args) -> dict:
@@ -357,7 +358,7 @@ def run(args) -> dict:
                         "lr": optimizer.param_groups[0]["lr"],
                         "wall_time_s": round(elapsed_before + time.perf_counter() - start, 1)})
         tqdm.write(json.dumps(history[-1]))
-        if val is not None and (best_state is None or val >= best_val(history)):
+        if val is not None and (best_state is None or val >= best_validated(history)["val_map50"]):
             best_state = {k: v.detach().clone().contiguous() for k, v in model.state_dict().items()}
             resume_dir.mkdir(parents=True, exist_ok=True)
             save_file(best_state, str(best))
@@ -367,12 +368,12 @@ def run(args) -> dict:
     wall_time = elapsed_before + time.perf_counter() - start
 
     model.load_state_dict(best_state)  # the epoch with the best validation mAP@0.5
-    best_epoch = max((h for h in history if h["val_map50"] is not None), key=lambda h: h["val_map50"])["epoch"]
+    kept = best_validated(history)
     counts = {part: {c: int(sum((r["labels"] == i + 1).sum() for r in recs)) for i, c in enumerate(CLASSES)}
               for part, recs in parts.items()}
     metrics = {
         **evaluate(model, parts["test"], root, device),
-        "best_epoch": best_epoch, "val_map50": best_val(history),
+        "best_epoch": kept["epoch"], "val_map50": kept["val_map50"],
         "split": {part: len(recs) for part, recs in parts.items()}, "faces_per_split": counts,
         "test_stems": [r["stem"] for r in parts["test"]],
         "parameters": sum(p.numel() for p in model.parameters()),
