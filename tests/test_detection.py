@@ -201,10 +201,11 @@ def test_tiny_training_run_then_eval_and_its_model_card(monkeypatch, tmp_path):
 @needs_data
 def test_tiny_training_run_on_crops_validating_late(monkeypatch, tmp_path):
     result = training.main(["--epochs", "2", "--val-from", "2", "--limit", "4", "--min-size", "96", "--train-crop", "64",
-                            "--batch-size", "2", "--checkpoint-dir", str(tmp_path)])
+                            "--fpn-width", "32", "--head-size", "128", "--batch-size", "2", "--checkpoint-dir", str(tmp_path)])
     metrics = json.loads((tmp_path / "detection" / "metrics.json").read_text())
     assert metrics["hyperparameters"]["train_crop"] == 64 and 0 <= result["test_map50"] <= 1
-    assert json.loads((tmp_path / "detection" / "config.json").read_text())["min_size"] == 96
+    config = json.loads((tmp_path / "detection" / "config.json").read_text())
+    assert (config["min_size"], config["width"], config["representation_size"]) == (96, 32, 128)
     # epoch 1 was not validated, so it cannot be the model kept; the card still draws the curves
     assert metrics["history"][0]["val_map50"] is None and metrics["history"][1]["val_map50"] is not None
     assert metrics["best_epoch"] == 2 and metrics["val_map50"] == metrics["history"][1]["val_map50"]

@@ -2,6 +2,7 @@
 
     python -m train.detection                       # as committed (needs checkpoints/detection_backbone)
     python -m train.detection --no-backbone-init    # the backbone from scratch instead
+    python -m train.detection --fpn-width 128 --head-size 1024 --epochs 22 --val-from 15   # the wider variant (test 0.439)
     python -m train.detection --eval                # re-measure the committed checkpoint on the test split
     python -m train.detection --resume              # continue an interrupted run
     python -m train.detection --epochs 1 --limit 16 --min-size 128 --train-crop 96 --checkpoint-dir /tmp/ck   # a smoke run
@@ -324,6 +325,7 @@ def run(args) -> dict:
                          f"({torch.hub.get_dir()}/checkpoints); nothing is downloaded here.")
     seed_everything(args.seed)
     model = FaceMaskDetector(backbone=args.backbone, min_size=args.min_size, max_size=args.min_size * 2,
+                             width=args.fpn_width, representation_size=args.head_size,
                              imagenet_backbone=args.imagenet_backbone).to(device)
     if args.backbone_init:  # the body of a crop classifier this project trained (train.detection_backbone)
         if args.backbone != "mobilenet_v3" or args.imagenet_backbone:
@@ -340,7 +342,8 @@ def run(args) -> dict:
     steps = math.ceil(len(epoch_order(parts["train"], args.repeat_rare, torch.Generator())) / args.batch_size)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: lr_factor(s, args.epochs * steps, steps))
     resume_dir = Path(args.checkpoint_dir or checkpoints.CHECKPOINTS) / NAME / "resume"
-    config = {k: getattr(args, k) for k in ("backbone", "min_size", "imagenet_backbone", "backbone_init", "epochs",
+    config = {k: getattr(args, k) for k in ("backbone", "min_size", "fpn_width", "head_size", "imagenet_backbone",
+                                            "backbone_init", "epochs",
                                             "lr", "batch_size", "weight_decay", "repeat_rare", "train_crop", "val_from",
                                             "seed", "limit")}
     start_epoch, history = load_state(resume_dir, model, optimizer, scheduler, config) if args.resume else (0, [])
@@ -399,6 +402,8 @@ def main(argv=None):
                              "train.detection_backbone); the default for mobilenet_v3 without --imagenet-backbone, "
                              "--no-backbone-init trains it from scratch")
     parser.add_argument("--min-size", type=int, default=640, help="shorter side the model sees at evaluation")
+    parser.add_argument("--fpn-width", type=int, default=64, help="channels of every FPN level (torchvision: 256)")
+    parser.add_argument("--head-size", type=int, default=512, help="width of the box head's two layers (torchvision: 1024)")
     parser.add_argument("--train-crop", type=int, default=384,
                         help="train on random crop x crop windows of photos resized to the jittered size "
                              "(0: whole photos); lets --min-size grow at the same cost a step")
