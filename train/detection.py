@@ -305,8 +305,9 @@ def train_epoch(model, optimizer, scheduler, records, root, args, epoch, device)
 
 
 def best_validated(history: list[dict]) -> dict:
-    """The epoch with the best validation mAP@0.5 (epochs before --val-from have none)."""
-    return max((h for h in history if h["val_map50"] is not None), key=lambda h: h["val_map50"])
+    """The epoch with the best validation mAP@0.5, the later one on a tie (epochs before
+    --val-from have none)."""
+    return max((h for h in history if h["val_map50"] is not None), key=lambda h: (h["val_map50"], h["epoch"]))
 
 
 def run(args) -> dict:
@@ -343,9 +344,8 @@ def run(args) -> dict:
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: lr_factor(s, args.epochs * steps, steps))
     resume_dir = Path(args.checkpoint_dir or checkpoints.CHECKPOINTS) / NAME / "resume"
     config = {k: getattr(args, k) for k in ("backbone", "min_size", "fpn_width", "head_size", "imagenet_backbone",
-                                            "backbone_init", "epochs",
-                                            "lr", "batch_size", "weight_decay", "repeat_rare", "train_crop", "val_from",
-                                            "seed", "limit")}
+                                            "backbone_init", "epochs", "lr", "batch_size", "weight_decay",
+                                            "repeat_rare", "train_crop", "val_from", "seed", "limit")}
     start_epoch, history = load_state(resume_dir, model, optimizer, scheduler, config) if args.resume else (0, [])
     elapsed_before = history[-1]["wall_time_s"] if history else 0.0
     best = (resume_dir / "best.safetensors")
@@ -361,7 +361,8 @@ def run(args) -> dict:
                         "lr": optimizer.param_groups[0]["lr"],
                         "wall_time_s": round(elapsed_before + time.perf_counter() - start, 1)})
         tqdm.write(json.dumps(history[-1]))
-        if val is not None and (best_state is None or val >= best_validated(history)["val_map50"]):
+        # compared as recorded (rounded), so the epoch saved is the one metrics.json names
+        if val is not None and (best_state is None or best_validated(history) is history[-1]):
             best_state = {k: v.detach().clone().contiguous() for k, v in model.state_dict().items()}
             resume_dir.mkdir(parents=True, exist_ok=True)
             save_file(best_state, str(best))
