@@ -15,7 +15,8 @@ os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 import gradio as gr  # noqa: E402
 from PIL import Image  # noqa: E402
 
-from core.ui import lazy_session_configs, readable_input_errors  # noqa: E402
+from core.sessions import lazy_session_configs  # noqa: E402
+from core.ui import readable_input_errors  # noqa: E402
 
 # One line per tab: the module in demos/ that lays it out. Adding a tab adds a line here.
 TABS = ["overview", "fizzbuzz", "mnist", "gan", "vae", "cifar10", "transfer", "text_classification", "speech", "translation", "style_transfer", "detection", "faces"]

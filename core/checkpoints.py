@@ -91,3 +91,10 @@ def versions() -> dict:
 def command_line(module: str) -> str:
     """The command that produced a run, e.g. 'python -m train.mnist --arch cnn'."""
     return shlex.join(["python", "-m", module, *sys.argv[1:]])
+
+
+def history(name: str, key: str, root=None) -> tuple[list, list]:
+    """(epochs, values) of one key of a checkpoint's per-epoch history, skipping epochs
+    where it was not measured."""
+    rows = [h for h in load_metrics(name, root).get("history") or [] if h.get(key) is not None]
+    return [h["epoch"] for h in rows], [h[key] for h in rows]

@@ -1,61 +1,16 @@
-"""Small helpers the tabs share: turning bad input into a clear message, and plots."""
-import copy
+"""Gradio helpers the tabs share: a user's mistake as a clear message (for the handlers and
+for input Gradio itself cannot read), and the drawing canvas."""
 import functools
 import inspect
 import math
-import os
 import re
 
 import gradio as gr
-import matplotlib
-import numpy as np
 import pydantic
 from gradio.exceptions import ComponentProcessingError, InvalidPathError
 from PIL import Image, UnidentifiedImageError
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-
-# Plots are read from the back of a lecture hall: larger type than matplotlib's 10 pt.
-plt.rcParams.update({"font.size": 12, "axes.titlesize": 13, "axes.labelsize": 12, "legend.fontsize": 11,
-                     "xtick.labelsize": 11, "ytick.labelsize": 11, "figure.dpi": 100})
-
-
-class BadInput(ValueError):
-    """Input a user can fix (empty canvas, number out of range): shown as a message."""
-
-
-MAX_PIXELS = 50_000_000  # larger uploads are refused before they are decoded
-
-
-def open_picture(path, what: str = "picture") -> Image.Image:
-    """Open (without decoding) a picture file, refusing files that are not pictures and
-    pictures over MAX_PIXELS, whichever limit (ours or PIL's bomb check) sees it first."""
-    too_big = f"The {what} has more than {MAX_PIXELS // 1_000_000} megapixels. Please upload a smaller one."
-    try:
-        image = Image.open(path)
-    except Image.DecompressionBombError as e:
-        raise BadInput(too_big) from e
-    except (UnidentifiedImageError, OSError) as e:
-        raise BadInput(f"Could not read the {what}: it is not a picture this tab can read (try PNG, JPEG or WebP).") from e
-    if image.width * image.height > MAX_PIXELS:
-        image.close()
-        raise BadInput(too_big.replace("has more", f"is {image.width}x{image.height}: more"))
-    return image
-
-
-def uint8_pixels(image, what: str = "picture"):
-    """An array-like picture as uint8 pixels: booleans to 0/255, floats in [0, 1] scaled by
-    255, NaN to 0, everything clipped to 0..255; shapes are the caller's to check."""
-    array = np.asarray(image)
-    if array.dtype == bool:
-        return array.astype(np.uint8) * 255
-    if array.dtype != np.uint8:
-        if not np.issubdtype(array.dtype, np.number) or array.size == 0:
-            raise BadInput(f"Expected an image for the {what}, got an array of {array.dtype} with shape {array.shape}.")
-        scale = 255.0 if np.nanmax(array) <= 1.0 else 1.0
-        array = np.clip(np.nan_to_num(array.astype(np.float64)) * scale, 0, 255).astype(np.uint8)
-    return array
+from core.errors import BadInput
 
 
 def user_errors(fn):
@@ -218,111 +173,3 @@ def drawing_canvas(label: str, elem_id: str) -> gr.Sketchpad:
                           layers=False, elem_id=elem_id, elem_classes=["dlp-sketchpad"])
     gr.HTML("", js_on_load=PICK_BRUSH_JS, visible="hidden")
     return canvas
-
-
-def curves(history: list[dict], panels: dict[str, list[str]], title: str = ""):
-    """A row of line plots from a per-epoch history: panels maps a y-label to the keys
-    plotted on it, e.g. {"loss": ["train_loss", "val_loss"]}."""
-    fig, axes = plt.subplots(1, len(panels), figsize=(4.2 * len(panels), 3.2), squeeze=False)
-    epochs = [h["epoch"] for h in history]
-    for ax, (ylabel, keys) in zip(axes[0], panels.items()):
-        for key in keys:
-            # a key missing or None in an epoch (e.g. not validated then) leaves a gap
-            values = [h.get(key) for h in history]
-            ax.plot(epochs, [float("nan") if v is None else v for v in values], label=key.replace("_", " "))
-        ax.set_xlabel("epoch")
-        ax.set_ylabel(ylabel)
-        ax.grid(alpha=0.3)
-        ax.legend()
-    if title:
-        fig.suptitle(title)
-    fig.tight_layout()
-    return fig
-
-
-def confusion_figure(matrix, names: list[str]):
-    """A confusion matrix (rows: true class), shaded by each row's share, with the counts."""
-    matrix = np.array(matrix)
-    fig, ax = plt.subplots(figsize=(5.2, 4.6))
-    ax.imshow(matrix / matrix.sum(1, keepdims=True).clip(min=1), cmap="Blues")
-    ax.set_xticks(range(len(names)), names, rotation=60, ha="right")
-    ax.set_yticks(range(len(names)), names)
-    for i in range(len(names)):
-        for j in range(len(names)):
-            ax.text(j, i, matrix[i, j], ha="center", va="center", fontsize=7,
-                    color="white" if matrix[i, j] > matrix[i].sum() / 2 else "black")
-    ax.set_xlabel("predicted")
-    ax.set_ylabel("true")
-    fig.tight_layout()
-    return fig
-
-
-class _ConfigOnDemand(dict):
-    """A session's block configs (Gradio's SessionState.config_values), each made the first
-    time it is asked for rather than all of them when the session starts."""
-
-    def __init__(self, blocks_config, block_ids):
-        super().__init__()
-        self._blocks_config, self._pending = blocks_config, set(block_ids)
-
-    def __missing__(self, key):
-        if key not in self._pending:
-            raise KeyError(key)
-        config = self[key] = self._blocks_config.config_for_block(key, [], self._blocks_config.blocks[key])
-        return config
-
-    def __setitem__(self, key, value):
-        self._pending.discard(key)
-        super().__setitem__(key, value)
-
-    def __contains__(self, key):
-        return key in self._pending or super().__contains__(key)
-
-    def _fill(self):
-        for key in list(self._pending):
-            self[key]  # noqa: B018 (makes it)
-
-    def items(self):
-        self._fill()
-        return super().items()
-
-    def keys(self):
-        self._fill()
-        return super().keys()
-
-    def values(self):
-        self._fill()
-        return super().values()
-
-    def __iter__(self):
-        self._fill()
-        return super().__iter__()
-
-    def __len__(self):
-        return len(self._pending) + super().__len__()
-
-
-def lazy_session_configs() -> None:
-    """Gradio 6.31 builds the config of every block of the app each time a session starts
-    (gradio.state_holder.SessionState.__init__): 68 ms for this app's 461 blocks, and every
-    call of the HTTP API without a session hash is a new session, so a FizzBuzz answer took
-    84 ms instead of 26. Sessions now make a block's config when they first use it (an event
-    that updates that block, or a deep link, which reads them all): 0.3 ms to start one."""
-    from gradio.state_holder import SessionState
-    if getattr(SessionState, "_configs_on_demand", False):
-        return
-    eager_init = SessionState.__init__
-
-    def __init__(self, blocks):
-        # Gradio's __init__ (6.31) without its dict comprehension over every block.
-        self.blocks_config = copy.copy(blocks.default_config)
-        self.config_values = _ConfigOnDemand(self.blocks_config,
-                                             [k for k in self.blocks_config.blocks if k in blocks.blocks])
-        self.state_data = {}
-        self._state_ttl = {}
-        self.is_closed = False
-        self.STATE_TTL_WHEN_CLOSED = 1 if os.getenv("GRADIO_IS_E2E_TEST", None) else 3600
-
-    SessionState.__init__ = __init__
-    SessionState._configs_on_demand = True
-    SessionState._eager_init = eager_init

@@ -13,7 +13,11 @@ from PIL import Image, ImageOps
 
 from core import checkpoints, data
 from core.data import CIFAR10_CLASSES
-from core.ui import BadInput, confusion_figure, curves, open_picture, uint8_pixels, user_errors
+from core.errors import BadInput
+from core.pictures import open_picture, uint8_pixels
+from core.plots import confusion_figure, curves, curves_image
+from core.results import Entry, Figure
+from core.ui import user_errors
 from models.cifar10 import ARCHITECTURES, normalize
 from train import cifar10 as training
 from train.cifar10_study import OPTIMIZERS, lab_train
@@ -246,6 +250,25 @@ def run_lab(activation, initializer, optimizer, augment, batch_norm, frozen_stag
 
 def show_model(model):
     return model_card(model)
+
+
+# ---- what the Overview shows -----------------------------------------------------------------
+
+OVERVIEW = Entry("CIFAR-10 model zoo", 4, "python -m train.cifar10 --arch all",
+                 [Figure("VGG (airbench)", "cifar10/vgg_airbench", "test_accuracy"),
+                  Figure("ResNet-20", "cifar10/resnet20", "test_accuracy"),
+                  Figure("CNN", "cifar10/cnn", "test_accuracy"), Figure("MLP", "cifar10/mlp", "test_accuracy")],
+                 [Figure("VGG", "cifar10/vgg", "seed_accuracy", "{:.1%}"), Figure("CNN", "cifar10/cnn", "seed_accuracy", "{:.1%}"),
+                  Figure("MLP", "cifar10/mlp", "seed_accuracy", "{:.1%}"), "on its first 2,000 test images"],
+                 "10,000 test images")
+
+
+def thumbnail():
+    """The Overview's picture of this experiment."""
+    lines = {label: checkpoints.history(f"cifar10/{arch}", "test_accuracy")
+             for arch, label in (("vgg_airbench", "VGG (airbench)"), ("resnet20", "ResNet-20"), ("cnn", "CNN"), ("mlp", "MLP"),
+                                 ("softmax", "softmax"))}
+    return curves_image({k: v for k, v in lines.items() if v[0]}, "epoch", "test accuracy", percent=True)
 
 
 def build():

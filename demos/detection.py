@@ -11,7 +11,11 @@ import torch
 from PIL import Image, ImageDraw, ImageFont, ImageOps
 
 from core import checkpoints, data
-from core.ui import BadInput, curves, open_picture, uint8_pixels, user_errors
+from core.errors import BadInput
+from core.pictures import open_picture, uint8_pixels
+from core.plots import curves, curves_image
+from core.results import Entry, Figure
+from core.ui import user_errors
 from models.detection import CLASSES, FaceMaskDetector
 from train import detection as training
 
@@ -211,6 +215,18 @@ def model_card():
             for c in CLASSES]
     fig = curves(m["history"], {"training loss": ["train_loss"], "validation mAP@0.5": ["val_map50"]}, TITLE)
     return text, rows, pr_figure(m["pr_curves50"]), fig, failure_gallery(m)
+
+
+# ---- what the Overview shows -----------------------------------------------------------------
+
+OVERVIEW = Entry("Face-mask detection", 10, "python -m train.detection",
+                 [Figure("mAP (IoU 0.5)", "detection", "test_map50", "{:.3f}")],
+                 ["training loss 0.0307 only, no mAP (target: mAP 0.60 at IoU 0.5)"])
+
+
+def thumbnail():
+    """The Overview's picture of this experiment."""
+    return curves_image({"validation": checkpoints.history("detection", "val_map50")}, "epoch", "mAP (IoU 0.5)")
 
 
 def build():

@@ -5,7 +5,10 @@ import gradio as gr
 import torch
 
 from core import checkpoints
-from core.ui import BadInput, curves, user_errors
+from core.errors import BadInput
+from core.plots import curves, curves_image
+from core.results import Entry, Figure
+from core.ui import user_errors
 from models.fizzbuzz import FizzBuzzMLP, answer, encode, fizzbuzz_class
 from train.fizzbuzz import NAME, TRAIN_RANGE
 
@@ -89,6 +92,20 @@ def model_card() -> tuple[str, object]:
                                       "accuracy": ["train_accuracy", "val_accuracy"]},
                  "Training on 101..1023 (validation: 100 held-out numbers from that range)")
     return text, fig
+
+
+# ---- what the Overview shows -----------------------------------------------------------------
+
+OVERVIEW = Entry("FizzBuzz", 2, "python -m train.fizzbuzz",
+                 [Figure("right on 1..100", "fizzbuzz", "test_correct", "{}/100")],
+                 ["97/99 right (wrong on 68 and 84), 10-100-4 network"],
+                 "numbers it never saw")
+
+
+def thumbnail():
+    """The Overview's picture of this experiment."""
+    return curves_image({"train": checkpoints.history("fizzbuzz", "train_accuracy"),
+                         "validation": checkpoints.history("fizzbuzz", "val_accuracy")}, "epoch", "accuracy", percent=True)
 
 
 def build():

@@ -10,7 +10,9 @@ from PIL import Image
 from safetensors.numpy import load_file
 
 from core import checkpoints
-from core.ui import BadInput, user_errors
+from core.errors import BadInput
+from core.results import Entry, Figure
+from core.ui import user_errors
 from models.gan import MODELS
 from train.gan import checkpoint_name, generate, noise, to_uint8
 
@@ -253,6 +255,22 @@ def show_timelapse(model, epoch_index):
 def timelapse_animation(model):
     frames, _ = timelapse(model)
     return animation(np.stack([np.asarray(grid(f, scale=1)) for f in frames]), scale=2, ms_per_frame=400, bounce=False)
+
+
+# ---- what the Overview shows -----------------------------------------------------------------
+
+OVERVIEW = Entry("GANs", 3, "python -m train.gan --model cdcgan",
+                 [Figure("conditional DCGAN draws the asked-for digit", "gan/cdcgan", "requested_digit_accuracy", "{:.1%}"),
+                  Figure("DCGAN samples a classifier is sure of", "gan/dcgan", "confident_share", "{:.1%}"),
+                  Figure("MLP GAN", "gan/bootcamp", "confident_share", "{:.1%}")],
+                 ["no sample quality measured (targets: asked-for digit 95%, DCGAN 90% sure)"],
+                 "10,000 samples judged by the project's LeNet")
+
+
+def thumbnail():
+    """The Overview's picture of this experiment."""
+    frames, _ = timelapse("cdcgan")  # the conditional generator's samples after its last epoch
+    return grid(frames[-1][:40], columns=8, scale=2, pad=1).convert("RGB")
 
 
 def build():

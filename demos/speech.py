@@ -17,7 +17,10 @@ import torch
 from matplotlib.figure import Figure
 
 from core import checkpoints
-from core.ui import BadInput, user_errors
+from core.errors import BadInput
+from core.plots import curves_image
+from core.results import Entry, Figure
+from core.ui import user_errors
 from models.speech import (EOS, HOP_LENGTH, SAMPLE_RATE, VOCAB, ListenAttendSpell, digits_to_text, features, log_mel,
                            text, text_to_digits)
 from train.speech import COMMAND, MAX_DIGITS, NAME, TEST_SPEAKER, build_utterance, load_clips, random_digits
@@ -205,6 +208,21 @@ def model_card() -> str:
             f"{m['single_digit_error_beam']:.1%} of his {m['test_singles']} single digits wrong. "
             f"{m['parameters']:,} parameters, trained in {m['train_wall_time_s'] / 60:.0f} min on {m['device']} "
             f"(epoch {m['best_epoch']} kept on validation). Reproduce: `{m['command']}`")
+
+
+# ---- what the Overview shows -----------------------------------------------------------------
+
+OVERVIEW = Entry("Spoken digits (LAS)", 8, "python -m train.speech",
+                 [Figure("word error rate", "speech", "test_wer_beam", "{:.1%}"),
+                  Figure("character error rate", "speech", "test_cer_beam", "{:.1%}")],
+                 ["character edit distance computed, never reported (target: WER 8%)"],
+                 "a speaker held out of training")
+
+
+def thumbnail():
+    """The Overview's picture of this experiment."""
+    return curves_image({"WER": checkpoints.history("speech", "val_wer"), "CER": checkpoints.history("speech", "val_cer")},
+                        "epoch", "validation error rate", percent=True)
 
 
 def build():

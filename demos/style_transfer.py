@@ -13,9 +13,12 @@ import torch
 from PIL import Image, ImageDraw, ImageOps
 
 from core import checkpoints
+from core.errors import BadInput
 from core.gpu import on_gpu
+from core.pictures import open_picture, uint8_pixels
+from core.results import Entry, Figure
 from core.training import pick_device
-from core.ui import BadInput, open_picture, uint8_pixels, user_errors
+from core.ui import user_errors
 from models.style_transfer import FEATURE_NETWORKS, MultiStyleNet, TransformerNet, stylize_steps
 from train import style_transfer as training
 
@@ -349,6 +352,21 @@ def layer_choices(feature_net: str):
     _, layers, style_default, content_default = FEATURE_NETWORKS[name]
     return (gr.CheckboxGroup(choices=list(layers), value=style_default, label="Style layers (Gram matrices)"),
             gr.CheckboxGroup(choices=list(layers), value=content_default, label="Content layers"))
+
+
+# ---- what the Overview shows -----------------------------------------------------------------
+
+OVERVIEW = Entry("Neural style transfer", 6, "python -m train.style_transfer --style multi",
+                 [Figure("feed-forward (one network, six paintings): style loss", "style_transfer/multi", "style_loss",
+                         "{:.3f}"),
+                  Figure("ms per 512x512 photo", "style_transfer/multi", "ms_per_512px_image", "{:.0f}")],
+                 ["no numbers; it calls its own result mediocre"])
+
+
+def thumbnail():
+    """The Overview's picture of this experiment."""
+    painting = showcase_painting(fast_paintings())
+    return stylize(CONTENT_EXAMPLES[0], painting, size=280, method="fast")
 
 
 def build():

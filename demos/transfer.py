@@ -11,7 +11,11 @@ import torch.nn.functional as F
 from PIL import Image
 
 from core import checkpoints, data
-from core.ui import BadInput, drawing_canvas, open_picture, uint8_pixels, user_errors
+from core.errors import BadInput
+from core.pictures import open_picture, uint8_pixels
+from core.plots import curves_image
+from core.results import Entry, Figure
+from core.ui import drawing_canvas, user_errors
 from demos.mnist import preprocess_drawing
 from models.cifar10 import normalize as normalize_rgb
 from models.mnist import MEAN as MNIST_MEAN, STD as MNIST_STD
@@ -280,6 +284,28 @@ def train_head(backbone_name, drawings, *names_and_files):
 
 def classify_new(head, image):
     return None if image is None else predict(head, image)
+
+
+# ---- what the Overview shows -----------------------------------------------------------------
+
+OVERVIEW = Entry("Transfer learning", 5, "python -m train.transfer --experiment digits",
+                 [Figure("digits 5-9 from 0-4 features, 10 labels a class", "transfer/digits",
+                         "examples_per_class.10.frozen.mean", "{:.1%}"),
+                  Figure("scratch", "transfer/digits", "examples_per_class.10.scratch.mean", "{:.1%}"),
+                  Figure("ants vs bees fine-tuned", "transfer/ants", "examples_per_class.all.finetune.mean", "{:.1%}"),
+                  Figure("scratch", "transfer/ants", "examples_per_class.all.scratch.mean", "{:.1%}")],
+                 [Figure("ants vs bees, ImageNet ResNet-18 frozen", "transfer/ants",
+                         "seed_reference.pretrained_imagenet_resnet18_frozen", "{}"),
+                  Figure("scratch", "transfer/ants", "seed_reference.scratch", "{}")])
+
+
+def thumbnail():
+    """The Overview's picture of this experiment."""
+    sizes = ["1", "5", "10", "50"]
+    table = checkpoints.load_metrics("transfer/digits")["examples_per_class"]
+    lines = {strategy: (list(range(len(sizes))), [table[s][strategy]["mean"] for s in sizes])
+             for strategy in ("frozen", "finetune", "scratch")}
+    return curves_image(lines, "labelled examples per class", "digits 5-9 accuracy", percent=True, xticks=sizes)
 
 
 def build():

@@ -13,7 +13,10 @@ import sentencepiece as spm
 import torch
 
 from core import checkpoints
-from core.ui import BadInput, curves, user_errors
+from core.errors import BadInput
+from core.plots import curves, curves_image
+from core.results import Entry, Figure
+from core.ui import user_errors
 from models.translation import BOS, EOS, NEVER_GENERATED, Transformer, beam_search, greedy_decode, positional_encoding
 from train.translation import COMMAND, NAME, inverse_sqrt
 
@@ -230,6 +233,21 @@ def attention_tab(text: str, beam_size: int = 4, alpha: float = 0.6, kind: str =
     sentences, _ = split_sentences(text)
     sources, outputs, _ = decode(sentences[:1], beam_size, alpha)
     return attention_figure(inspect(sources[0], outputs[0]), kind)
+
+
+# ---- what the Overview shows -----------------------------------------------------------------
+
+OVERVIEW = Entry("Translation (Transformer)", 7, "python -m train.translation",
+                 [Figure("sacreBLEU, beam 4", "translation", "test_bleu_beam4", "{:.2f}"),
+                  Figure("greedy", "translation", "test_bleu_greedy", "{:.2f}"),
+                  Figure("chrF", "translation", "test_chrf_beam4", "{:.2f}")],
+                 ["validation loss 1.6106, no BLEU (target: BLEU 35)"],
+                 "1,000 test sentences")
+
+
+def thumbnail():
+    """The Overview's picture of this experiment."""
+    return curves_image({"greedy": checkpoints.history("translation", "val_bleu")}, "epoch", "validation BLEU")
 
 
 def build():

@@ -10,7 +10,9 @@ from PIL import Image
 from safetensors.torch import load_file
 
 from core import checkpoints
-from core.ui import BadInput, drawing_canvas, user_errors
+from core.errors import BadInput
+from core.results import Entry, Figure
+from core.ui import drawing_canvas, user_errors
 from demos.mnist import ink_image, preprocess_drawing
 from models.vae import ConvVAE
 from train.vae import MODELS, checkpoint_name, to_input
@@ -177,6 +179,24 @@ def show_interpolation(model, index_a, index_b, steps):
 
 def show_reconstruction(model, image):
     return big((prepare(model, image) * 255).astype(np.uint8)), big(reconstruct(model, image))
+
+
+# ---- what the Overview shows -----------------------------------------------------------------
+
+OVERVIEW = Entry("VAEs", 3, "python -m train.vae --model all",
+                 [Figure("ELBO, Fashion-MNIST 2-D", "vae/fashion_vae2d", "test_elbo_nats", "{:.1f} nats"),
+                  Figure("MNIST 16-D", "vae/mnist_vae16", "test_elbo_nats", "{:.1f} nats")],
+                 ["no ELBO reported, and its KL term was not the standard one"],
+                 "10,000 test images")
+
+
+def thumbnail():
+    """The Overview's picture of this experiment."""
+    values = np.linspace(-2.5, 2.5, 10)  # the 2-D VAE's latent plane, decoded in one batch
+    z = torch.tensor([[x, y] for y in values[::-1] for x in values], dtype=torch.float32)
+    with torch.inference_mode():
+        tiles = to_uint8(load_model("fashion_vae2d").decode(z))
+    return Image.fromarray(np.vstack([np.hstack(tiles[r * 10:(r + 1) * 10]) for r in range(10)])).resize((280, 280))
 
 
 def build():

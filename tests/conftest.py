@@ -1,11 +1,80 @@
+"""Shared test helpers and the test tiers.
+
+Tiers (markers, registered in pyproject.toml):
+- slow: full evaluations of committed checkpoints, long training smoke runs;
+- app: tests that start the server (`python app.py`) and talk to it;
+- browser: Playwright in Debian's Chromium (also starts the server).
+`python -m pytest -m "not slow and not app and not browser"` is the quick loop; `.ci/run`
+runs everything."""
+import contextlib
+import json
 import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
 
 # No network here or in CI: never wait for the Hub, never phone home.
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
+
+from core.data import REPO  # noqa: E402
 
 
 def pytest_addoption(parser):
     parser.addoption("--screenshots", metavar="DIR", default=None,
                      help="tests/test_browser.py: save a screenshot of every tab to DIR "
                           "(the README's: docs/screenshots)")
+
+
+def run_cli(*args, timeout: float = 900) -> dict:
+    """Run `python -m <args>` as a user would; the last stdout line is a JSON object."""
+    result = subprocess.run([sys.executable, "-m", *args], cwd=REPO, capture_output=True, text=True, timeout=timeout)
+    assert result.returncode == 0, result.stderr[-3000:]
+    return json.loads(result.stdout.strip().splitlines()[-1])
+
+
+def run_cli_failing(*args, timeout: float = 900) -> subprocess.CompletedProcess:
+    """Run `python -m <args>` expecting it to refuse (non-zero exit); returns the result."""
+    result = subprocess.run([sys.executable, "-m", *args], cwd=REPO, capture_output=True, text=True, timeout=timeout)
+    assert result.returncode != 0, result.stdout[-3000:]
+    return result
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@contextlib.contextmanager
+def running_app(log: Path, *args: str, timeout: float = 90, cwd: Path = REPO, env: dict | None = None):
+    """Run `python app.py --port <free port> *args` in cwd, yield its URL once it answers, stop
+    it afterwards. Fails the test with the server's log if it does not come up."""
+    port = free_port()
+    env = dict(env if env is not None else os.environ, HF_HUB_OFFLINE="1", GRADIO_ANALYTICS_ENABLED="False")
+    server = subprocess.Popen([sys.executable, "app.py", "--port", str(port), *args], cwd=cwd, env=env,
+                              stdout=log.open("w"), stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}/"
+    try:
+        deadline = time.time() + timeout
+        while True:
+            try:
+                urllib.request.urlopen(url, timeout=2)
+                break
+            except OSError:
+                if server.poll() is not None or time.time() > deadline:
+                    pytest.fail("app did not start:\n" + log.read_text()[-3000:])
+                time.sleep(0.5)
+        yield url
+    finally:
+        server.terminate()
+        try:
+            server.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            server.kill()
+            server.wait()

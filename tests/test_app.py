@@ -4,7 +4,7 @@ import os
 import pytest
 from gradio_client import Client, handle_file
 
-from apphelper import running_app
+from conftest import running_app
 from core.data import REPO
 
 EXAMPLES = REPO / "demos" / "examples" / "mnist"

@@ -27,7 +27,7 @@ import pytest
 from gradio_client import Client, handle_file
 from PIL import Image
 
-from apphelper import running_app
+from conftest import running_app
 from benchmarks.api import (Endpoint, Input, endpoints, http_call, sample_files, typical_inputs, write_sound,
                             write_wav)
 from core.data import REPO

@@ -25,7 +25,7 @@ except ImportError:
 if not CHROMIUM.exists():
     pytest.skip("no /usr/bin/chromium (apt-get install chromium; .ci/run does)", allow_module_level=True)
 
-from apphelper import running_app  # noqa: E402
+from conftest import running_app  # noqa: E402
 from app import TABS  # noqa: E402
 
 CHROMIUM_ARGS = ["--headless=new", "--no-sandbox", "--disable-gpu", "--no-first-run",

@@ -10,10 +10,10 @@ from PIL import Image
 
 from core import checkpoints
 from core.training import bf16_is_fast
-from core.ui import BadInput
+from core.errors import BadInput
 from demos import cifar10
 from models.cifar10 import ARCHITECTURES, SimpleCNN, init_weights
-from test_train_smoke import run_cli
+from conftest import run_cli
 from models.cifar10 import VGG
 from train.cifar10 import augment, cutout
 

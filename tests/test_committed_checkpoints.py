@@ -7,7 +7,7 @@ from core import data
 from demos import fizzbuzz, mnist
 from demos.examples.draw_digits import EXAMPLE_BOXES, draw_digit
 from drawn_digits import drawn_test_set
-from test_train_smoke import run_cli
+from conftest import run_cli
 
 MNIST_TARGETS = {"cnn": 0.993, "lenet": 0.992, "mlp": 0.982}
 

@@ -8,7 +8,7 @@ import torch
 from PIL import Image
 
 from core import checkpoints, data
-from core.ui import BadInput
+from core.errors import BadInput
 from demos import detection
 from models.detection import CLASSES, FaceMaskDetector
 from train import detection as training

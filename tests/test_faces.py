@@ -8,7 +8,7 @@ import torch
 from PIL import Image
 
 from core import checkpoints, data
-from core.ui import BadInput
+from core.errors import BadInput
 from models.faces import CenterLoss, ConvNeXtBlock, FaceNet, center_optimizer
 from train import faces as training
 

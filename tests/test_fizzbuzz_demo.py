@@ -1,6 +1,6 @@
 import pytest
 
-from core.ui import BadInput
+from core.errors import BadInput
 from demos import fizzbuzz
 
 

@@ -2,10 +2,10 @@ import numpy as np
 import pytest
 import torch
 
-from core.ui import BadInput
+from core.errors import BadInput
 from models.gan import MODELS, Maxout
 from train.gan import cluster_purity, frechet_distance, kmeans
-from test_train_smoke import run_cli
+from conftest import run_cli
 
 
 @pytest.mark.parametrize("name", list(MODELS))

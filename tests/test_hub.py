@@ -408,7 +408,7 @@ def test_the_space_layout_serves_offline(tmp_path):
     an empty data directory, no network."""
     from gradio_client import Client, handle_file
 
-    from apphelper import running_app
+    from conftest import running_app
 
     space = tmp_path / "space"
     for name in push.selection(REPO, push.space_patterns(with_checkpoints=True)):

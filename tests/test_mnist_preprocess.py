@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from core.ui import BadInput
+from core.errors import BadInput
 from demos.mnist import ink_image, preprocess_drawing
 
 

@@ -1,5 +1,6 @@
 """The Overview tab: numbers read from the committed metrics, the seed's beside them, and
 buttons that open each tab."""
+import importlib
 import json
 
 import gradio as gr
@@ -49,13 +50,20 @@ def test_numbers_are_the_committed_metrics():
 
 def test_committed_experiments_show_results_others_say_how_to_train():
     for row in overview.results():
-        first = next((f.checkpoint for e in overview.EXPERIMENTS if e.tab == row["tab"] for f in e.ours), None)
+        entry = importlib.import_module(f"demos.{row['tab']}").OVERVIEW
+        first = next((f.checkpoint for f in entry.ours), None)
         if first and committed_metrics(first):
             assert row["trained"] and overview.status(row) == row["ours"]
         elif row["built"]:
             assert row["command"] in overview.status(row)
         else:
-            assert "Not built yet" in overview.status(row)
+            assert "failed to load" in overview.status(row)
+
+
+def test_a_tab_that_fails_to_load_gets_a_card_that_says_so():
+    row, = overview.results(tabs=["no_such_tab"])
+    assert not row["built"] and "failed to load" in overview.status(row)
+    assert isinstance(overview.thumbnail(row), Image.Image)
 
 
 def test_missing_checkpoints_name_the_command(tmp_path):

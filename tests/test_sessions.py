@@ -1,9 +1,9 @@
-"""core.ui.lazy_session_configs: a new Gradio session makes a block's config when it first
+"""core.sessions.lazy_session_configs: a new Gradio session makes a block's config when it first
 needs it, and what it makes is what Gradio's own SessionState would have made."""
 import gradio as gr
 from gradio.state_holder import SessionState
 
-from core.ui import lazy_session_configs
+from core.sessions import lazy_session_configs
 
 
 def small_app():

@@ -13,12 +13,12 @@ import soundfile
 import torch
 
 from core import checkpoints, data
-from core.ui import BadInput
+from core.errors import BadInput
 from demos import speech as demo
 from models.speech import (EOS, N_MELS, SAMPLE_RATE, Attention, BiLSTM, ListenAttendSpell, Listener, PyramidalBiLSTM,
                            digits_to_text, encode, features, log_mel, mel_centres, mel_filterbank, spec_augment, text,
                            text_to_digits)
-from test_train_smoke import run_cli
+from conftest import run_cli
 from train import speech as training
 
 TARGET_WER = 0.08  # the target on the held-out speaker

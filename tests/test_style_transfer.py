@@ -8,10 +8,10 @@ import torch
 from PIL import Image
 
 from core import checkpoints
-from core.ui import BadInput
+from core.errors import BadInput
 from models.style_transfer import (FEATURE_NETWORKS, ConditionalInstanceNorm2d, MultiStyleNet, TransformerNet,
                                    content_loss, gram_matrix, stylize_steps, style_loss, vgg19_body)
-from test_train_smoke import run_cli
+from conftest import run_cli
 from train import style_transfer as st
 
 

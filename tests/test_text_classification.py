@@ -6,10 +6,10 @@ import pytest
 import torch
 
 from core import checkpoints
-from core.ui import BadInput
+from core.errors import BadInput
 from demos import text_classification as demo
 from models.text_classification import PAD, UNK, Vocab, LSTMByHand, LSTMCellByHand, MODELS, TextCNN, normalize_text
-from test_train_smoke import run_cli
+from conftest import run_cli
 
 # The targets: TextCNN >= 0.90 and BiLSTM >= 0.89.
 TARGETS = {"textcnn": 0.90, "bilstm": 0.89}

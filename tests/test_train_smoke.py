@@ -7,14 +7,8 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
+from conftest import run_cli
 from core.data import REPO
-
-
-def run_cli(*args) -> dict:
-    """Run `python -m <args>` as a user would; the last stdout line is a JSON object."""
-    result = subprocess.run([sys.executable, "-m", *args], cwd=REPO, capture_output=True, text=True, timeout=900)
-    assert result.returncode == 0, result.stderr[-3000:]
-    return json.loads(result.stdout.strip().splitlines()[-1])
 
 
 def test_fizzbuzz_train_then_eval(tmp_path):

@@ -8,11 +8,11 @@ import torch
 from PIL import Image, ImageDraw
 
 from core import checkpoints
-from core.ui import BadInput
+from core.errors import BadInput
 from demos import transfer
 from demos.examples.draw_digits import draw_digit
 from models.transfer import TransferNet, same_parameters
-from test_train_smoke import run_cli
+from conftest import run_cli
 from train import transfer as training
 
 needs_resnet20 = pytest.mark.skipif(not checkpoints.find("cifar10/resnet20"), reason="CIFAR-10 ResNet-20 not committed")

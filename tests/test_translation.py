@@ -10,10 +10,10 @@ import torch.nn.functional as F
 from safetensors.torch import load_file
 
 from core import checkpoints
-from core.ui import BadInput
+from core.errors import BadInput
 from models.translation import (BOS, EOS, NEVER_GENERATED, PAD, Transformer, beam_search, greedy_decode, length_penalty,
                                 positional_encoding)
-from test_train_smoke import run_cli
+from conftest import run_cli
 from train.translation import average, inverse_sqrt, token_batches
 
 

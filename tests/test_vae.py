@@ -2,10 +2,10 @@ import numpy as np
 import pytest
 import torch
 
-from core.ui import BadInput
+from core.errors import BadInput
 from demos.examples.draw_digits import draw_digit
 from models.vae import ConvVAE, kl_divergence
-from test_train_smoke import run_cli
+from conftest import run_cli
 
 
 def test_kl_is_zero_at_the_prior_and_matches_monte_carlo():

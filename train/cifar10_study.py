@@ -20,7 +20,7 @@ from tqdm import tqdm
 
 from core import checkpoints, data
 from core.training import bf16_is_fast
-from core.ui import BadInput
+from core.errors import BadInput
 from models.cifar10 import SimpleCNN, init_weights
 from train import cifar10 as training
 
