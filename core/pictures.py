@@ -7,6 +7,7 @@ What it does with odd pictures, the same for every tab:
 - EXIF rotation is applied, so a phone photo is the right way up;
 - grayscale becomes gray RGB; 16-bit pictures (PNG "I;16"/"I", uint16 arrays) are scaled
   by 65535, not clipped (clipping makes them all white); float arrays in [0, 1] by 255;
+  NaN and negative pixels are refused with a message;
 - files over MAX_PIXELS are refused before they are decoded, and with `max_side` JPEGs
   decode at a reduced size (a 24-megapixel photo costs about a sixteenth of its pixels).
 """
@@ -37,22 +38,27 @@ def open_picture(path, what: str = "picture") -> Image.Image:
 
 
 def uint8_pixels(image, what: str = "picture") -> np.ndarray:
-    """An array-like picture as uint8 pixels: booleans to 0/255, 16-bit integers scaled by
-    65535, floats in [0, 1] scaled by 255, NaN to 0, everything clipped to 0..255; shapes
-    are the caller's to check."""
+    """An array-like picture as uint8 pixels: booleans to 0/255; integers kept when they fit
+    0..255, else read as 16-bit (scaled by 65535); floats in [0, 1] scaled by 255, others
+    clipped. NaN, infinity and negative integers are refused; shapes are the caller's to check."""
     array = np.asarray(image)
     if array.dtype == np.uint8:
         return array
     if array.dtype == bool:
         return array.astype(np.uint8) * 255
     if not np.issubdtype(array.dtype, np.number) or np.issubdtype(array.dtype, np.complexfloating) or array.size == 0:
-        raise BadInput(f"Expected an image for the {what}, got an array of {array.dtype} with shape {array.shape}.")
-    values = np.nan_to_num(array.astype(np.float64), nan=0.0, posinf=255.0, neginf=0.0)
+        raise BadInput(f"Expected an image of numbers for the {what}, got an array of {array.dtype} "
+                       f"with shape {array.shape}.")
     if np.issubdtype(array.dtype, np.integer):
-        scale = 255.0 / 65535.0 if values.max() > 255 else 1.0
-    else:
-        scale = 255.0 if values.max() <= 1.0 else 1.0
-    return np.clip(np.round(values * scale), 0, 255).astype(np.uint8)
+        low, high = int(array.min()), int(array.max())
+        if low < 0 or high > 65535:
+            raise BadInput(f"Expected pixel values 0..255 (or 0..65535 for 16-bit) in the {what}, got {low}..{high}.")
+        return (array if high <= 255 else np.round(array / 257.0)).astype(np.uint8)
+    if not np.isfinite(array).all():
+        raise BadInput(f"The {what} contains NaN or infinite values.")
+    # floats in [0, 1] (with a little rounding slack) are fractions of white, others 0..255
+    scale = 255.0 if array.max() <= 1.0 + 1e-3 and array.min() >= -1e-3 else 1.0
+    return np.clip(np.round(array.astype(np.float64) * scale), 0, 255).astype(np.uint8)
 
 
 def _from_array(image, what: str) -> Image.Image:
@@ -60,13 +66,15 @@ def _from_array(image, what: str) -> Image.Image:
     if array.ndim == 3 and array.shape[2] == 1:
         array = array[:, :, 0]
     if array.ndim not in (2, 3) or (array.ndim == 3 and array.shape[2] not in (3, 4)):
-        raise BadInput(f"The {what} should be an HxW, HxWx3 or HxWx4 image, not an array of shape {array.shape}.")
+        raise BadInput(f"Expected an HxW, HxWx3 or HxWx4 image for the {what}, got an array of shape {array.shape}.")
     return Image.fromarray(array)
 
 
 def _to_rgb(image: Image.Image, notes: list | None, what: str) -> Image.Image:
     """Any PIL mode -> RGB: transparency over white, 16-bit and float grayscale to 8 bits."""
-    if image.mode in ("I", "I;16", "I;16B", "I;16L", "I;16N", "F"):
+    if image.mode.startswith("I;16"):  # 16-bit whatever its values (a dark picture stays dark)
+        image = Image.fromarray(np.round(np.asarray(image, dtype=np.float64) / 257.0).astype(np.uint8))
+    elif image.mode in ("I", "F"):
         image = _from_array(np.asarray(image), what)
     gray = image.mode in ("1", "L", "LA") or (image.mode == "P" and _palette_is_gray(image))
     if image.mode in ("RGBA", "LA", "PA", "RGBa", "La") or (image.mode == "P" and "transparency" in image.info) \
@@ -116,7 +124,7 @@ def read_picture(image, what: str = "picture", min_side: int = 1, max_side: int 
         if max_side and max(image.size) > max_side:
             scale = max_side / max(image.size)
             size = (max(1, round(image.width * scale)), max(1, round(image.height * scale)))
-            if image.mode in ("I", "I;16", "I;16B", "I;16L", "I;16N", "F", "P", "1"):
+            if image.mode in ("I", "F", "P", "1") or image.mode.startswith("I;16"):
                 image = _to_rgb(image, notes, what)
                 notes = None  # already noted
             image = image.resize(size, Image.Resampling.LANCZOS, reducing_gap=3.0)

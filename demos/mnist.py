@@ -1,15 +1,9 @@
-"""Draw a digit: three MNIST classifiers side by side on what you draw.
-
-The drawing is turned into what MNIST digits look like before any model sees it: the
-ink is cropped, scaled to fit a 20x20 box (aspect ratio kept), and pasted into 28x28 so
-that its centre of mass sits in the middle, as LeCun et al. made MNIST.
-"""
-import functools
+"""Draw a digit: three MNIST classifiers side by side on what you draw (the drawing is
+made to look like an MNIST digit first: models.mnist.preprocess_drawing)."""
 from pathlib import Path
 
 import gradio as gr
 import numpy as np
-import torch
 from PIL import Image
 
 from core import checkpoints
@@ -17,14 +11,11 @@ from core.errors import BadInput
 from core.plots import curves
 from core.results import Entry, Figure
 from core.ui import drawing_canvas, user_errors
-from models.mnist import ARCHS, MEAN, STD
-from train.mnist import checkpoint_name
+from models.mnist import ARCHS, checkpoint_name, load_model, predict, preprocess_drawing, train_command
 
 TITLE = "Draw a digit (MNIST)"
 LABELS = {"cnn": "Bootcamp CNN", "lenet": "LeNet-style CNN", "mlp": "MLP 784-256-128-64-10"}
 EXAMPLES = Path(__file__).parent / "examples" / "mnist"
-INK_THRESHOLD = 0.1  # ink below this (of full black) counts as paper
-MAX_SIDE = 1024  # larger inputs are shrunk to this before anything else
 CLEAR_JS = """() => { document.querySelector('#mnist-sketchpad button[aria-label="Clear canvas"]')?.click(); }"""
 
 
@@ -33,112 +24,10 @@ def models() -> list[str]:
     return list(ARCHS)
 
 
-@functools.cache
-def load_model(name: str):
-    return checkpoints.load(ARCHS[name], checkpoint_name(name), f"python -m train.mnist --arch {name}")
-
-
-def to_uint8(image: np.ndarray) -> np.ndarray:
-    """Any numeric array -> uint8 0..255: bool and floats in [0, 1] scale up, 16-bit scales
-    down, other integers must already be 0..255."""
-    if image.dtype == np.uint8:
-        return image
-    if image.dtype == bool:
-        return image.astype(np.uint8) * 255
-    if image.dtype == np.uint16:
-        return (image // 257).astype(np.uint8)
-    if image.size == 0 or not np.issubdtype(image.dtype, np.number):
-        raise BadInput(f"Expected an image of numbers, got {image.dtype} with shape {image.shape}.")
-    if np.issubdtype(image.dtype, np.floating):
-        if not np.isfinite(image).all():
-            raise BadInput("The image contains NaN or infinite values.")
-        scale = 255.0 if image.max() <= 1.0 + 1e-3 and image.min() >= -1e-3 else 1.0
-        return np.clip(np.round(image * scale), 0, 255).astype(np.uint8)
-    if image.min() < 0 or image.max() > 255:
-        raise BadInput(f"Expected pixel values 0..255, got {image.min()}..{image.max()}.")
-    return image.astype(np.uint8)
-
-
-def ink_image(image) -> np.ndarray:
-    """Any accepted input -> (H, W) float32 ink in [0, 1] (1 = darkest stroke).
-
-    Accepts a Sketchpad value (dict with "composite"), an image file path, a PIL image, or
-    an array that is HxW, HxWx3 or HxWx4 (uint8, uint16, bool or float in [0, 1]),
-    dark-on-light or light-on-dark."""
-    if isinstance(image, dict):
-        image = image.get("composite")
-    if image is None:
-        raise BadInput("The canvas is empty: pick the brush (left of the canvas) and draw a digit.")
-    try:
-        if isinstance(image, (str, Path)):
-            image = Image.open(image)
-        if isinstance(image, Image.Image):
-            image = np.asarray(image.convert("RGBA"))
-    except (OSError, ValueError) as e:  # not an image file, or a truncated one
-        raise BadInput(f"Could not read that file as an image ({e}).") from e
-    image = to_uint8(np.asarray(image))
-    if image.ndim == 3 and image.shape[2] == 1:
-        image = image[:, :, 0]
-    if image.ndim not in (2, 3) or (image.ndim == 3 and image.shape[2] not in (3, 4)):
-        raise BadInput(f"Expected an HxW, HxWx3 or HxWx4 image, got shape {image.shape}.")
-    if min(image.shape[:2]) < 2:
-        raise BadInput(f"Expected an image of at least 2x2 pixels; this one is {image.shape[1]}x{image.shape[0]}, "
-                       "too small to hold a digit.")
-    if max(image.shape[:2]) > MAX_SIDE:
-        # A photo-sized upload: shrink first, the digit ends up 20 pixels tall anyway.
-        small = Image.fromarray(image)
-        small.thumbnail((MAX_SIDE, MAX_SIDE), Image.Resampling.BOX)
-        image = np.asarray(small)
-    image = image.astype(np.float32) / 255.0
-    if image.ndim == 3:
-        gray = image[:, :, :3] @ np.array([0.299, 0.587, 0.114], dtype=np.float32)
-        if image.shape[2] == 4:
-            # Composite over white: the Sketchpad's black ink on a transparent background
-            # becomes dark on light; colours under fully transparent pixels are arbitrary.
-            alpha = image[:, :, 3]
-            gray = alpha * gray + (1.0 - alpha)
-    else:
-        gray = image
-    # Polarity from the border, where the paper is: light paper means dark ink.
-    border = np.concatenate([gray[0], gray[-1], gray[:, 0], gray[:, -1]])
-    paper = float(np.median(border))
-    ink = paper - gray if paper >= 0.5 else gray - paper
-    return np.clip(ink / max(max(paper, 1 - paper), 1e-6), 0.0, 1.0)
-
-
-def preprocess_drawing(image) -> np.ndarray:
-    """A drawing -> the (28, 28) float32 image in [0, 1] a model sees (white ink on black).
-
-    Raises BadInput for an empty canvas or an unusable image."""
-    ink = ink_image(image)
-    if ink.max() < INK_THRESHOLD:
-        raise BadInput("The canvas is empty: pick the brush (left of the canvas) and draw a digit.")
-    ink = ink / ink.max()  # a faint pencil stroke counts as much as black ink
-    ink = np.where(ink >= INK_THRESHOLD, ink, 0.0).astype(np.float32)
-    rows, cols = np.nonzero(ink)
-    ink = ink[rows.min():rows.max() + 1, cols.min():cols.max() + 1]
-    h, w = ink.shape
-    scale = 20.0 / max(h, w)
-    size = (max(1, round(w * scale)), max(1, round(h * scale)))  # PIL wants (width, height)
-    small = np.asarray(Image.fromarray(ink).resize(size, Image.Resampling.LANCZOS)).clip(0, 1)
-    if small.sum() == 0:
-        raise BadInput("The drawing is too faint to read: draw with a thicker stroke.")
-    # Paste so the centre of mass lands on the centre of the 28x28 image.
-    ys, xs = np.indices(small.shape)
-    cy, cx = (ys * small).sum() / small.sum(), (xs * small).sum() / small.sum()
-    top = int(np.clip(round(14 - cy), 0, 28 - small.shape[0]))
-    left = int(np.clip(round(14 - cx), 0, 28 - small.shape[1]))
-    out = np.zeros((28, 28), dtype=np.float32)
-    out[top:top + small.shape[0], left:left + small.shape[1]] = small
-    return out
-
-
 def classify_preprocessed(digit: np.ndarray, model: str = "cnn") -> dict[str, float]:
     if model not in ARCHS:
         raise BadInput(f"Unknown model {model!r}; choose one of {models()}.")
-    x = torch.from_numpy((digit - MEAN) / STD).view(1, 1, 28, 28)
-    with torch.inference_mode():
-        probs = torch.softmax(load_model(model)(x), dim=1)[0]
+    probs = predict(load_model(model), digit)
     return {str(d): float(p) for d, p in enumerate(probs)}
 
 
@@ -185,7 +74,7 @@ def model_card(model: str = "cnn") -> tuple[str, object]:
         raise BadInput(f"Unknown model {model!r}; choose one of {models()}.")
     metrics = checkpoints.load_metrics(checkpoint_name(model))
     if not metrics:
-        return f"No checkpoint yet: run `python -m train.mnist --arch {model}`.", None
+        return f"No checkpoint yet: run `{train_command(model)}`.", None
     errors = round((1 - metrics["test_accuracy"]) * metrics["test_images"])
     text = (f"**{LABELS[model]}**: test accuracy **{metrics['test_accuracy']:.2%}** on "
             f"{metrics['test_images']:,} test images ({errors} wrong), {metrics['parameters']:,} "
@@ -203,7 +92,7 @@ def show_model(model: str):
 
 # ---- what the Overview shows -----------------------------------------------------------------
 
-OVERVIEW = Entry("Draw a digit (MNIST)", 2, "python -m train.mnist",
+OVERVIEW = Entry("Draw a digit (MNIST)", 2, train_command(),
                  [Figure("CNN", "mnist/cnn", "test_accuracy"), Figure("LeNet-style", "mnist/lenet", "test_accuracy"),
                   Figure("MLP", "mnist/mlp", "test_accuracy")],
                  ["no test accuracy stated (targets: CNN 99.3%, LeNet 99.2%, MLP 98.2%)"],

@@ -1,9 +1,26 @@
-"""The three MNIST classifiers of the seeds. Each takes (N, 1, 28, 28) images
-normalised with MNIST's mean and std and returns (N, 10) logits."""
+"""The three MNIST classifiers of the seeds and how to use them. Each network takes
+(N, 1, 28, 28) images normalised with MNIST's mean and std and returns (N, 10) logits.
+
+A drawing is turned into what MNIST digits look like before any model sees it
+(preprocess_drawing): the ink is cropped, scaled to fit a 20x20 box (aspect ratio kept),
+and pasted into 28x28 so that its centre of mass sits in the middle, as LeCun et al. made
+MNIST.
+"""
+import functools
+
+import numpy as np
+import torch
 from huggingface_hub import PyTorchModelHubMixin
+from PIL import Image
 from torch import nn
 
+from core import checkpoints
+from core.errors import BadInput
+from core.pictures import read_picture
+
 MEAN, STD = 0.1307, 0.3081  # of the MNIST training images, scaled to [0, 1]
+INK_THRESHOLD = 0.1  # ink below this (of full black) counts as paper
+MAX_SIDE = 1024  # larger drawings are shrunk to this before anything else
 
 
 def conv_bn(c_in, c_out, **kwargs):
@@ -63,3 +80,81 @@ class MLP(nn.Module, PyTorchModelHubMixin):
 
 
 ARCHS = {"cnn": BootcampCNN, "lenet": LeNet, "mlp": MLP}
+
+
+def checkpoint_name(arch: str) -> str:
+    return f"mnist/{arch}"
+
+
+def train_command(arch: str | None = None) -> str:
+    """What trains checkpoint `arch` (all three without one)."""
+    return "python -m train.mnist" + (f" --arch {arch}" if arch else "")
+
+
+@functools.cache
+def load_model(arch: str):
+    return checkpoints.load(ARCHS[arch], checkpoint_name(arch), train_command(arch))
+
+
+def normalize(images_uint8: torch.Tensor) -> torch.Tensor:
+    """(N, 28, 28) uint8 -> (N, 1, 28, 28) float, normalised as in training."""
+    return ((images_uint8.float() / 255.0 - MEAN) / STD).unsqueeze(1)
+
+
+def predict(model: nn.Module, digit: np.ndarray) -> torch.Tensor:
+    """The ten probabilities for one preprocessed (28, 28) digit in [0, 1]."""
+    x = torch.from_numpy((digit - MEAN) / STD).view(1, 1, 28, 28)
+    with torch.inference_mode():
+        return torch.softmax(model(x), dim=1)[0]
+
+
+# ---- drawings -> what MNIST digits look like ------------------------------------------------
+
+def ink_image(image) -> np.ndarray:
+    """Any accepted input -> (H, W) float32 ink in [0, 1] (1 = darkest stroke).
+
+    Accepts a Sketchpad value (dict with "composite"), an image file path, a PIL image, or
+    an array that is HxW, HxWx3 or HxWx4 (uint8, uint16, bool or float in [0, 1]),
+    dark-on-light or light-on-dark. Read by core.pictures.read_picture: transparency over
+    white, so the Sketchpad's black ink on a transparent canvas is dark on light."""
+    if isinstance(image, dict):
+        image = image.get("composite")
+    if image is None:
+        raise BadInput("The canvas is empty: pick the brush (left of the canvas) and draw a digit.")
+    picture = read_picture(image, "drawing", max_side=MAX_SIDE)  # a photo-sized upload: the digit ends up 20 px tall anyway
+    if min(picture.size) < 2:
+        raise BadInput(f"Expected an image of at least 2x2 pixels; this one is {picture.width}x{picture.height}, "
+                       "too small to hold a digit.")
+    gray = np.asarray(picture, dtype=np.float32) / 255.0 @ np.array([0.299, 0.587, 0.114], dtype=np.float32)
+    # Polarity from the border, where the paper is: light paper means dark ink.
+    border = np.concatenate([gray[0], gray[-1], gray[:, 0], gray[:, -1]])
+    paper = float(np.median(border))
+    ink = paper - gray if paper >= 0.5 else gray - paper
+    return np.clip(ink / max(max(paper, 1 - paper), 1e-6), 0.0, 1.0)
+
+
+def preprocess_drawing(image) -> np.ndarray:
+    """A drawing -> the (28, 28) float32 image in [0, 1] a model sees (white ink on black).
+
+    Raises BadInput for an empty canvas or an unusable image."""
+    ink = ink_image(image)
+    if ink.max() < INK_THRESHOLD:
+        raise BadInput("The canvas is empty: pick the brush (left of the canvas) and draw a digit.")
+    ink = ink / ink.max()  # a faint pencil stroke counts as much as black ink
+    ink = np.where(ink >= INK_THRESHOLD, ink, 0.0).astype(np.float32)
+    rows, cols = np.nonzero(ink)
+    ink = ink[rows.min():rows.max() + 1, cols.min():cols.max() + 1]
+    h, w = ink.shape
+    scale = 20.0 / max(h, w)
+    size = (max(1, round(w * scale)), max(1, round(h * scale)))  # PIL wants (width, height)
+    small = np.asarray(Image.fromarray(ink).resize(size, Image.Resampling.LANCZOS)).clip(0, 1)
+    if small.sum() == 0:
+        raise BadInput("The drawing is too faint to read: draw with a thicker stroke.")
+    # Paste so the centre of mass lands on the centre of the 28x28 image.
+    ys, xs = np.indices(small.shape)
+    cy, cx = (ys * small).sum() / small.sum(), (xs * small).sum() / small.sum()
+    top = int(np.clip(round(14 - cy), 0, 28 - small.shape[0]))
+    left = int(np.clip(round(14 - cx), 0, 28 - small.shape[1]))
+    out = np.zeros((28, 28), dtype=np.float32)
+    out[top:top + small.shape[0], left:left + small.shape[1]] = small
+    return out

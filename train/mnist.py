@@ -23,7 +23,7 @@ from tqdm import tqdm
 from core import checkpoints, data
 from core.training import (add_run_arguments, load_state, parse_run_arguments, pick_device, save_state, seed_epoch,
                            seed_everything, with_defaults)
-from models.mnist import ARCHS, MEAN, STD
+from models.mnist import ARCHS, MEAN, STD, checkpoint_name, normalize
 
 # Per-architecture defaults that reproduce the committed checkpoints.
 DEFAULTS = {
@@ -34,15 +34,6 @@ DEFAULTS = {
     "mlp": dict(epochs=40, lr=2e-3, batch_size=128, label_smoothing=0.05),
 }
 VAL_SIZE = 5000
-
-
-def checkpoint_name(arch: str) -> str:
-    return f"mnist/{arch}"
-
-
-def normalize(images_uint8: torch.Tensor) -> torch.Tensor:
-    """(N, 28, 28) uint8 -> (N, 1, 28, 28) float, normalised as in training."""
-    return ((images_uint8.float() / 255.0 - MEAN) / STD).unsqueeze(1)
 
 
 def augment(x: torch.Tensor, gen: torch.Generator) -> torch.Tensor:

@@ -1,9 +1,29 @@
+"""MNIST: the three classifiers, drawing preprocessing (models.mnist), the tab's functions,
+a whole train-evaluate cycle, and the committed checkpoints re-measured by evaluation."""
+import json
+
 import numpy as np
 import pytest
+import torch
 
+from conftest import run_cli
+from core import data
 from core.errors import BadInput
-from demos.mnist import ink_image, preprocess_drawing
+from demos import mnist
+from demos.examples.draw_digits import EXAMPLE_BOXES, draw_digit
+from drawn_digits import drawn_test_set
+from models.mnist import ARCHS, ink_image, preprocess_drawing
 
+MNIST_TARGETS = {"cnn": 0.993, "lenet": 0.992, "mlp": 0.982}
+
+
+@pytest.mark.parametrize("arch", list(ARCHS))
+def test_mnist_models_map_images_to_ten_logits(arch):
+    model = ARCHS[arch]().eval()
+    assert model(torch.randn(3, 1, 28, 28)).shape == (3, 10)
+
+
+# ---- drawings -> 28x28 digits ----------------------------------------------------------------
 
 def blank(h=280, w=280):
     return np.zeros((h, w, 4), dtype=np.uint8)  # what an untouched Sketchpad gives
@@ -124,3 +144,51 @@ def test_other_dtypes_match_uint8():
 def test_unreadable_values_are_clear_messages(bad, message):
     with pytest.raises(BadInput, match=message):
         preprocess_drawing(bad)
+
+
+# ---- training and the committed checkpoints ---------------------------------------------------
+
+def test_mnist_train_then_eval(tmp_path):
+    trained = run_cli("train.mnist", "--arch", "lenet", "--epochs", "1", "--limit", "512",
+                      "--checkpoint-dir", str(tmp_path))
+    folder = tmp_path / "mnist" / "lenet"
+    assert {"model.safetensors", "config.json", "metrics.json", "mistakes.safetensors"} <= {p.name for p in folder.iterdir()}
+    metrics = json.loads((folder / "metrics.json").read_text())
+    assert metrics["train_images"] == 512 and metrics["command"].startswith("python -m train.mnist")
+    assert trained["lenet"]["test_accuracy"] == metrics["test_accuracy"]
+    evaluated = run_cli("train.mnist", "--arch", "lenet", "--eval", "--checkpoint-dir", str(tmp_path))
+    assert evaluated["lenet"]["test_images"] == 10000 and 0 <= evaluated["lenet"]["test_accuracy"] <= 1
+
+
+@pytest.mark.slow
+def test_mnist_test_accuracy_meets_targets():
+    result = run_cli("train.mnist", "--eval")
+    for arch, target in MNIST_TARGETS.items():
+        assert result[arch]["test_images"] == 10000
+        assert result[arch]["test_accuracy"] >= target, (arch, result[arch])
+
+
+@pytest.fixture(scope="module")
+def drawn_digits():
+    images, labels = data.mnist("test")
+    return drawn_test_set(images.numpy(), labels.numpy(), n=500, seed=0)
+
+
+@pytest.mark.slow
+def test_cnn_reads_digits_drawn_with_a_mouse(drawn_digits):
+    correct = {}
+    for image, kind, label in drawn_digits:
+        probs = mnist.classify(image, "cnn")
+        correct.setdefault(kind, []).append(max(probs, key=probs.get) == str(label))
+    accuracy = np.mean([c for cs in correct.values() for c in cs])
+    by_kind = {k: round(float(np.mean(v)), 3) for k, v in correct.items()}
+    print(f"CNN on {len(drawn_digits)} redrawn digits: {accuracy:.3f} {by_kind}")
+    assert accuracy > 0.95, by_kind
+    assert min(by_kind.values()) > 0.93, by_kind  # no input format is left behind
+
+
+@pytest.mark.parametrize("model", mnist.models())
+def test_every_model_reads_the_project_example_drawings(model):
+    for digit in EXAMPLE_BOXES:
+        probs = mnist.classify(np.asarray(draw_digit(digit, box=EXAMPLE_BOXES[digit])), model)
+        assert max(probs, key=probs.get) == str(digit), (model, digit, probs)
