@@ -2,23 +2,17 @@
 import functools
 
 import gradio as gr
-import torch
 
 from core import checkpoints
 from core.errors import BadInput
 from core.plots import curves, curves_image
 from core.results import Entry, Figure
 from core.ui import user_errors
-from models.fizzbuzz import FizzBuzzMLP, answer, encode, fizzbuzz_class
-from train.fizzbuzz import NAME, TRAIN_RANGE
+import models.fizzbuzz
+from models.fizzbuzz import TRAIN_RANGE, answer, checkpoint_name, fizzbuzz_class, load_model, train_command
 
 TITLE = "FizzBuzz"
 MAX_NUMBER = 2 ** 10 - 1  # the network reads 10 bits
-
-
-@functools.cache
-def load_model():
-    return checkpoints.load(FizzBuzzMLP, NAME, "python -m train.fizzbuzz")
 
 
 def _check(n) -> int:
@@ -35,8 +29,7 @@ def _check(n) -> int:
 
 
 def predict_classes(numbers: list[int]) -> list[int]:
-    with torch.inference_mode():
-        return load_model()(encode(numbers)).argmax(1).tolist()
+    return models.fizzbuzz.predict_classes(load_model(), numbers)
 
 
 def play(n: int) -> str:
@@ -48,7 +41,7 @@ def play(n: int) -> str:
 @functools.cache
 def validation_numbers() -> frozenset[int]:
     """Numbers of 101..1023 held out of training for validation."""
-    return frozenset(checkpoints.load_metrics(NAME).get("val_numbers", []))
+    return frozenset(checkpoints.load_metrics(checkpoint_name()).get("val_numbers", []))
 
 
 def seen_in_training(n: int) -> str:
@@ -79,9 +72,9 @@ def play_range(start: int, end: int) -> tuple[list[list], str]:
 
 
 def model_card() -> tuple[str, object]:
-    metrics = checkpoints.load_metrics(NAME)
+    metrics = checkpoints.load_metrics(checkpoint_name())
     if not metrics:
-        return "No checkpoint yet: run `python -m train.fizzbuzz`.", None
+        return f"No checkpoint yet: run `{train_command()}`.", None
     hp = metrics["hyperparameters"]
     text = (f"Linear(10, {hp['hidden']}) - ReLU - Linear({hp['hidden']}, 4), trained on "
             f"{metrics['train_numbers']} numbers from 101..1023 ({hp['epochs']} epochs, "
@@ -96,7 +89,7 @@ def model_card() -> tuple[str, object]:
 
 # ---- what the Overview shows -----------------------------------------------------------------
 
-OVERVIEW = Entry("FizzBuzz", 2, "python -m train.fizzbuzz",
+OVERVIEW = Entry("FizzBuzz", 2, train_command(),
                  [Figure("right on 1..100", "fizzbuzz", "test_correct", "{}/100")],
                  ["97/99 right (wrong on 68 and 84), 10-100-4 network"],
                  "numbers it never saw")

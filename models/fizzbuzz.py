@@ -1,9 +1,23 @@
 """FizzBuzz as classification: a number in binary in, one of four answers out."""
+import functools
+
 import torch
 from huggingface_hub import PyTorchModelHubMixin
 from torch import nn
 
+from core import checkpoints
+
 CLASSES = ["number", "fizz", "buzz", "fizzbuzz"]
+TRAIN_RANGE = (101, 1023)  # inclusive, as in the seed
+TEST_RANGE = (1, 100)
+
+
+def checkpoint_name() -> str:
+    return "fizzbuzz"
+
+
+def train_command() -> str:
+    return "python -m train.fizzbuzz"
 
 
 def encode(numbers, bits: int = 10) -> torch.Tensor:
@@ -31,3 +45,14 @@ class FizzBuzzMLP(nn.Module, PyTorchModelHubMixin):
 
     def forward(self, x):  # (N, bits) -> (N, 4) logits
         return self.net(x)
+
+
+@functools.cache
+def load_model() -> FizzBuzzMLP:
+    return checkpoints.load(FizzBuzzMLP, checkpoint_name(), train_command())
+
+
+def predict_classes(model: nn.Module, numbers) -> list[int]:
+    """The predicted index in CLASSES for each number."""
+    with torch.inference_mode():
+        return model(encode(numbers)).argmax(1).tolist()

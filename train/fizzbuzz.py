@@ -23,11 +23,9 @@ from tqdm import tqdm
 
 from core import checkpoints
 from core.training import add_run_arguments, load_state, pick_device, save_state, seed_epoch, seed_everything
-from models.fizzbuzz import CLASSES, FizzBuzzMLP, encode, fizzbuzz_class
+from models.fizzbuzz import (CLASSES, TEST_RANGE, TRAIN_RANGE, FizzBuzzMLP, checkpoint_name, encode, fizzbuzz_class,
+                             train_command)
 
-NAME = "fizzbuzz"
-TRAIN_RANGE = (101, 1023)  # inclusive, as in the seed
-TEST_RANGE = (1, 100)
 VAL_SIZE = 100
 
 
@@ -67,7 +65,7 @@ def main(argv=None):
     train_numbers, val_numbers, test_numbers = split(args.seed)
 
     if args.eval:
-        model = checkpoints.load(FizzBuzzMLP, NAME, "python -m train.fizzbuzz", device, root=args.checkpoint_dir)
+        model = checkpoints.load(FizzBuzzMLP, checkpoint_name(), train_command(), device, root=args.checkpoint_dir)
         result = evaluate(model, test_numbers, device)
         result = {"test_accuracy": result["accuracy"], "test_correct": round(result["accuracy"] * 100),
                   "test_loss": result["loss"], "test_wrong": result["wrong"]}
@@ -80,7 +78,7 @@ def main(argv=None):
     optimizer = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=args.weight_decay)
     steps_per_epoch = math.ceil(len(x) / args.batch_size)
     scheduler = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=args.lr, total_steps=args.epochs * steps_per_epoch)
-    resume_dir = Path(args.checkpoint_dir or checkpoints.CHECKPOINTS) / NAME / "resume"
+    resume_dir = Path(args.checkpoint_dir or checkpoints.CHECKPOINTS) / checkpoint_name() / "resume"
     config = {k: getattr(args, k) for k in ("hidden", "epochs", "batch_size", "lr", "weight_decay", "seed")}
     start_epoch, history = load_state(resume_dir, model, optimizer, scheduler, config) if args.resume else (0, [])
     elapsed_before = history[-1]["wall_time_s"] if history else 0.0
@@ -123,7 +121,7 @@ def main(argv=None):
         "hyperparameters": {k: getattr(args, k) for k in ("hidden", "epochs", "batch_size", "lr", "weight_decay")},
         "history": history,
     }
-    checkpoints.save(model.cpu(), NAME, metrics, root=args.checkpoint_dir)
+    checkpoints.save(model.cpu(), checkpoint_name(), metrics, root=args.checkpoint_dir)
     result = {k: metrics[k] for k in ("test_accuracy", "test_correct", "test_wrong", "val_accuracy", "train_wall_time_s")}
     print(json.dumps(result))
     return result
