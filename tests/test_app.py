@@ -7,6 +7,8 @@ from gradio_client import Client, handle_file
 from conftest import running_app
 from core.data import REPO
 
+pytestmark = pytest.mark.app  # every test here talks to a running server
+
 EXAMPLES = REPO / "demos" / "examples" / "mnist"
 
 

@@ -225,6 +225,8 @@ def test_input_problem_names_the_input_and_the_fault(component, value, message):
     assert problem == message if message is None else problem.startswith(message), problem
 
 
+@pytest.mark.slow
+@pytest.mark.app
 def test_every_endpoint_answers_nasty_input_clearly(app, files):
     url, client = app
     found = endpoints(client.config)
@@ -253,6 +255,7 @@ def test_every_endpoint_answers_nasty_input_clearly(app, files):
     assert not problems, f"{len(problems)} calls without a clear answer:\n" + "\n".join(problems[:60])
 
 
+@pytest.mark.app
 def test_a_burst_of_requests(app):
     """BURST quick submits to a light endpoint from one client: every one answered, and right."""
     _, client = app
@@ -274,6 +277,7 @@ def test_a_burst_of_requests(app):
     assert all(answer == truth[n] for n, answer in answers) and len(answers) == BURST
 
 
+@pytest.mark.app
 def test_uploads_over_the_limit_are_refused(app, tmp_path):
     url, client = app
     limit = client.config["max_file_size"]
@@ -301,6 +305,7 @@ def raw_get(url: str, path: str) -> tuple[int, bytes]:
         conn.close()
 
 
+@pytest.mark.app
 def test_file_routes_serve_nothing_outside_the_app(app):
     url, client = app
     port = urlparse(url).port
@@ -361,6 +366,7 @@ def test_nothing_unpickles():
     assert not found, found
 
 
+@pytest.mark.app
 def test_the_app_still_answers_correctly(app):
     """After everything above: the same server still gets the easy things right."""
     _, client = app

@@ -17,6 +17,8 @@ import pytest
 
 from core.data import REPO
 
+pytestmark = pytest.mark.browser
+
 CHROMIUM = Path("/usr/bin/chromium")
 try:
     from playwright.sync_api import expect, sync_playwright
