@@ -78,3 +78,11 @@ def running_app(log: Path, *args: str, timeout: float = 90, cwd: Path = REPO, en
         except subprocess.TimeoutExpired:
             server.kill()
             server.wait()
+
+
+@pytest.fixture(scope="session")
+def app_url(tmp_path_factory):
+    """One `python app.py` with every tab for the whole session, shared by test_app.py,
+    test_bad_input.py and test_browser.py (a start with all tabs takes tens of seconds)."""
+    with running_app(tmp_path_factory.mktemp("app") / "server.log", timeout=180) as url:
+        yield url

@@ -13,9 +13,8 @@ EXAMPLES = REPO / "demos" / "examples" / "mnist"
 
 
 @pytest.fixture(scope="module")
-def client(tmp_path_factory):
-    with running_app(tmp_path_factory.mktemp("app") / "server.log") as url:
-        yield Client(url, verbose=False)
+def client(app_url):
+    return Client(app_url, verbose=False)
 
 
 def sketch(path):

@@ -27,7 +27,6 @@ import pytest
 from gradio_client import Client, handle_file
 from PIL import Image
 
-from conftest import running_app
 from benchmarks.api import (Endpoint, Input, endpoints, http_call, sample_files, typical_inputs, write_sound,
                             write_wav)
 from core.data import REPO
@@ -47,9 +46,8 @@ class Raw:
 # ---- the app, and the files a careless or hostile user sends -------------------------------
 
 @pytest.fixture(scope="module")
-def app(tmp_path_factory):
-    with running_app(tmp_path_factory.mktemp("app") / "server.log") as url:
-        yield url, Client(url, verbose=False, download_files=False)
+def app(app_url):
+    return app_url, Client(app_url, verbose=False, download_files=False)
 
 
 @pytest.fixture(scope="module")

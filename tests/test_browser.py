@@ -27,19 +27,12 @@ except ImportError:
 if not CHROMIUM.exists():
     pytest.skip("no /usr/bin/chromium (apt-get install chromium; .ci/run does)", allow_module_level=True)
 
-from conftest import running_app  # noqa: E402
 from app import TABS  # noqa: E402
 
 CHROMIUM_ARGS = ["--headless=new", "--no-sandbox", "--disable-gpu", "--no-first-run",
                  "--disable-background-networking"]
 CIFAR10_CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
 SLOW = 60_000  # ms: the first call of a tab may load its models on a busy 2-core machine
-
-
-@pytest.fixture(scope="module")
-def app_url(tmp_path_factory):
-    with running_app(tmp_path_factory.mktemp("browser") / "server.log", timeout=180) as url:
-        yield url
 
 
 @pytest.fixture(scope="module")
