@@ -26,8 +26,9 @@ CHECKPOINTS = REPO / "checkpoints"  # core.checkpoints.CHECKPOINTS, without impo
 # large, git-ignored, and only an interrupted training run reads it.
 CHECKPOINT_FILES = ["*.safetensors", "*.json", "*.model"]
 NEVER = ["resume/*", "*/resume/*", "*__pycache__*", "*.pyc"]
-# The app's code, as a Space runs it. The demos import from train/, so train/ goes too.
-SPACE_FILES = ["app.py", "requirements.txt", "README.md", "core/*.py", "demos/*", "models/*.py", "train/*.py"]
+# The app's code, as a Space runs it: train/ goes too, because the two live-training labs call
+# their train scripts; docs/ because the README (the Space's front page) links to it.
+SPACE_FILES = ["app.py", "requirements.txt", "README.md", "core/*.py", "demos/*", "models/*.py", "train/*.py", "docs/*"]
 
 
 def checkpoint_patterns(only=None) -> list[str]:
