@@ -13,7 +13,9 @@ import torch
 from PIL import Image
 
 from core import checkpoints
+from core.pictures import read_picture
 from demos import detection
+from models.detection import MAX_SIDE
 
 
 def timed(fn, repeats: int) -> tuple[float, float]:
@@ -30,7 +32,7 @@ def photo_600() -> Image.Image:
     """A test-split photo scaled to 600 px on its longer side, or noise when no data is here."""
     examples = detection.split_examples(1)
     if examples:
-        picture = detection.read_picture(examples[0])
+        picture = read_picture(examples[0])
         scale = 600 / max(picture.size)
         return picture.resize((round(picture.width * scale), round(picture.height * scale)), Image.Resampling.BILINEAR)
     return Image.fromarray(np.random.default_rng(0).integers(0, 255, (400, 600, 3), dtype=np.uint8))
@@ -51,7 +53,7 @@ def main(repeats: int = 20):
     with tempfile.NamedTemporaryFile(suffix=".jpg") as f:
         Image.fromarray(picture).resize((6000, 4000)).save(f.name, quality=90)
         median, worst = timed(lambda: detection.detect(f.name), 3)
-        print(f"detect() on a 6000x4000 JPEG (decoded, shrunk to {detection.MAX_SIDE} px): median {median:.3f} s")
+        print(f"detect() on a 6000x4000 JPEG (decoded, shrunk to {MAX_SIDE} px): median {median:.3f} s")
 
 
 if __name__ == "__main__":

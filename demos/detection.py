@@ -3,75 +3,28 @@ a mask, wears it wrongly or wears none; with the model card (per-class AP, preci
 curves, training curves, the test photos it gets most wrong)."""
 import functools
 import math
-from pathlib import Path
 
 import gradio as gr
 import numpy as np
-import torch
-from PIL import Image, ImageDraw, ImageFont, ImageOps
+from PIL import Image, ImageDraw, ImageFont
 
 from core import checkpoints, data
 from core.errors import BadInput
-from core.pictures import open_picture, uint8_pixels
+from core.pictures import read_picture
 from core.plots import curves, curves_image
 from core.results import Entry, Figure
 from core.ui import user_errors
-from models.detection import CLASSES, FaceMaskDetector
-from train import detection as training
+from models.detection import (CLASSES, MAX_SIDE, FaceMaskDetector, checkpoint_name, detect_faces, image_path,
+                              load_annotations, load_detector, shrink, split, train_command)
 
 TITLE = "Face-mask detection"
 COLORS = {"with_mask": (30, 160, 60), "without_mask": (220, 40, 40), "mask_weared_incorrect": (240, 160, 0)}
-MAX_SIDE = 1024  # pictures are shrunk to this longer side first (the committed model itself works at 640 px)
+MIN_SIDE = 8  # smaller pictures are refused: too small to find a face in
 
 
 @functools.cache
-def load_model():
-    return checkpoints.load(FaceMaskDetector, training.NAME, training.COMMAND)
-
-
-def read_picture(image) -> Image.Image:
-    """Any picture (a file path, an array or a PIL image) -> RGB in its upright orientation:
-    grayscale copied to three channels, transparency composited over white."""
-    if image is None:
-        raise BadInput("No picture: upload one or pick an example.")
-    try:
-        if isinstance(image, (str, Path)):
-            with open_picture(image) as probe:
-                image = ImageOps.exif_transpose(probe)
-                image.load()
-        if not isinstance(image, Image.Image):
-            array = uint8_pixels(image)
-            if array.ndim not in (2, 3) or (array.ndim == 3 and array.shape[2] not in (1, 3, 4)):
-                raise BadInput(f"Expected an HxW, HxWx3 or HxWx4 image, got shape {array.shape}.")
-            image = Image.fromarray(array[:, :, 0] if array.ndim == 3 and array.shape[2] == 1 else array)
-        if min(image.size) < 8:
-            raise BadInput(f"That picture is only {image.width}x{image.height} pixels: too small to find a face in.")
-        if image.mode in ("RGBA", "LA", "PA", "P") or "transparency" in image.info:
-            rgba = image.convert("RGBA")
-            image = Image.alpha_composite(Image.new("RGBA", rgba.size, (255, 255, 255, 255)), rgba)
-        return image.convert("RGB")
-    except BadInput:
-        raise
-    except (OSError, ValueError, Image.DecompressionBombError) as e:
-        raise BadInput(f"Could not read that file as an image ({e}).") from e
-
-
-def shrink(image: Image.Image, max_side: int = MAX_SIDE) -> tuple[Image.Image, float]:
-    """The picture with its longer side at most max_side, and the factor it was scaled by."""
-    scale = min(1.0, max_side / max(image.size))
-    if scale == 1.0:
-        return image, 1.0
-    size = (max(1, round(image.width * scale)), max(1, round(image.height * scale)))
-    return image.resize(size, Image.Resampling.BILINEAR), scale
-
-
-def rescale_boxes(boxes: torch.Tensor, from_size: tuple[int, int], to_size: tuple[int, int]) -> torch.Tensor:
-    """Boxes (K, 4) x0 y0 x1 y1 found in a (width, height) picture, in the pixels of the same
-    picture at another size, clipped inside it."""
-    sx, sy = to_size[0] / from_size[0], to_size[1] / from_size[1]
-    out = boxes * torch.tensor([sx, sy, sx, sy])
-    return torch.stack([out[:, 0].clamp(0, to_size[0]), out[:, 1].clamp(0, to_size[1]),
-                        out[:, 2].clamp(0, to_size[0]), out[:, 3].clamp(0, to_size[1])], dim=1)
+def load_model() -> FaceMaskDetector:
+    return load_detector()
 
 
 def check_threshold(score_threshold) -> float:
@@ -81,23 +34,16 @@ def check_threshold(score_threshold) -> float:
     return float(score_threshold)
 
 
-@torch.inference_mode()
 def detect_picture(picture: Image.Image, score_threshold: float = 0.5) -> list[dict]:
     """Faces in an RGB picture, boxes in its own pixels, best first."""
-    threshold = check_threshold(score_threshold)
-    small, _ = shrink(picture)
-    x = torch.from_numpy(np.asarray(small).copy()).permute(2, 0, 1).float() / 255
-    found = load_model()([x])[0]
-    keep = found["scores"] >= threshold
-    boxes = rescale_boxes(found["boxes"][keep], small.size, picture.size)
-    return [{"box": [round(v, 1) for v in box.tolist()], "label": CLASSES[int(label) - 1],
-             "score": round(float(score), 4)} for box, label, score in zip(boxes, found["labels"][keep], found["scores"][keep])]
+    threshold = check_threshold(score_threshold)  # before loading: a bad value is the user's to fix first
+    return detect_faces(load_model(), picture, threshold)
 
 
 def detect(image, score_threshold: float = 0.5) -> list[dict]:
     """Every face found in any picture with a score of at least score_threshold: a list of
     {"box": [x0, y0, x1, y1] in the input's pixels, "label": class name, "score"}."""
-    return detect_picture(read_picture(image), score_threshold)
+    return detect_picture(read_picture(image, min_side=MIN_SIDE), score_threshold)
 
 
 def draw(picture: Image.Image, detections: list[dict], max_side: int = MAX_SIDE) -> Image.Image:
@@ -129,7 +75,7 @@ def summary(detections: list[dict], score_threshold: float) -> str:
 
 def detect_and_draw(image, score_threshold):
     """The tab's action: the picture with boxes, a sentence with the counts per class, a table."""
-    picture = read_picture(image)
+    picture = read_picture(image, min_side=MIN_SIDE)
     try:
         detections = detect_picture(picture, score_threshold)
     except checkpoints.MissingCheckpoint as e:
@@ -151,8 +97,8 @@ def split_examples(n: int = 8) -> list[str]:
     """Paths of the first n test-split photos when the data is on this machine, else none."""
     try:
         root = data.face_mask_dir(download=False)
-        records = training.split(training.load_annotations(root))["test"][:n] if (root / "annotations").exists() else []
-        return [str(training.image_path(root, r["stem"])) for r in records]
+        records = split(load_annotations(root))["test"][:n] if (root / "annotations").exists() else []
+        return [str(image_path(root, r["stem"])) for r in records]
     except (FileNotFoundError, OSError):
         return []
 
@@ -180,8 +126,9 @@ def failure_gallery(metrics: dict) -> list:
         root = data.face_mask_dir(download=False)
         out = []
         for f in metrics.get("failures", []):
-            picture = read_picture(training.image_path(root, f["stem"]))
-            found = [{"box": p[:4], "label": CLASSES[p[4] - 1], "score": p[5]} for p in f["predictions"]]
+            picture = read_picture(image_path(root, f["stem"]))
+            found = [{"box": box, "label": CLASSES[label - 1], "score": score}
+                     for *box, label, score in f["predictions"]]  # as evaluate() records them
             out.append((draw(picture, found, 640), f"{f['faces']} faces: {f['missed']} missed, "
                         f"{f['false_alarms']} false alarms, {f['wrong_class']} wrong class"))
         return out
@@ -193,15 +140,15 @@ def start_of(hyperparameters: dict) -> str:
     if hyperparameters.get("imagenet_backbone"):
         return "from ImageNet weights"
     if hyperparameters.get("backbone_init"):
-        return "from a backbone pre-trained here on face crops (python -m train.detection_backbone)"
+        return f"from a backbone pre-trained here on face crops ({train_command(backbone=True)})"
     return "from scratch"
 
 
 def model_card():
     """Markdown, per-class AP rows, the precision-recall and training-curve figures, failures."""
-    m = checkpoints.load_metrics(training.NAME)
+    m = checkpoints.load_metrics(checkpoint_name())
     if not m:
-        return f"No checkpoint yet: train it with `{training.COMMAND}`.", [], None, None, []
+        return f"No checkpoint yet: train it with `{train_command()}`.", [], None, None, []
     text = (f"Test split ({m['test_images']} photos, {m['test_faces']} faces): **mAP@0.5 {m['test_map50']:.3f}**, "
             f"mAP@[.5:.95] {m['test_map']:.3f} (COCO-style, torchmetrics with pycocotools). Faster R-CNN with a "
             f"{m['hyperparameters']['backbone']} FPN backbone trained "
@@ -219,22 +166,22 @@ def model_card():
 
 # ---- what the Overview shows -----------------------------------------------------------------
 
-OVERVIEW = Entry("Face-mask detection", 10, "python -m train.detection",
-                 [Figure("mAP (IoU 0.5)", "detection", "test_map50", "{:.3f}")],
+OVERVIEW = Entry("Face-mask detection", 10, train_command(),
+                 [Figure("mAP (IoU 0.5)", checkpoint_name(), "test_map50", "{:.3f}")],
                  ["training loss 0.0307 only, no mAP (target: mAP 0.60 at IoU 0.5)"])
 
 
 def thumbnail():
     """The Overview's picture of this experiment."""
-    return curves_image({"validation": checkpoints.history("detection", "val_map50")}, "epoch", "mAP (IoU 0.5)")
+    return curves_image({"validation": checkpoints.history(checkpoint_name(), "val_map50")}, "epoch", "mAP (IoU 0.5)")
 
 
 def build():
     gr.Markdown("Upload a photo with people in it: the detector boxes every face it finds and says whether it "
                 "wears a mask (**with_mask**), wears it wrongly (**mask_weared_incorrect**) or wears none "
                 "(**without_mask**). Move the slider to see less confident boxes.")
-    if checkpoints.find(training.NAME) is None:
-        gr.Markdown(f"**No detector trained yet.** Train it with `{training.COMMAND}`; until then this tab "
+    if checkpoints.find(checkpoint_name()) is None:
+        gr.Markdown(f"**No detector trained yet.** Train it with `{train_command()}`; until then this tab "
                     "shows the photo without boxes.")
     with gr.Row():
         with gr.Column(scale=1):

@@ -11,16 +11,16 @@ import gradio as gr
 import numpy as np
 import skimage
 import torch
-from PIL import Image, ImageOps
+from PIL import Image
 
 from core import checkpoints, data
 from core.errors import BadInput
-from core.pictures import open_picture, uint8_pixels
+from core.pictures import read_picture
 from core.plots import curves_image
 from core.results import Entry, Figure
 from core.ui import user_errors
-from models.faces import FaceNet, cosine_similarity
-from train.faces import build_gallery, checkpoint_name, command, embed, load_gallery
+from models.faces import (FaceNet, build_gallery, checkpoint_name, cosine_similarity, embed, load_facenet, load_gallery,
+                          to_tensor, train_command)
 
 TITLE = "Face verification"
 KINDS = {"center": "ConvNeXt + center loss", "plain": "ConvNeXt, cross-entropy only"}
@@ -31,6 +31,7 @@ CHECKPOINT_ROOT = None  # None: checkpoints/ (tests point it elsewhere)
 CROP_SCALE = 112 / 82
 MIN_SIDE = 32  # smaller photos are refused: a face needs more pixels than this
 DETECT_SIDE = 800  # detection runs on a copy whose longer side is at most this
+MAX_SIDE = 2 * DETECT_SIDE  # larger photos are shrunk to this (big JPEGs decode at a reduced size)
 # Eileen Collins, in a picture that ships inside scikit-image (a dependency), not from LFW.
 ASTRONAUT = Path(skimage.__file__).parent / "data" / "astronaut.png"
 
@@ -43,7 +44,7 @@ def _check_kind(kind) -> str:
 
 @functools.cache
 def _load(kind: str, root):
-    return checkpoints.load(FaceNet, checkpoint_name(WEIGHTS[kind]), command(WEIGHTS[kind]), root=root)
+    return load_facenet(WEIGHTS[kind], root=root)
 
 
 def load_model(kind: str = "center") -> FaceNet:
@@ -60,33 +61,6 @@ def threshold(kind: str = "center") -> float:
 
 
 # ---- photos and faces -------------------------------------------------------------------------
-
-def read_photo(image, what: str = "photo") -> Image.Image:
-    """A file path, PIL image or array -> an RGB PIL image (grey copied to three channels,
-    transparency over white, EXIF rotation applied), refusing what is not a usable photo."""
-    if image is None:
-        raise BadInput(f"No {what}: upload one.")
-    try:
-        if isinstance(image, (str, Path)):
-            with open_picture(image, what) as probe:
-                probe.draft("RGB", (2 * DETECT_SIDE, 2 * DETECT_SIDE))  # big JPEGs decode at a reduced size
-                image = ImageOps.exif_transpose(probe.convert("RGBA") if probe.mode == "P" else probe)
-        if not isinstance(image, Image.Image):
-            array = uint8_pixels(image, what)
-            if array.ndim not in (2, 3) or (array.ndim == 3 and array.shape[2] not in (1, 3, 4)):
-                raise BadInput(f"Expected an HxW, HxWx3 or HxWx4 image for the {what}, got shape {array.shape}.")
-            image = Image.fromarray(array[:, :, 0] if array.ndim == 3 and array.shape[2] == 1 else array)
-        if min(image.size) < MIN_SIDE:
-            raise BadInput(f"The {what} is only {image.width}x{image.height} pixels: a face needs at least "
-                           f"{MIN_SIDE}x{MIN_SIDE}.")
-        if image.mode in ("RGBA", "LA", "PA") or "transparency" in image.info:
-            image = Image.alpha_composite(Image.new("RGBA", image.size, (255, 255, 255, 255)), image.convert("RGBA"))
-        return image.convert("RGB")
-    except BadInput:
-        raise
-    except (OSError, ValueError, Image.DecompressionBombError) as e:
-        raise BadInput(f"Could not read the {what} as a picture ({e}).") from e
-
 
 _per_thread = threading.local()
 _cv2_import = threading.Lock()
@@ -129,8 +103,7 @@ def find_face(photo: Image.Image) -> tuple[Image.Image, str]:
 
 def face_embedding(crop: Image.Image, kind: str) -> torch.Tensor:
     model = load_model(kind)
-    pixels = np.asarray(crop.resize((model.image_size, model.image_size), Image.Resampling.BICUBIC))
-    return embed(model, torch.from_numpy(pixels.copy()).permute(2, 0, 1).unsqueeze(0), "cpu")  # (1, D)
+    return embed(model, to_tensor([crop], model.image_size), "cpu")  # (1, D)
 
 
 # ---- verification -------------------------------------------------------------------------------
@@ -140,7 +113,7 @@ def _verify(image_a, image_b, kind: str):
     limit = threshold(kind)
     crops, notes = [], []
     for image, what in ((image_a, "first photo"), (image_b, "second photo")):
-        crop, note = find_face(read_photo(image, what))
+        crop, note = find_face(read_picture(image, what, min_side=MIN_SIDE, max_side=MAX_SIDE))
         crops.append(crop)
         if note:
             notes.append(f"{what.capitalize()}: {note}")
@@ -191,7 +164,7 @@ def _load_gallery(kind: str, root) -> dict:
         folder = gallery_folder()
         if folder is None:
             raise BadInput("No gallery: it is not in the checkpoint and the LFW photos are not configured "
-                           f"here (set DLP_DATA_MIRROR, then run `{command(WEIGHTS[kind])} --gallery`).")
+                           f"here (set DLP_DATA_MIRROR, then run `{train_command(WEIGHTS[kind])} --gallery`).")
         gallery = build_gallery(load_model(kind), folder)
     return gallery
 
@@ -205,7 +178,7 @@ def gallery(kind: str = "center") -> dict:
 
 def who_is_this(image, kind: str = "center", k: int = 5) -> list[tuple[str, float]]:
     """The k LFW people (with at least 10 photos) whose faces are nearest, with similarities."""
-    crop, _ = find_face(read_photo(image))
+    crop, _ = find_face(read_picture(image, "photo", min_side=MIN_SIDE, max_side=MAX_SIDE))
     return _nearest(crop, _check_kind(kind), k)
 
 
@@ -218,7 +191,8 @@ def _nearest(crop: Image.Image, kind: str, k: int) -> list[tuple[str, float]]:
 
 def search(image, kind: str = "center"):
     """The tab's gallery action: the face crop, the five nearest people's photos, a note."""
-    crop, note = find_face(read_photo(image))  # read and searched once, not again by who_is_this
+    # read and searched once, not again by who_is_this
+    crop, note = find_face(read_picture(image, "photo", min_side=MIN_SIDE, max_side=MAX_SIDE))
     matches = _nearest(crop, _check_kind(kind), 5)
     text = ("Nearest of the LFW people with at least 10 photos (similarity to the mean of 10 of theirs). "
             "Someone who is not in LFW still gets five names: the nearest, not a match.")
@@ -291,7 +265,7 @@ def summary() -> str:
     for kind in KINDS:
         m = metrics(kind)
         if not m:
-            rows.append(f"| {KINDS[kind]} | not trained yet: `{command(WEIGHTS[kind])}` | | | | |")
+            rows.append(f"| {KINDS[kind]} | not trained yet: `{train_command(WEIGHTS[kind])}` | | | | |")
             continue
         rows.append(f"| {KINDS[kind]} | {m['test_accuracy']:.1%} | {m['threshold']:.3f} | {m['test_auc']:.3f} | "
                     f"{m['test_tar_at_far_1e-2']:.1%} | {m['train_wall_time_s'] / 60:.0f} min |")
@@ -303,18 +277,20 @@ def summary() -> str:
 
 # ---- what the Overview shows -----------------------------------------------------------------
 
-OVERVIEW = Entry("Face verification", 11, "python -m train.faces --center-loss 0.01",
-                 [Figure("verification accuracy with center loss", "faces/center", "test_accuracy", "{:.1%}"),
-                  Figure("without", "faces/plain", "test_accuracy", "{:.1%}"),
-                  Figure("ROC AUC", "faces/center", "test_auc", "{:.3f}")],
+OVERVIEW = Entry("Face verification", 11, train_command(WEIGHTS["center"]),
+                 [Figure("verification accuracy with center loss", checkpoint_name(WEIGHTS["center"]), "test_accuracy",
+                         "{:.1%}"),
+                  Figure("without", checkpoint_name(WEIGHTS["plain"]), "test_accuracy", "{:.1%}"),
+                  Figure("ROC AUC", checkpoint_name(WEIGHTS["center"]), "test_auc", "{:.3f}")],
                  ["verification accuracy 71.5% on its own split"],
                  "LFW's 1,000 pairsDevTest pairs, people never trained on")
 
 
 def thumbnail():
     """The Overview's picture of this experiment."""
-    return curves_image({"center loss": checkpoints.history("faces/center", "test_auc"),
-                         "cross-entropy only": checkpoints.history("faces/plain", "test_auc")}, "epoch", "pair ROC AUC")
+    return curves_image({"center loss": checkpoints.history(checkpoint_name(WEIGHTS["center"]), "test_auc"),
+                         "cross-entropy only": checkpoints.history(checkpoint_name(WEIGHTS["plain"]), "test_auc")},
+                        "epoch", "pair ROC AUC")
 
 
 def build():

@@ -10,11 +10,18 @@ Input: a list of float images (3, H, W) in [0, 1], any sizes; the model's own tr
 normalises them and resizes each to a shorter side of `min_size` (at most `max_size` long).
 Output in eval mode: per image a dict of boxes (K, 4) x0 y0 x1 y1 in the input's pixels,
 labels (K,) in 1..3 (0 is background) and scores (K,).
+
+Also here: the checkpoint names, the Kaggle set's annotations and its fixed split (which the
+tab's examples come from too), and `detect_faces`, the model applied to one picture.
 """
+import re
+import xml.etree.ElementTree as ET
 from pathlib import Path
 
+import numpy as np
 import torch
 from huggingface_hub import PyTorchModelHubMixin
+from PIL import Image
 from torch import nn
 from torchvision.models import MobileNet_V3_Large_Weights, ResNet18_Weights, mobilenet_v3_large, resnet18
 from torchvision.models.detection import FasterRCNN
@@ -25,10 +32,24 @@ from torchvision.ops import MultiScaleRoIAlign
 from torchvision.ops.feature_pyramid_network import LastLevelMaxPool
 from torchvision.ops.misc import FrozenBatchNorm2d
 
+from core import checkpoints
+
 CLASSES = ("with_mask", "without_mask", "mask_weared_incorrect")  # labels 1, 2, 3
 # Faces are a little taller than wide (aspect ratio here is height / width).
 ASPECT_RATIOS = (1.0, 1.4)
 IMAGENET = {"resnet18": ResNet18_Weights.IMAGENET1K_V1, "mobilenet_v3": MobileNet_V3_Large_Weights.IMAGENET1K_V1}
+SPLIT_SEED = 0  # fixed, whatever --seed says: every run and the tab see the same test images
+FRACTIONS = (0.70, 0.15, 0.15)  # train / val / test
+MAX_SIDE = 1024  # pictures are shrunk to this longer side first (the committed model itself works at 640 px)
+
+
+def checkpoint_name(backbone: bool = False) -> str:
+    """The detector's checkpoint, or (backbone=True) its pre-trained crop classifier's."""
+    return "detection_backbone" if backbone else "detection"
+
+
+def train_command(backbone: bool = False) -> str:
+    return "python -m train.detection_backbone" if backbone else "python -m train.detection"
 
 
 def cached_imagenet(backbone: str):
@@ -105,3 +126,102 @@ class FaceCropClassifier(nn.Module, PyTorchModelHubMixin):
 
     def forward(self, x):
         return self.head(self.features(x).mean((2, 3)))
+
+
+def load_detector(device="cpu", root=None) -> FaceMaskDetector:
+    """The trained detector (checkpoints/detection, or under `root`), in eval mode."""
+    return checkpoints.load(FaceMaskDetector, checkpoint_name(), train_command(), device, root=root)
+
+
+# ---- the Kaggle face-mask set: annotations, photos, the fixed split ---------------------------
+
+def parse_voc(path) -> dict:
+    """One Pascal VOC file: image size, boxes (K, 4) float x0 y0 x1 y1 clipped inside the
+    image, labels (K,) int64 in 1..3. Boxes with no area left after clipping are dropped."""
+    root = ET.parse(path).getroot()
+    width, height = int(root.findtext("size/width")), int(root.findtext("size/height"))
+    boxes, labels = [], []
+    for obj in root.iter("object"):
+        name = obj.findtext("name").strip()
+        if name not in CLASSES:
+            raise ValueError(f"{path}: unknown class {name!r}")
+        x0, y0, x1, y1 = (float(obj.findtext(f"bndbox/{k}")) for k in ("xmin", "ymin", "xmax", "ymax"))
+        x0, x1 = sorted((min(max(x0, 0), width), min(max(x1, 0), width)))
+        y0, y1 = sorted((min(max(y0, 0), height), min(max(y1, 0), height)))
+        if x1 - x0 >= 1 and y1 - y0 >= 1:
+            boxes.append([x0, y0, x1, y1])
+            labels.append(CLASSES.index(name) + 1)
+    return {"stem": Path(path).stem, "width": width, "height": height,
+            "boxes": torch.tensor(boxes, dtype=torch.float32).reshape(-1, 4),
+            "labels": torch.tensor(labels, dtype=torch.int64)}
+
+
+def load_annotations(root: Path) -> list[dict]:
+    """Every annotation under root/annotations, in the files' numeric order."""
+    paths = sorted((root / "annotations").glob("*.xml"), key=lambda p: [int(t) if t.isdigit() else t
+                                                                       for t in re.split(r"(\d+)", p.stem)])
+    return [parse_voc(p) for p in paths]
+
+
+def image_path(root: Path, stem: str) -> Path:
+    """The mirror re-encoded the images as JPEG; Kaggle's originals are PNG."""
+    for ext in (".jpg", ".png", ".jpeg"):
+        if (root / "images" / (stem + ext)).exists():
+            return root / "images" / (stem + ext)
+    raise FileNotFoundError(f"No image for {stem} in {root / 'images'}")
+
+
+def load_image(path) -> torch.Tensor:
+    """A photo of the set as uint8 (3, H, W) RGB (the Kaggle PNGs are RGBA with an opaque alpha)."""
+    with Image.open(path) as image:
+        return torch.from_numpy(np.asarray(image.convert("RGB")).copy()).permute(2, 0, 1)
+
+
+def split(records: list[dict], seed: int = SPLIT_SEED) -> dict[str, list[dict]]:
+    """Train / val / test, stratified by the rarest class in each image (3 before 2 before 1)."""
+    out = {"train": [], "val": [], "test": []}
+    rarest = [max(r["labels"].tolist(), default=0) for r in records]
+    rng = np.random.default_rng(seed)
+    for stratum in sorted(set(rarest)):
+        members = [r for r, k in zip(records, rarest) if k == stratum]
+        order = rng.permutation(len(members))
+        n_val, n_test = round(FRACTIONS[1] * len(members)), round(FRACTIONS[2] * len(members))
+        for rank, i in enumerate(order):
+            part = "test" if rank < n_test else "val" if rank < n_test + n_val else "train"
+            out[part].append(members[i])
+    position = {id(r): i for i, r in enumerate(records)}
+    return {part: sorted(chosen, key=lambda r: position[id(r)]) for part, chosen in out.items()}  # files' order
+
+
+# ---- the detector on one picture ----------------------------------------------------------------
+
+def shrink(image: Image.Image, max_side: int = MAX_SIDE) -> tuple[Image.Image, float]:
+    """The picture with its longer side at most max_side, and the factor it was scaled by."""
+    scale = min(1.0, max_side / max(image.size))
+    if scale == 1.0:
+        return image, 1.0
+    size = (max(1, round(image.width * scale)), max(1, round(image.height * scale)))
+    return image.resize(size, Image.Resampling.BILINEAR), scale
+
+
+def rescale_boxes(boxes: torch.Tensor, from_size: tuple[int, int], to_size: tuple[int, int]) -> torch.Tensor:
+    """Boxes (K, 4) x0 y0 x1 y1 found in a (width, height) picture, in the pixels of the same
+    picture at another size, clipped inside it."""
+    sx, sy = to_size[0] / from_size[0], to_size[1] / from_size[1]
+    out = boxes * torch.tensor([sx, sy, sx, sy])
+    return torch.stack([out[:, 0].clamp(0, to_size[0]), out[:, 1].clamp(0, to_size[1]),
+                        out[:, 2].clamp(0, to_size[0]), out[:, 3].clamp(0, to_size[1])], dim=1)
+
+
+@torch.inference_mode()
+def detect_faces(model, picture: Image.Image, score_threshold: float = 0.5, max_side: int = MAX_SIDE) -> list[dict]:
+    """Faces in an RGB picture with a score of at least score_threshold, best first: a list
+    of {"box": [x0, y0, x1, y1] in the picture's own pixels, "label": class name, "score"}.
+    The model sees the picture shrunk to max_side (it resizes to its min_size anyway)."""
+    small, _ = shrink(picture, max_side)
+    x = torch.from_numpy(np.asarray(small).copy()).permute(2, 0, 1).float() / 255  # (3, H, W) in [0, 1]
+    found = model([x])[0]
+    keep = found["scores"] >= score_threshold
+    boxes = rescale_boxes(found["boxes"][keep], small.size, picture.size)
+    return [{"box": [round(v, 1) for v in box.tolist()], "label": CLASSES[int(label) - 1],
+             "score": round(float(score), 4)} for box, label, score in zip(boxes, found["labels"][keep], found["scores"][keep])]

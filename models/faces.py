@@ -6,14 +6,33 @@ Discriminative Feature Learning Approach for Deep Face Recognition", 2016).
 
 FaceNet takes normalised faces (N, 3, S, S) (see `normalize`; S = image_size) and returns
 (embeddings (N, embedding_dim), logits (N, num_classes)); `embed` returns the embeddings only.
+
+Also here: the checkpoint names, `embed` (a face and its mirror image, batched) and the
+who-is-this gallery of LFW people that the train script builds and the tab searches.
 """
+import json
+from pathlib import Path
+
+import numpy as np
 import torch
 import torch.nn.functional as F
 from huggingface_hub import PyTorchModelHubMixin
+from PIL import Image
 from torch import nn
+
+from core import checkpoints
 
 MEAN = (0.5, 0.5, 0.5)
 STD = (0.25, 0.25, 0.25)
+GALLERY_MIN_PHOTOS, GALLERY_PHOTOS = 10, 10  # LFW people with >= 10 photos; 10 photos each
+
+
+def checkpoint_name(center_loss: float) -> str:
+    return "faces/center" if center_loss > 0 else "faces/plain"
+
+
+def train_command(center_loss: float) -> str:
+    return f"python -m train.faces --center-loss {center_loss:g}"
 
 
 def normalize(images_uint8: torch.Tensor) -> torch.Tensor:
@@ -120,3 +139,66 @@ def center_optimizer(center_loss: CenterLoss, lr: float = 0.5):
 def cosine_similarity(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     """Row-wise cosine similarity of two (N, D) embeddings: (N,) in [-1, 1]."""
     return (F.normalize(a.float(), dim=1) * F.normalize(b.float(), dim=1)).sum(dim=1)
+
+
+# ---- using a trained model ----------------------------------------------------------------------
+
+def load_facenet(center_loss: float, device="cpu", root=None) -> FaceNet:
+    """The model trained with this center-loss weight (checkpoints/faces/..., or under `root`)."""
+    return checkpoints.load(FaceNet, checkpoint_name(center_loss), train_command(center_loss), device, root=root)
+
+
+def to_tensor(pictures: list[Image.Image], size: int) -> torch.Tensor:
+    """RGB face crops -> uint8 (N, 3, size, size), each resized (bicubic) as data.lfw_faces
+    resizes LFW's."""
+    pixels = np.stack([np.asarray(p.resize((size, size), Image.Resampling.BICUBIC)) for p in pictures])
+    return torch.from_numpy(pixels).permute(0, 3, 1, 2)
+
+
+@torch.no_grad()
+def embed(model, faces_uint8: torch.Tensor, device, batch_size: int = 256, flip: bool = True) -> torch.Tensor:
+    """Embeddings (N, D) of uint8 faces; with flip, the sum of each face's and its mirror's."""
+    model.eval()
+    out = []
+    for i in range(0, len(faces_uint8), batch_size):
+        x = normalize(faces_uint8[i:i + batch_size].to(device))
+        e = model.embed(x)
+        if flip:
+            e = F.normalize(e, dim=1) + F.normalize(model.embed(x.flip(3)), dim=1)
+        out.append(e.float().cpu())
+    return torch.cat(out) if out else torch.zeros(0, model.embedding_dim)
+
+
+def build_gallery(model, images: Path, device="cpu") -> dict:
+    """The tab's who-is-this gallery: for each LFW person with at least GALLERY_MIN_PHOTOS
+    photos, the mean unit embedding of their first GALLERY_PHOTOS. Saved beside the weights
+    so that the first search does not wait for 1,600 photos to be embedded."""
+    names, portraits, faces = [], [], []
+    for person in sorted(p for p in images.iterdir() if p.is_dir()):
+        photos = sorted(person.glob("*.jpg"))
+        if len(photos) < GALLERY_MIN_PHOTOS:
+            continue
+        names.append(person.name)
+        portraits.append(f"{person.name}/{photos[0].name}")
+        faces.append(to_tensor([Image.open(p).convert("RGB") for p in photos[:GALLERY_PHOTOS]], model.image_size))
+    e = F.normalize(embed(model, torch.cat(faces), device), dim=1).view(len(names), GALLERY_PHOTOS, -1)
+    return {"names": names, "portraits": portraits, "means": F.normalize(e.mean(1), dim=1)}
+
+
+def save_gallery(path: Path, gallery: dict) -> None:
+    from safetensors.torch import save_file
+
+    save_file({"means": gallery["means"].contiguous()}, str(path / "gallery.safetensors"),
+              metadata={"names": json.dumps(gallery["names"]), "portraits": json.dumps(gallery["portraits"])})
+
+
+def load_gallery(path: Path) -> dict | None:
+    """The gallery saved beside a checkpoint's weights, or None when there is none."""
+    from safetensors import safe_open
+
+    if not (path / "gallery.safetensors").exists():
+        return None
+    with safe_open(str(path / "gallery.safetensors"), "pt") as f:
+        meta = f.metadata()
+        return {"names": json.loads(meta["names"]), "portraits": json.loads(meta["portraits"]),
+                "means": f.get_tensor("means")}

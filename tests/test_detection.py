@@ -10,7 +10,8 @@ from PIL import Image
 from core import checkpoints, data
 from core.errors import BadInput
 from demos import detection
-from models.detection import CLASSES, FaceMaskDetector
+from models.detection import (CLASSES, FaceMaskDetector, checkpoint_name, image_path, load_annotations, parse_voc,
+                              rescale_boxes, split, train_command)
 from train import detection as training
 
 ROOT = data.mirror_dir() / "face-mask" if data.mirror_dir() else None
@@ -24,21 +25,28 @@ VOC = """<annotation><filename>x.jpg</filename><size><width>100</width><height>8
 </annotation>"""
 
 
+def test_checkpoint_names_and_train_commands():
+    assert (checkpoint_name(), train_command()) == ("detection", "python -m train.detection")
+    assert (checkpoint_name(backbone=True), train_command(backbone=True)) == \
+        ("detection_backbone", "python -m train.detection_backbone")
+    assert detection.OVERVIEW.command == train_command()
+
+
 def test_voc_parser_clips_sorts_and_drops(tmp_path):
     path = tmp_path / "x.xml"
     path.write_text(VOC)
-    r = training.parse_voc(path)
+    r = parse_voc(path)
     assert (r["width"], r["height"]) == (100, 80)
     assert r["boxes"].tolist() == [[0, 10, 30, 80], [60, 40, 70, 50]]  # clipped; corners put in order
     assert r["labels"].tolist() == [1, 3]  # the box wholly outside the picture is gone
     path.write_text(VOC.replace("without_mask", "mask_on_chin"))
     with pytest.raises(ValueError, match="mask_on_chin"):
-        training.parse_voc(path)
+        parse_voc(path)
 
 
 @needs_data
 def test_every_box_of_the_real_annotations_is_inside_its_image():
-    records = training.load_annotations(ROOT)
+    records = load_annotations(ROOT)
     assert len(records) == 853 and records[0]["stem"] == "maksssksksss0"
     for r in records:
         b = r["boxes"]
@@ -46,7 +54,7 @@ def test_every_box_of_the_real_annotations_is_inside_its_image():
         assert (b[:, 2] > b[:, 0]).all() and (b[:, 3] > b[:, 1]).all()
     labels = torch.cat([r["labels"] for r in records])
     assert torch.bincount(labels, minlength=4)[1:].tolist() == [3232, 717, 123]
-    with Image.open(training.image_path(ROOT, records[0]["stem"])) as image:
+    with Image.open(image_path(ROOT, records[0]["stem"])) as image:
         assert image.size == (records[0]["width"], records[0]["height"])
 
 
@@ -98,10 +106,10 @@ def test_crops_keep_boxes_on_their_pixels_and_drop_faces_cut_off():
 
 @needs_data
 def test_split_is_stratified_deterministic_and_disjoint():
-    records = training.load_annotations(ROOT)
-    parts = training.split(records)
+    records = load_annotations(ROOT)
+    parts = split(records)
     stems = {k: [r["stem"] for r in v] for k, v in parts.items()}
-    assert stems == {k: [r["stem"] for r in v] for k, v in training.split(records).items()}
+    assert stems == {k: [r["stem"] for r in v] for k, v in split(records).items()}
     assert sum(map(len, stems.values())) == 853 and len(set().union(*stems.values())) == 853
     assert 120 <= len(stems["val"]) <= 140 and 120 <= len(stems["test"]) <= 140
     for part in parts.values():
@@ -116,7 +124,7 @@ def test_photos_with_the_rare_class_are_repeated():
 
 def test_boxes_are_mapped_back_to_the_original_size():
     boxes = torch.tensor([[0.0, 0, 320, 240], [160, 120, 400, 250]])
-    out = detection.rescale_boxes(boxes, (320, 240), (6000, 4500))
+    out = rescale_boxes(boxes, (320, 240), (6000, 4500))
     assert out[0].tolist() == [0, 0, 6000, 4500] and out[1].tolist() == [3000, 2250, 6000, 4500]
 
 
@@ -178,6 +186,7 @@ def test_the_tab_says_what_it_found_or_how_to_train(fake_model, monkeypatch, tmp
     assert "python -m train.detection" in text and rows == []
 
 
+@pytest.mark.slow
 @needs_data
 def test_tiny_training_run_then_eval_and_its_model_card(monkeypatch, tmp_path):
     args = ["--limit", "4", "--min-size", "64", "--batch-size", "2", "--checkpoint-dir", str(tmp_path)]
@@ -198,6 +207,7 @@ def test_tiny_training_run_then_eval_and_its_model_card(monkeypatch, tmp_path):
     assert pr is not None and curves is not None and len(failures) == 4
 
 
+@pytest.mark.slow
 @needs_data
 def test_tiny_training_run_on_crops_validating_late(monkeypatch, tmp_path):
     result = training.main(["--epochs", "2", "--val-from", "2", "--limit", "4", "--min-size", "96", "--train-crop", "64",
@@ -226,6 +236,7 @@ def test_backbone_crops_centre_the_face_with_context():
     assert edge[:, 2, 2].tolist() == [124, 124, 124]
 
 
+@pytest.mark.slow
 @needs_data
 def test_backbone_pretraining_then_detector_starts_from_it(tmp_path):
     from train import detection_backbone as backbone
@@ -254,6 +265,7 @@ def test_endpoint_of_the_tab(fake_model, tmp_path):
     assert "with_mask" in text and Image.open(drawn).size == (120, 90)
 
 
+@pytest.mark.slow
 @needs_data
 @pytest.mark.skipif(checkpoints.find("detection") is None, reason="no detector trained yet (python -m train.detection)")
 def test_committed_detector_reproduces_its_metrics():
@@ -264,9 +276,13 @@ def test_committed_detector_reproduces_its_metrics():
     result = training.main(["--eval"])
     assert result["test_images"] == 128 and abs(result["test_map50"] - committed["test_map50"]) < 1e-6
     assert result["per_class_ap50"] == pytest.approx(committed["per_class_ap50"], abs=1e-6)
+    assert result["test_map"] == pytest.approx(committed["test_map"], abs=1e-6)
+    assert result["per_class_ap"] == pytest.approx(committed["per_class_ap"], abs=1e-6)
+    assert result["errors_at_0_5"] == committed["errors_at_0_5"]
     assert result["test_map50"] >= 0.45, result
 
 
+@pytest.mark.slow
 @needs_data
 @pytest.mark.skipif(checkpoints.find("detection_backbone") is None,
                     reason="no backbone pre-trained yet (python -m train.detection_backbone)")

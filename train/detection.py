@@ -21,14 +21,10 @@ torchmetrics' COCO-style MeanAveragePrecision (pycocotools backend).
 import argparse
 import json
 import math
-import re
 import time
-import xml.etree.ElementTree as ET
 from pathlib import Path
 
-import numpy as np
 import torch
-from PIL import Image
 from safetensors.torch import load_file, save_file
 from torchmetrics.detection import MeanAveragePrecision
 from torchvision.ops import box_area, box_iou, clip_boxes_to_image
@@ -37,74 +33,14 @@ from tqdm import tqdm
 from core import checkpoints, data
 from core.training import (add_run_arguments, load_state, parse_run_arguments, pick_device, save_state, seed_epoch,
                            seed_everything)
-from models.detection import CLASSES, FaceCropClassifier, FaceMaskDetector, cached_imagenet
+from models.detection import (CLASSES, SPLIT_SEED, FaceCropClassifier, FaceMaskDetector, cached_imagenet,
+                              checkpoint_name, image_path, load_annotations, load_detector, load_image, split,
+                              train_command)
 
-NAME = "detection"
-COMMAND = "python -m train.detection"
 SCALES = (256, 288, 320, 352, 384)  # shorter sides for scale jitter; evaluation uses --min-size
-SPLIT_SEED = 0  # fixed, whatever --seed says: every run and the tab see the same test images
-FRACTIONS = (0.70, 0.15, 0.15)
 
 
-# ---- data -------------------------------------------------------------------------------
-
-def parse_voc(path) -> dict:
-    """One Pascal VOC file: image size, boxes (K, 4) float x0 y0 x1 y1 clipped inside the
-    image, labels (K,) int64 in 1..3. Boxes with no area left after clipping are dropped."""
-    root = ET.parse(path).getroot()
-    width, height = int(root.findtext("size/width")), int(root.findtext("size/height"))
-    boxes, labels = [], []
-    for obj in root.iter("object"):
-        name = obj.findtext("name").strip()
-        if name not in CLASSES:
-            raise ValueError(f"{path}: unknown class {name!r}")
-        x0, y0, x1, y1 = (float(obj.findtext(f"bndbox/{k}")) for k in ("xmin", "ymin", "xmax", "ymax"))
-        x0, x1 = sorted((min(max(x0, 0), width), min(max(x1, 0), width)))
-        y0, y1 = sorted((min(max(y0, 0), height), min(max(y1, 0), height)))
-        if x1 - x0 >= 1 and y1 - y0 >= 1:
-            boxes.append([x0, y0, x1, y1])
-            labels.append(CLASSES.index(name) + 1)
-    return {"stem": Path(path).stem, "width": width, "height": height,
-            "boxes": torch.tensor(boxes, dtype=torch.float32).reshape(-1, 4),
-            "labels": torch.tensor(labels, dtype=torch.int64)}
-
-
-def load_annotations(root: Path) -> list[dict]:
-    """Every annotation under root/annotations, in the files' numeric order."""
-    paths = sorted((root / "annotations").glob("*.xml"), key=lambda p: [int(t) if t.isdigit() else t
-                                                                       for t in re.split(r"(\d+)", p.stem)])
-    return [parse_voc(p) for p in paths]
-
-
-def image_path(root: Path, stem: str) -> Path:
-    """The mirror re-encoded the images as JPEG; Kaggle's originals are PNG."""
-    for ext in (".jpg", ".png", ".jpeg"):
-        if (root / "images" / (stem + ext)).exists():
-            return root / "images" / (stem + ext)
-    raise FileNotFoundError(f"No image for {stem} in {root / 'images'}")
-
-
-def split(records: list[dict], seed: int = SPLIT_SEED) -> dict[str, list[dict]]:
-    """Train / val / test, stratified by the rarest class in each image (3 before 2 before 1)."""
-    out = {"train": [], "val": [], "test": []}
-    rarest = [max(r["labels"].tolist(), default=0) for r in records]
-    rng = np.random.default_rng(seed)
-    for stratum in sorted(set(rarest)):
-        members = [r for r, k in zip(records, rarest) if k == stratum]
-        order = rng.permutation(len(members))
-        n_val, n_test = round(FRACTIONS[1] * len(members)), round(FRACTIONS[2] * len(members))
-        for rank, i in enumerate(order):
-            part = "test" if rank < n_test else "val" if rank < n_test + n_val else "train"
-            out[part].append(members[i])
-    position = {id(r): i for i, r in enumerate(records)}
-    return {part: sorted(chosen, key=lambda r: position[id(r)]) for part, chosen in out.items()}  # files' order
-
-
-def load_image(path) -> torch.Tensor:
-    """uint8 (3, H, W) RGB (the Kaggle PNGs are RGBA with an opaque alpha)."""
-    with Image.open(path) as image:
-        return torch.from_numpy(np.asarray(image.convert("RGB")).copy()).permute(2, 0, 1)
-
+# ---- augmentation ---------------------------------------------------------------------------
 
 def hflip(image: torch.Tensor, boxes: torch.Tensor):
     width = image.shape[-1]
@@ -317,7 +253,7 @@ def run(args) -> dict:
     if args.limit:
         parts = {k: v[:args.limit] for k, v in parts.items()}
     if args.eval:
-        model = checkpoints.load(FaceMaskDetector, NAME, COMMAND, device, root=args.checkpoint_dir)
+        model = load_detector(device, root=args.checkpoint_dir)
         result = evaluate(model, parts["test"], root, device)
         return {k: v for k, v in result.items() if k not in ("failures", "pr_curves50")}
 
@@ -332,9 +268,9 @@ def run(args) -> dict:
         if args.backbone != "mobilenet_v3" or args.imagenet_backbone:
             raise SystemExit("--backbone-init starts a mobilenet_v3 backbone, without --imagenet-backbone.")
         # From --checkpoint-dir when one was trained there, else the committed one.
-        crops_root = args.checkpoint_dir if checkpoints.find("detection_backbone", args.checkpoint_dir) else None
-        crops = checkpoints.load(FaceCropClassifier, "detection_backbone", "python -m train.detection_backbone",
-                                 device, root=crops_root)
+        crops_name = checkpoint_name(backbone=True)
+        crops_root = args.checkpoint_dir if checkpoints.find(crops_name, args.checkpoint_dir) else None
+        crops = checkpoints.load(FaceCropClassifier, crops_name, train_command(backbone=True), device, root=crops_root)
         model.detector.backbone.body.load_state_dict(crops.features.state_dict())
     decay = [p for p in model.parameters() if p.requires_grad and p.dim() > 1]
     no_decay = [p for p in model.parameters() if p.requires_grad and p.dim() <= 1]
@@ -342,7 +278,7 @@ def run(args) -> dict:
                                  {"params": no_decay, "weight_decay": 0.0}], lr=args.lr, momentum=0.9)
     steps = math.ceil(len(epoch_order(parts["train"], args.repeat_rare, torch.Generator())) / args.batch_size)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: lr_factor(s, args.epochs * steps, steps))
-    resume_dir = Path(args.checkpoint_dir or checkpoints.CHECKPOINTS) / NAME / "resume"
+    resume_dir = Path(args.checkpoint_dir or checkpoints.CHECKPOINTS) / checkpoint_name() / "resume"
     config = {k: getattr(args, k) for k in ("backbone", "min_size", "fpn_width", "head_size", "imagenet_backbone",
                                             "backbone_init", "epochs", "lr", "batch_size", "weight_decay",
                                             "repeat_rare", "train_crop", "val_from", "seed", "limit")}
@@ -388,7 +324,7 @@ def run(args) -> dict:
                        "its final training loss (0.0307), no mAP",
         "history": history,
     }
-    checkpoints.save(model.cpu(), NAME, metrics, root=args.checkpoint_dir)
+    checkpoints.save(model.cpu(), checkpoint_name(), metrics, root=args.checkpoint_dir)
     return {k: metrics[k] for k in ("test_map50", "test_map", "per_class_ap50", "best_epoch", "train_wall_time_s")}
 
 
@@ -399,9 +335,9 @@ def main(argv=None):
     parser.add_argument("--imagenet-backbone", action="store_true",
                         help="start from ImageNet weights if torch's cache holds them (never downloaded)")
     parser.add_argument("--backbone-init", action=argparse.BooleanOptionalAction, default=None,
-                        help="start the backbone from checkpoints/detection_backbone (python -m "
-                             "train.detection_backbone); the default for mobilenet_v3 without --imagenet-backbone, "
-                             "--no-backbone-init trains it from scratch")
+                        help=f"start the backbone from checkpoints/{checkpoint_name(backbone=True)} "
+                             f"({train_command(backbone=True)}); the default for mobilenet_v3 without "
+                             "--imagenet-backbone, --no-backbone-init trains it from scratch")
     parser.add_argument("--min-size", type=int, default=640, help="shorter side the model sees at evaluation")
     parser.add_argument("--fpn-width", type=int, default=64, help="channels of every FPN level (torchvision: 256)")
     parser.add_argument("--head-size", type=int, default=512, help="width of the box head's two layers (torchvision: 1024)")

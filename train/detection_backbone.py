@@ -23,11 +23,9 @@ from tqdm import tqdm
 
 from core import checkpoints, data
 from core.training import add_run_arguments, parse_run_arguments, pick_device, seed_epoch, seed_everything
-from models.detection import CLASSES, FaceCropClassifier
-from train.detection import image_path, load_annotations, load_image, split
+from models.detection import (CLASSES, FaceCropClassifier, checkpoint_name, image_path, load_annotations, load_image,
+                              split, train_command)
 
-NAME = "detection_backbone"
-COMMAND = "python -m train.detection_backbone"
 SIZE = 64
 LABELS = ("background", *CLASSES)
 MEAN, STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)  # the detector's own normalisation
@@ -115,7 +113,8 @@ def run(args) -> dict:
     rng = np.random.default_rng(args.seed)
     val_x, val_y = crops_of(parts["val"], root, rng)
     if args.eval:
-        model = checkpoints.load(FaceCropClassifier, NAME, COMMAND, device, root=args.checkpoint_dir)
+        model = checkpoints.load(FaceCropClassifier, checkpoint_name(backbone=True), train_command(backbone=True),
+                                 device, root=args.checkpoint_dir)
         return {"val_" + k: v for k, v in accuracy(model, val_x, val_y, device).items()}
 
     seed_everything(args.seed)
@@ -161,7 +160,7 @@ def run(args) -> dict:
                "hyperparameters": {"epochs": args.epochs, "lr": args.lr, "batch_size": args.batch_size,
                                    "crops_per_epoch": args.crops_per_epoch, "lfw": args.lfw, "size": SIZE},
                "history": history}
-    checkpoints.save(model.cpu(), NAME, metrics, root=args.checkpoint_dir)
+    checkpoints.save(model.cpu(), checkpoint_name(backbone=True), metrics, root=args.checkpoint_dir)
     return {k: metrics[k] for k in ("val_accuracy", "val_per_class_accuracy", "train_wall_time_s")}
 
 

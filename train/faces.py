@@ -23,6 +23,7 @@ import json
 import math
 import time
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 import torch
@@ -32,7 +33,8 @@ from tqdm import tqdm
 from core import checkpoints, data
 from core.training import (add_run_arguments, load_state, parse_run_arguments, pick_device, save_state, seed_epoch,
                            seed_everything)
-from models.faces import CenterLoss, FaceNet, center_optimizer, cosine_similarity, normalize
+from models.faces import (CenterLoss, FaceNet, build_gallery, center_optimizer, checkpoint_name, cosine_similarity,
+                          embed, load_facenet, normalize, save_gallery)
 
 DEFAULTS = dict(epochs=30, lr=2e-3, batch_size=128, weight_decay=0.05, label_smoothing=0.2, center_lr=0.5,
                 min_images=4, image_size=64, dims=(32, 64, 128, 256), depths=(1, 1, 3, 1), embedding_dim=128,
@@ -40,15 +42,23 @@ DEFAULTS = dict(epochs=30, lr=2e-3, batch_size=128, weight_decay=0.05, label_smo
 PROJECTION_PEOPLE, PROJECTION_PHOTOS = 12, 25  # the test people with the most photos, at most 25 photos each
 
 
-def checkpoint_name(center_loss: float) -> str:
-    return "faces/center" if center_loss > 0 else "faces/plain"
-
-
-def command(center_loss: float) -> str:
-    return f"python -m train.faces --center-loss {center_loss:g}"
-
-
 # ---- LFW: photos, pairs, the identity-disjoint split --------------------------------------
+
+class Pair(NamedTuple):
+    """One line of an LFW pair list: photo number `photo_a` of `person_a` against `photo_b` of `person_b`."""
+    person_a: str
+    photo_a: int
+    person_b: str
+    photo_b: int
+    same: bool
+
+
+class Projection(NamedTuple):
+    """The photos the t-SNE map shows: the people, and each photo's row and person (index into people)."""
+    people: list[str]
+    rows: list[int]
+    labels: list[int]
+
 
 def photo_index(base: Path) -> dict[tuple[str, int], int]:
     """(person, photo number) -> row in data.lfw_faces (which is in sorted path order)."""
@@ -56,21 +66,21 @@ def photo_index(base: Path) -> dict[tuple[str, int], int]:
     return {(p.parent.name, int(p.stem.rsplit("_", 1)[1])): i for i, p in enumerate(paths)}
 
 
-def read_pairs(path: Path) -> list[tuple[str, int, str, int, bool]]:
-    """LFW pair lists (pairs.txt, pairsDev*.txt): (person a, photo, person b, photo, same).
-    A line of three fields is a same pair, of four a different pair; header lines are skipped."""
+def read_pairs(path: Path) -> list[Pair]:
+    """LFW pair lists (pairs.txt, pairsDev*.txt). A line of three fields is a same pair, of
+    four a different pair; header lines are skipped."""
     pairs = []
     for line in Path(path).read_text().splitlines():
         parts = line.split()
         if len(parts) == 3:
-            pairs.append((parts[0], int(parts[1]), parts[0], int(parts[2]), True))
+            pairs.append(Pair(parts[0], int(parts[1]), parts[0], int(parts[2]), True))
         elif len(parts) == 4:
-            pairs.append((parts[0], int(parts[1]), parts[2], int(parts[3]), False))
+            pairs.append(Pair(parts[0], int(parts[1]), parts[2], int(parts[3]), False))
     return pairs
 
 
-def people_in(pairs) -> set[str]:
-    return {p[0] for p in pairs} | {p[2] for p in pairs}
+def people_in(pairs: list[Pair]) -> set[str]:
+    return {p.person_a for p in pairs} | {p.person_b for p in pairs}
 
 
 def training_people(photo_counts: dict[str, int], test_pairs, min_images: int) -> list[str]:
@@ -79,10 +89,10 @@ def training_people(photo_counts: dict[str, int], test_pairs, min_images: int) -
     return sorted(p for p, n in photo_counts.items() if n >= min_images and p not in excluded)
 
 
-def unseen_pairs(pairs, train_people) -> list:
+def unseen_pairs(pairs: list[Pair], train_people) -> list[Pair]:
     """The pairs in which neither person is a training identity."""
     train_people = set(train_people)
-    return [p for p in pairs if p[0] not in train_people and p[2] not in train_people]
+    return [p for p in pairs if p.person_a not in train_people and p.person_b not in train_people]
 
 
 def load_split(args):
@@ -106,8 +116,9 @@ def load_split(args):
     train_rows = torch.tensor([r for r, _ in rows])
     labels = torch.tensor([y for _, y in rows])
     shown = projection_photos(counts, index, test_pairs, 2 if args.limit else PROJECTION_PHOTOS)
-    needed = set(train_rows.tolist()) | set(shown[1]) | {index[(p[0], p[1])] for p in test_pairs + threshold_pairs} \
-        | {index[(p[2], p[3])] for p in test_pairs + threshold_pairs}
+    needed = set(train_rows.tolist()) | set(shown.rows) \
+        | {index[(p.person_a, p.photo_a)] for p in test_pairs + threshold_pairs} \
+        | {index[(p.person_b, p.photo_b)] for p in test_pairs + threshold_pairs}
     faces = load_faces(base, args.image_size, sorted(needed) if args.limit else None)
     return dict(faces=faces, index=index, train_rows=train_rows, labels=labels, people=people, projection=shown,
                 num_classes=int(labels.max()) + 1, threshold_pairs=threshold_pairs, test_pairs=test_pairs)
@@ -151,29 +162,15 @@ def augment(x: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
     return mean + contrast * (x - mean) + brightness
 
 
-@torch.no_grad()
-def embed(model, faces_uint8: torch.Tensor, device, batch_size: int = 256, flip: bool = True) -> torch.Tensor:
-    """Embeddings (N, D) of uint8 faces; with flip, the sum of each face's and its mirror's."""
-    model.eval()
-    out = []
-    for i in range(0, len(faces_uint8), batch_size):
-        x = normalize(faces_uint8[i:i + batch_size].to(device))
-        e = model.embed(x)
-        if flip:
-            e = F.normalize(e, dim=1) + F.normalize(model.embed(x.flip(3)), dim=1)
-        out.append(e.float().cpu())
-    return torch.cat(out) if out else torch.zeros(0, model.embedding_dim)
-
-
 def pair_scores(model, faces, index, pairs, device, flip: bool = True) -> tuple[np.ndarray, np.ndarray]:
     """Cosine similarities and same/different labels of the pairs."""
-    a = [index[(p[0], p[1])] for p in pairs]
-    b = [index[(p[2], p[3])] for p in pairs]
+    a = [index[(p.person_a, p.photo_a)] for p in pairs]
+    b = [index[(p.person_b, p.photo_b)] for p in pairs]
     rows = sorted(set(a) | set(b))
     where = {r: k for k, r in enumerate(rows)}
     e = embed(model, faces[rows], device, flip=flip)
     scores = cosine_similarity(e[[where[r] for r in a]], e[[where[r] for r in b]]).numpy()
-    return scores, np.array([p[4] for p in pairs], dtype=bool)
+    return scores, np.array([p.same for p in pairs], dtype=bool)
 
 
 # ---- pair evaluation ------------------------------------------------------------------------
@@ -225,15 +222,15 @@ def evaluate(model, split, device) -> dict:
             "threshold_pairs_accuracy": float(((scores >= threshold) == same).mean()), "roc": test["roc"]}
 
 
-def projection_photos(counts, index, test_pairs, photos: int = PROJECTION_PHOTOS):
-    """Rows and labels of the photos of the PROJECTION_PEOPLE test people with the most."""
+def projection_photos(counts, index, test_pairs, photos: int = PROJECTION_PHOTOS) -> Projection:
+    """The photos (at most `photos` each) of the PROJECTION_PEOPLE test people with the most."""
     people = sorted(people_in(test_pairs), key=lambda p: (-counts[p], p))[:PROJECTION_PEOPLE]
     rows, labels = [], []
     for k, person in enumerate(people):
         mine = sorted(r for (q, _), r in index.items() if q == person)[:photos]
         rows += mine
         labels += [k] * len(mine)
-    return people, rows, labels
+    return Projection(people, rows, labels)
 
 
 def projection(model, split, device) -> dict:
@@ -296,48 +293,6 @@ def train_epoch(net, center, optimizer, center_opt, scheduler, split, args, epoc
             "train_center_loss": sums["center_loss"] / seen, "train_accuracy": sums["correct"] / seen}
 
 
-GALLERY_MIN_PHOTOS, GALLERY_PHOTOS = 10, 10  # LFW people with >= 10 photos; 10 photos each
-
-
-def build_gallery(model, images: Path, device="cpu") -> dict:
-    """The tab's who-is-this gallery: for each LFW person with at least GALLERY_MIN_PHOTOS
-    photos, the mean unit embedding of their first GALLERY_PHOTOS. Saved beside the weights
-    so that the first search does not wait for 1,600 photos to be embedded."""
-    from PIL import Image
-
-    names, portraits, pixels = [], [], []
-    for person in sorted(p for p in images.iterdir() if p.is_dir()):
-        photos = sorted(person.glob("*.jpg"))
-        if len(photos) < GALLERY_MIN_PHOTOS:
-            continue
-        names.append(person.name)
-        portraits.append(f"{person.name}/{photos[0].name}")
-        pixels += [np.asarray(Image.open(p).convert("RGB").resize((model.image_size,) * 2, Image.Resampling.BICUBIC))
-                   for p in photos[:GALLERY_PHOTOS]]
-    faces = torch.from_numpy(np.stack(pixels)).permute(0, 3, 1, 2)
-    with torch.no_grad():
-        e = F.normalize(embed(model, faces, device), dim=1).view(len(names), GALLERY_PHOTOS, -1)
-    return {"names": names, "portraits": portraits, "means": F.normalize(e.mean(1), dim=1)}
-
-
-def save_gallery(path: Path, gallery: dict) -> None:
-    from safetensors.torch import save_file
-
-    save_file({"means": gallery["means"].contiguous()}, str(path / "gallery.safetensors"),
-              metadata={"names": json.dumps(gallery["names"]), "portraits": json.dumps(gallery["portraits"])})
-
-
-def load_gallery(path: Path) -> dict | None:
-    from safetensors import safe_open
-
-    if not (path / "gallery.safetensors").exists():
-        return None
-    with safe_open(str(path / "gallery.safetensors"), "pt") as f:
-        meta = f.metadata()
-        return {"names": json.loads(meta["names"]), "portraits": json.loads(meta["portraits"]),
-                "means": f.get_tensor("means")}
-
-
 def build_model(args, num_classes: int) -> FaceNet:
     return FaceNet(num_classes, tuple(args.dims), tuple(args.depths), args.embedding_dim, args.drop_path,
                    args.image_size)
@@ -347,12 +302,12 @@ def run(args) -> dict:
     device = pick_device(args.device)
     name = checkpoint_name(args.center_loss)
     if args.gallery:
-        model = checkpoints.load(FaceNet, name, command(args.center_loss), device, root=args.checkpoint_dir)
+        model = load_facenet(args.center_loss, device, root=args.checkpoint_dir)
         gallery = build_gallery(model, data.lfw_dir(args.data_dir) / "images", device)
         save_gallery(checkpoints.find(name, root=args.checkpoint_dir), gallery)
         return {"gallery_people": len(gallery["names"])}
     if args.eval:
-        model = checkpoints.load(FaceNet, name, command(args.center_loss), device, root=args.checkpoint_dir)
+        model = load_facenet(args.center_loss, device, root=args.checkpoint_dir)
         args.image_size = model.image_size
         return {k: v for k, v in evaluate(model, load_split(args), device).items() if k != "roc"}
     split = load_split(args)
