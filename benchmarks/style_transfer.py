@@ -24,8 +24,7 @@ from tqdm import tqdm
 
 from core import checkpoints
 from core.data import REPO
-from models.style_transfer import FEATURE_NETWORKS, MultiStyleNet, TransformerNet, stylize_steps
-from train import style_transfer as st
+from models import style_transfer as st
 
 CELL = 160  # pixels of a contact-sheet cell
 
@@ -64,8 +63,8 @@ def run_optimize(network: str, photos, paintings, judge, args):
     for (photo_name, photo), (painting_name, painting) in tqdm(
             [(p, q) for p in photos.items() for q in paintings.items()], desc=f"optimize, {network}"):
         start = time.perf_counter()
-        for image, _, _ in stylize_steps(extractor, photo, painting, steps=args.steps, style_weight=args.style_weight,
-                                         lr=args.lr, optimizer=args.optimizer):
+        for image, _, _ in st.stylize_steps(extractor, photo, painting, steps=args.steps,
+                                            style_weight=args.style_weight, lr=args.lr, optimizer=args.optimizer):
             pass
         seconds = time.perf_counter() - start
         rows.append({"photo": photo_name, "painting": painting_name, "seconds": seconds,
@@ -83,7 +82,7 @@ def run_fast(root: Path | None, photos, paintings, judge):
             print(f"no feed-forward network for {painting_name} in {root or checkpoints.CHECKPOINTS}: "
                   f"{st.train_command(painting_name)}")
             continue
-        net = checkpoints.load(TransformerNet, name, st.train_command(painting_name), root=root)
+        net = st.load_network(painting_name, root=root)
         network = checkpoints.load_metrics(name, root).get("feature_network", "unknown")
         rows, pictures = by_network.setdefault(network, ([], {}))
         for photo_name, photo in photos.items():
@@ -103,7 +102,7 @@ def run_multi(root: Path | None, photos, paintings, judge):
     if checkpoints.find(name, root) is None:
         print(f"no multi-style network in {root or checkpoints.CHECKPOINTS}: {st.train_command(st.MULTI)}")
         return None
-    net = checkpoints.load(MultiStyleNet, name, st.train_command(st.MULTI), root=root)
+    net = st.load_network(st.MULTI, root=root)
     network = checkpoints.load_metrics(name, root).get("feature_network", "unknown")
     rows, pictures = [], {}
     for painting_name, painting in paintings.items():
@@ -124,7 +123,7 @@ def main(argv=None):
     parser.add_argument("--methods", nargs="+", default=["optimize", "fast", "multi"],
                         choices=["optimize", "fast", "multi"],
                         help="fast: a network per painting; multi: one network for all six")
-    parser.add_argument("--features", nargs="+", choices=list(FEATURE_NETWORKS),
+    parser.add_argument("--features", nargs="+", choices=list(st.FEATURE_NETWORKS),
                         help="feature networks for optimisation (default: every available one)")
     parser.add_argument("--checkpoint-dirs", nargs="+", default=[None],
                         help="where feed-forward networks are read (default: checkpoints/); several to compare "
@@ -174,7 +173,7 @@ def main(argv=None):
                               f"{args.size} px, trained with {network}", photos, paintings, pictures
                               ).save(out / f"style_transfer_multi_{network}.jpg", quality=88)
 
-    print(f"\nLosses measured with {FEATURE_NETWORKS[judge.name][0]} at {args.size} px "
+    print(f"\nLosses measured with {st.FEATURE_NETWORKS[judge.name].label} at {args.size} px "
           f"({len(photos)} photos x {len(paintings)} paintings)")
     print(f"{'method':<14} {'feature network':<16} {'style loss':>10} {'content loss':>12} {'s / picture':>11}")
     for r in results:

@@ -10,17 +10,19 @@ import numpy as np
 import pandas as pd
 import skimage
 import torch
-from PIL import Image, ImageDraw, ImageOps
+from PIL import Image, ImageDraw
 
 from core import checkpoints
 from core.errors import BadInput
 from core.gpu import on_gpu
-from core.pictures import open_picture, uint8_pixels
+from core.pictures import open_picture, read_picture
 from core.results import Entry, Figure
 from core.training import pick_device
 from core.ui import user_errors
-from models.style_transfer import FEATURE_NETWORKS, MultiStyleNet, TransformerNet, stylize_steps
-from train import style_transfer as training
+from models.style_transfer import (FEATURE_NETWORKS, MULTI, PAINTINGS, FeatureNetworkUnavailable, MultiStyleNet,
+                                   available_feature_networks, best_feature_network, checkpoint_name,
+                                   load_feature_network, load_network, style_images_dir, stylise, stylize_steps,
+                                   to_pil, to_tensor, train_command)
 
 TITLE = "Style transfer"
 SKIMAGE_DATA = Path(skimage.__file__).parent / "data"
@@ -38,51 +40,36 @@ PREVIEW_EVERY_S = 0.7  # the tab shows a new picture at most this often
 # ---- inputs ---------------------------------------------------------------------------------
 
 def load_picture(image, what: str, size: int) -> tuple[Image.Image, list[str]]:
-    """Any picture (path, PIL image or array) -> RGB with its longer side `size`, and notes
-    on what was changed: transparency over white, grayscale to colour, huge images shrunk."""
-    if image is None or (isinstance(image, str) and not image):
-        raise BadInput(f"No {what}: upload one or pick an example.")
+    """Any picture core.pictures.read_picture reads -> RGB with its longer side `size`, and
+    notes on what was changed: transparency over white, grayscale to colour, huge images
+    shrunk."""
     notes = []
-    if isinstance(image, (str, Path)):
-        with open_picture(image, what) as probe:
-            original = probe.size
-            probe.draft("RGB", (size, size))  # JPEGs decode at a reduced size: fast for huge photos
-            try:
-                image = ImageOps.exif_transpose(probe)
-                image.load()
-            except OSError as e:  # a truncated or damaged file fails only when decoded
-                raise BadInput(f"The {what} is damaged or cut short and cannot be read. "
-                               "Please upload it again or pick another picture.") from e
-    elif isinstance(image, Image.Image):
-        original = image.size
-    else:
-        array = uint8_pixels(image, what)
-        if array.ndim == 3 and array.shape[2] == 1:
-            array = array[:, :, 0]
-        if array.ndim not in (2, 3) or (array.ndim == 3 and array.shape[2] not in (3, 4)):
-            raise BadInput(f"The {what} should be HxW, HxWx3 or HxWx4, not shape {array.shape}.")
-        image = Image.fromarray(array)
-        original = image.size
-    if min(image.size) < 8:
-        raise BadInput(f"The {what} is only {image.width}x{image.height} pixels: too small.")
-    gray = image.mode in ("1", "L", "LA", "I", "I;16", "F")
-    if image.mode in ("RGBA", "LA", "PA") or (image.mode == "P" and "transparency" in image.info):
-        rgba = image.convert("RGBA")
-        if rgba.getextrema()[3][0] < 255:
-            notes.append(f"the {what}'s transparent parts were filled with white")
-        image = Image.alpha_composite(Image.new("RGBA", rgba.size, (255, 255, 255, 255)), rgba)
-    if image.mode in ("I", "I;16", "F"):  # 16-bit or float grayscale: to 8 bits by its range
-        array = np.asarray(image, dtype=np.float64)
-        image = Image.fromarray(((array - array.min()) / max(np.ptp(array), 1e-9) * 255).astype(np.uint8))
-    image = image.convert("RGB")
-    if gray or _is_gray(image):
+    picture = read_picture(image, what, min_side=8, max_side=size, notes=notes)
+    if not any("grayscale" in note for note in notes) and _is_gray(picture):
         notes.append(f"the {what} is grayscale: used as gray RGB")
-    scale = size / max(image.size)
-    resized = image.resize((max(1, round(image.width * scale)), max(1, round(image.height * scale))),
-                           Image.Resampling.LANCZOS)
+    if max(picture.size) != size:  # smaller pictures are scaled up to the size asked for
+        scale = size / max(picture.size)
+        picture = picture.resize((max(1, round(picture.width * scale)), max(1, round(picture.height * scale))),
+                                 Image.Resampling.LANCZOS)
+    original = _original_size(image)
     if max(original) > HUGE:
-        notes.append(f"the {what} is large ({original[0]}x{original[1]}): scaled down to {resized.width}x{resized.height}")
-    return resized, notes
+        notes.append(f"the {what} is large ({original[0]}x{original[1]}): "
+                     f"scaled down to {picture.width}x{picture.height}")
+    return picture, notes
+
+
+def _original_size(image) -> tuple[int, int]:
+    """The size of the picture as uploaded (a file's from its header: read_picture has
+    already decoded it smaller)."""
+    if isinstance(image, (str, Path)):
+        with open_picture(image) as probe:
+            return probe.size
+    if isinstance(image, dict):
+        image = image.get("composite")
+    if isinstance(image, Image.Image):
+        return image.size
+    array = np.asarray(image)
+    return array.shape[1], array.shape[0]
 
 
 def _is_gray(image: Image.Image) -> bool:
@@ -100,38 +87,35 @@ def _check_number(value, name: str, lo, hi, integer: bool = False):
 # ---- the two methods ------------------------------------------------------------------------
 
 def has_multi() -> bool:
-    """Whether the one-network-for-all-six (python -m train.style_transfer --style multi) is trained."""
-    return checkpoints.find(training.checkpoint_name(training.MULTI)) is not None
+    """Whether the one network for all six paintings (train_command(MULTI)) is trained."""
+    return checkpoints.find(checkpoint_name(MULTI)) is not None
 
 
 def fast_paintings() -> list[str]:
     """Paintings that have a trained feed-forward network (committed or on the Hub)."""
     if has_multi():
-        return list(training.PAINTINGS)
-    return [p for p in training.PAINTINGS if checkpoints.find(training.checkpoint_name(p)) is not None]
+        return list(PAINTINGS)
+    return [p for p in PAINTINGS if checkpoints.find(checkpoint_name(p)) is not None]
 
 
 @functools.cache
 def load_fast(painting: str, device: str = "cpu", network: str = "auto"):
     """(network, its checkpoint name) for a painting: the multi-style network when it is
     trained (network="auto" or "multi"), else the painting's own (network="single")."""
-    if painting not in training.PAINTINGS:
-        raise BadInput(f"Unknown painting {painting!r}; the feed-forward networks are for {list(training.PAINTINGS)}.")
+    if painting not in PAINTINGS:
+        raise BadInput(f"Unknown painting {painting!r}; the feed-forward networks are for {list(PAINTINGS)}.")
     if network not in ("auto", "multi", "single"):
         raise BadInput(f"The feed-forward network is 'auto', 'multi' or 'single', not {network!r}.")
-    if network == "multi" or (network == "auto" and has_multi()):
-        name = training.checkpoint_name(training.MULTI)
-        return checkpoints.load(MultiStyleNet, name, training.train_command(training.MULTI), device), name
-    name = training.checkpoint_name(painting)
-    return checkpoints.load(TransformerNet, name, training.train_command(painting), device), name
+    style = MULTI if network == "multi" or (network == "auto" and has_multi()) else painting
+    return load_network(style, device), checkpoint_name(style)
 
 
 def feature_network(name: str = "auto", device="cpu"):
     if name not in ("auto", *FEATURE_NETWORKS):
         raise BadInput(f"Unknown feature network {name!r}; choose 'auto' or one of {list(FEATURE_NETWORKS)}.")
     try:
-        return training.load_feature_network(name, device)
-    except training.FeatureNetworkUnavailable as e:
+        return load_feature_network(name, device)
+    except FeatureNetworkUnavailable as e:
         raise BadInput(str(e)) from e
 
 
@@ -152,18 +136,18 @@ def stylize_stream(content, style, steps: int = 60, size: int = 256, method: str
     size = _check_number(size, "The output size", *SIZES[method], integer=True)
     device = pick_device("auto")
     if method == "fast":
-        if not isinstance(style, str) or style not in training.PAINTINGS:
+        if not isinstance(style, str) or style not in PAINTINGS:
             raise BadInput("The feed-forward method has one trained network per painting: choose one of "
-                           f"{list(training.PAINTINGS)} (upload your own painting with the optimisation method).")
+                           f"{list(PAINTINGS)} (upload your own painting with the optimisation method).")
         net, name = load_fast(style, str(device), fast_network)
         photo, notes = load_picture(content, "content photo", size)
         start = time.perf_counter()
         with torch.inference_mode():
-            out = training.stylise(net, training.to_tensor(photo).to(device), training.PAINTINGS.index(style)).clamp(0, 1)
+            out = stylise(net, to_tensor(photo).to(device), PAINTINGS.index(style)).clamp(0, 1)
         info = {"step": 1, "steps": 1, "feature_network": checkpoints.load_metrics(name).get("feature_network", "?"),
                 "fast_network": "multi" if isinstance(net, MultiStyleNet) else "single", "notes": notes,
                 "content": photo, "seconds": time.perf_counter() - start}
-        yield training.to_pil(out), info
+        yield to_pil(out), info
         return
 
     steps = _check_number(steps, "Steps", 1, MAX_STEPS, integer=True)
@@ -176,20 +160,20 @@ def stylize_stream(content, style, steps: int = 60, size: int = 256, method: str
     photo, notes = load_picture(content, "content photo", size)
     painting, style_notes = load_picture(style, "style image", size)
     extractor = feature_network(feature_net, device)
-    layers = FEATURE_NETWORKS[extractor.name][1]
+    layers = FEATURE_NETWORKS[extractor.name].layers
     for chosen, kind in ((style_layers, "style"), (content_layers, "content")):
         if chosen is not None and (not chosen or set(chosen) - set(layers)):
             raise BadInput(f"Pick at least one {kind} layer of {extractor.name}: {list(layers)}.")
     info = {"steps": steps, "feature_network": extractor.name, "notes": notes + style_notes, "content": photo,
             "losses": []}
     start = time.perf_counter()
-    for image, step, losses in stylize_steps(extractor, training.to_tensor(photo).to(device),
-                                             training.to_tensor(painting).to(device), steps=steps,
+    for image, step, losses in stylize_steps(extractor, to_tensor(photo).to(device),
+                                             to_tensor(painting).to(device), steps=steps,
                                              style_weight=style_weight, content_weight=content_weight,
                                              optimizer=optimizer, lr=lr, init=init, style_layers=style_layers or None,
                                              content_layers=content_layers or None):
         info["losses"].append({"step": step, **losses})
-        yield training.to_pil(image), dict(info, step=step, seconds=time.perf_counter() - start)
+        yield to_pil(image), dict(info, step=step, seconds=time.perf_counter() - start)
 
 
 def stylize(content, style, steps: int = 60, size: int = 256, method: str = "optimize", **options) -> Image.Image:
@@ -254,7 +238,7 @@ def brush_strokes(size: int = 384, strokes: int = 1500, seed: int = 0) -> Image.
 def mirror_examples() -> tuple[list[Path], list[Path]]:
     """The data directory's photos and paintings, offered only when it is configured (they
     are not the project's to ship)."""
-    folder = training.style_images_dir(download=False)
+    folder = style_images_dir(download=False)
     if folder is None:
         return [], []
     return sorted((folder / "photos").glob("*.jpg")), sorted((folder / "paintings").glob("*.jpg"))
@@ -273,7 +257,8 @@ def loss_table(losses: list[dict], style_weight: float, content_weight: float) -
 
 
 def describe(info: dict, method: str) -> str:
-    label = FEATURE_NETWORKS.get(info["feature_network"], (info["feature_network"],))[0]
+    network = FEATURE_NETWORKS.get(info["feature_network"])
+    label = network.label if network else info["feature_network"]
     if method == "fast":
         which = ("the network for all six paintings" if info.get("fast_network") == "multi"
                  else "this painting's own network")
@@ -299,7 +284,7 @@ def run_tab(content, style, method, painting, feature_net, style_weight, content
     """The Stylise button: streams (result, before/after, loss curves, status, download)."""
     style_input = painting if method == "fast" else style
     if method == "fast" and not painting:
-        raise BadInput("No feed-forward networks are trained yet: run `python -m train.style_transfer --all`.")
+        raise BadInput(f"No feed-forward networks are trained yet: run `{train_command()}`.")
     shown = 0.0
     for picture, info in stylize_stream(content, style_input, steps=steps, size=size, method=method,
                                         feature_net=feature_net, style_weight=style_weight,
@@ -346,20 +331,21 @@ def finished_examples(trained: list[str]) -> tuple[list[list], list[str]]:
 
 def layer_choices(feature_net: str):
     """The style and content layer pickers for a feature network, its defaults ticked."""
-    name = training.best_feature_network() if feature_net == "auto" else feature_net
+    name = best_feature_network() if feature_net == "auto" else feature_net
     if name not in FEATURE_NETWORKS:
         raise BadInput(f"Unknown feature network {feature_net!r}.")
-    _, layers, style_default, content_default = FEATURE_NETWORKS[name]
-    return (gr.CheckboxGroup(choices=list(layers), value=style_default, label="Style layers (Gram matrices)"),
-            gr.CheckboxGroup(choices=list(layers), value=content_default, label="Content layers"))
+    network = FEATURE_NETWORKS[name]
+    return (gr.CheckboxGroup(choices=list(network.layers), value=network.style_layers,
+                             label="Style layers (Gram matrices)"),
+            gr.CheckboxGroup(choices=list(network.layers), value=network.content_layers, label="Content layers"))
 
 
 # ---- what the Overview shows -----------------------------------------------------------------
 
-OVERVIEW = Entry("Neural style transfer", 6, "python -m train.style_transfer --style multi",
-                 [Figure("feed-forward (one network, six paintings): style loss", "style_transfer/multi", "style_loss",
+OVERVIEW = Entry("Neural style transfer", 6, train_command(MULTI),
+                 [Figure("feed-forward (one network, six paintings): style loss", checkpoint_name(MULTI), "style_loss",
                          "{:.3f}"),
-                  Figure("ms per 512x512 photo", "style_transfer/multi", "ms_per_512px_image", "{:.0f}")],
+                  Figure("ms per 512x512 photo", checkpoint_name(MULTI), "ms_per_512px_image", "{:.0f}")],
                  ["no numbers; it calls its own result mediocre"])
 
 
@@ -370,15 +356,15 @@ def thumbnail():
 
 
 def build():
-    best = training.best_feature_network()
-    available = training.available_feature_networks()
+    best = best_feature_network()
+    available = available_feature_networks()
     trained = fast_paintings()
     gr.Markdown(
         "Put a photo in a painting's style. **Optimisation** (Gatys et al.) changes the photo's pixels until a "
         "network's features match the photo's content and the painting's textures (their Gram matrices); it "
         "streams every step. **Feed-forward** (Johnson et al.) is one pass through a small network trained here "
         "for one painting. "
-        f"Feature network in use: **{FEATURE_NETWORKS[best][0]}**"
+        f"Feature network in use: **{FEATURE_NETWORKS[best].label}**"
         + ("" if best == "imagenet_vgg19" else " (torchvision's ImageNet VGG-19 is not in the torch cache here)")
         + ". Even a random network transfers colour and some texture, so judge the pictures, not only the loss.")
     with gr.Row():
@@ -400,13 +386,13 @@ def build():
                           value="optimize", label="Method")
         painting = gr.Dropdown(trained, value=trained[0] if trained else None,
                                label="Painting (feed-forward: one trained network each)",
-                               info=None if trained else "None trained yet: python -m train.style_transfer --all")
+                               info=None if trained else f"None trained yet: {train_command()}")
         size = gr.Slider(64, 768, 256, step=32, label="Output size (longer side, px)")
         steps = gr.Slider(1, 500, 60, step=1, label="Steps (optimisation)")
     with gr.Accordion("Optimisation settings", open=False):
         with gr.Row():
-            feature_net = gr.Dropdown([(f"auto: {FEATURE_NETWORKS[best][0]}", "auto")]
-                                      + [(FEATURE_NETWORKS[n][0], n) for n in available],
+            feature_net = gr.Dropdown([(f"auto: {FEATURE_NETWORKS[best].label}", "auto")]
+                                      + [(FEATURE_NETWORKS[n].label, n) for n in available],
                                       value="auto", label="Feature network")
             optimizer = gr.Radio([("Adam", "adam"), ("L-BFGS", "lbfgs")], value="adam", label="Optimiser")
             init = gr.Radio([("the photo", "content"), ("noise", "noise")], value="content", label="Start from")

@@ -1,5 +1,7 @@
 """Neural style transfer: the losses of Gatys et al., the networks that see the
-features, and the feed-forward TransformerNet of Johnson et al.
+features, the feed-forward TransformerNet of Johnson et al., and what the experiment
+shares between training and the tab: the paintings and test photos, checkpoint names,
+loading the feature networks, and pictures to tensors and back.
 
 Images everywhere here are float (N, 3, H, W) in [0, 1]; each feature network applies
 its own normalisation. Three feature networks, best first (see `FEATURE_NETWORKS`):
@@ -12,10 +14,46 @@ its own normalisation. Three feature networks, best first (see `FEATURE_NETWORKS
 - a randomly initialised VGG-19 (fixed seed): the baseline, since even random filters
   transfer colour and some texture.
 """
+import functools
+import logging
+import os
+from pathlib import Path
+from typing import NamedTuple
+
+import numpy as np
 import torch
 import torch.nn.functional as F
 from huggingface_hub import PyTorchModelHubMixin
+from PIL import Image, ImageOps
 from torch import nn
+
+from core import checkpoints, data
+
+PAINTINGS = ("vangogh_starry_night", "munch_the_scream", "hokusai_great_wave", "kandinsky_composition_vii",
+             "turner_shipwreck", "picabia_udnie")
+PHOTOS = ("tubingen_neckarfront", "golden_gate", "hoover_tower_night", "chicago_skyline", "amber_doorway",
+          "obama_portrait")
+MULTI = "multi"  # the style name of the one MultiStyleNet for every painting
+# Where the mirror's style-images came from (its SOURCES.tsv), to download them elsewhere.
+STYLE_IMAGE_SOURCES = {
+    "paintings/vangogh_starry_night.jpg": "jcjohnson/neural-style/master/examples/inputs/starry_night.jpg",
+    "paintings/munch_the_scream.jpg": "jcjohnson/neural-style/master/examples/inputs/the_scream.jpg",
+    "paintings/hokusai_great_wave.jpg": "jcjohnson/fast-neural-style/master/images/styles/wave.jpg",
+    "paintings/kandinsky_composition_vii.jpg": "jcjohnson/fast-neural-style/master/images/styles/composition_vii.jpg",
+    "paintings/turner_shipwreck.jpg": "jcjohnson/neural-style/master/examples/inputs/shipwreck.jpg",
+    "paintings/picabia_udnie.jpg": "jcjohnson/fast-neural-style/master/images/styles/udnie.jpg",
+    "photos/tubingen_neckarfront.jpg": "jcjohnson/neural-style/master/examples/inputs/tubingen.jpg",
+    "photos/golden_gate.jpg": "jcjohnson/neural-style/master/examples/inputs/golden_gate.jpg",
+    "photos/hoover_tower_night.jpg": "jcjohnson/neural-style/master/examples/inputs/hoovertowernight.jpg",
+    "photos/chicago_skyline.jpg": "jcjohnson/fast-neural-style/master/images/content/chicago.jpg",
+    "photos/amber_doorway.jpg": "pytorch/examples/main/fast_neural_style/images/content-images/amber.jpg",
+    "photos/obama_portrait.jpg": "ageitgey/face_recognition/master/examples/obama.jpg",
+}
+MEASURE_SIZE = 256  # the longer side of test photos and paintings when losses are measured
+IMAGENET_VGG19_FILE = "vgg19-dcbb9e9d.pth"  # torchvision's name (the hash prefix of its contents)
+IMAGENET_VGG19_URL = "https://download.pytorch.org/models/" + IMAGENET_VGG19_FILE
+DOWNLOAD_ENV = "DLP_DOWNLOAD_VGG19"
+CIFAR10_VGG, CIFAR10_VGG_COMMAND = "cifar10/vgg", "python -m train.cifar10 --arch vgg"  # models.cifar10's VGG
 
 IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
 CIFAR10_MEAN, CIFAR10_STD = (0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616)  # as models/cifar10.py
@@ -32,15 +70,36 @@ CIFAR10_VGG_LAYERS = {"conv1": 2,  # 32 channels, 1/1
                       "conv4": 13, "conv5": 16,  # 256 channels, 1/4
                       "conv6": 20, "conv7": 23}  # 256 channels, 1/8
 
-# name -> (label for the UI, layers, default style layers, default content layers)
+
+class FeatureNetwork(NamedTuple):
+    label: str  # for the UI
+    layers: dict  # name -> module index
+    style_layers: list  # the defaults
+    content_layers: list
+
+
 FEATURE_NETWORKS = {
-    "imagenet_vgg19": ("ImageNet VGG-19 (torchvision weights)", VGG19_LAYERS,
-                       ["conv1_1", "conv2_1", "conv3_1", "conv4_1", "conv5_1"], ["conv4_2"]),
-    "cifar10_vgg": ("the project's CIFAR-10 VGG (checkpoints/cifar10/vgg)", CIFAR10_VGG_LAYERS,
-                    ["conv1", "conv2", "conv4", "conv6"], ["conv5"]),
-    "random_vgg19": ("a randomly initialised VGG-19 (seed 0; the baseline)", VGG19_LAYERS,
-                     ["conv1_1", "conv2_1", "conv3_1", "conv4_1", "conv5_1"], ["conv4_2"]),
+    "imagenet_vgg19": FeatureNetwork("ImageNet VGG-19 (torchvision weights)", VGG19_LAYERS,
+                                     ["conv1_1", "conv2_1", "conv3_1", "conv4_1", "conv5_1"], ["conv4_2"]),
+    "cifar10_vgg": FeatureNetwork("the project's CIFAR-10 VGG (checkpoints/cifar10/vgg)", CIFAR10_VGG_LAYERS,
+                                  ["conv1", "conv2", "conv4", "conv6"], ["conv5"]),
+    "random_vgg19": FeatureNetwork("a randomly initialised VGG-19 (seed 0; the baseline)", VGG19_LAYERS,
+                                   ["conv1_1", "conv2_1", "conv3_1", "conv4_1", "conv5_1"], ["conv4_2"]),
 }
+
+
+def checkpoint_name(painting: str) -> str:
+    """The feed-forward network of a painting, or MULTI's."""
+    return f"style_transfer/{painting}"
+
+
+def train_command(painting: str = "all") -> str:
+    """What trains that network ("all": one for each painting, one after another)."""
+    return "python -m train.style_transfer " + ("--all" if painting == "all" else f"--style {painting}")
+
+
+def paintings_of(style: str) -> list[str]:
+    return list(PAINTINGS) if style == MULTI else [style]
 
 
 # ---- Gatys et al.'s losses ------------------------------------------------------------------
@@ -154,6 +213,74 @@ def cifar10_vgg_encoder(vgg: nn.Module) -> FeatureExtractor:
     return FeatureExtractor("cifar10_vgg", vgg.features, CIFAR10_VGG_LAYERS, CIFAR10_MEAN, CIFAR10_STD)
 
 
+class FeatureNetworkUnavailable(RuntimeError):
+    """The asked-for feature network cannot be had here (no weights, no download)."""
+
+
+def imagenet_vgg19_path() -> Path:
+    """Where torchvision keeps the ImageNet VGG-19 weights: <torch hub dir>/checkpoints/."""
+    return Path(torch.hub.get_dir()) / "checkpoints" / IMAGENET_VGG19_FILE
+
+
+def available_feature_networks() -> list[str]:
+    """The feature networks that can be loaded now, best first (nothing is loaded)."""
+    found = []
+    if imagenet_vgg19_path().exists() or os.environ.get(DOWNLOAD_ENV) == "1":
+        found.append("imagenet_vgg19")
+    if checkpoints.find(CIFAR10_VGG) is not None:
+        found.append("cifar10_vgg")
+    return found + ["random_vgg19"]
+
+
+def best_feature_network() -> str:
+    return available_feature_networks()[0]
+
+
+def load_feature_network(name: str = "auto", device="cpu") -> FeatureExtractor:
+    """A FeatureExtractor: "auto" is the best available that loads (a damaged weights file
+    is skipped with a warning, so the next one is used)."""
+    if name == "auto":
+        for candidate in available_feature_networks():
+            try:
+                return load_feature_network(candidate, device)
+            except (FeatureNetworkUnavailable, checkpoints.MissingCheckpoint, ValueError, RuntimeError, OSError) as e:
+                if candidate == "random_vgg19":
+                    raise
+                logging.warning("feature network %s did not load (%s); trying the next one", candidate, e)
+    if name == "imagenet_vgg19":
+        path = imagenet_vgg19_path()
+        if not path.exists() and os.environ.get(DOWNLOAD_ENV) != "1":
+            raise FeatureNetworkUnavailable(f"No ImageNet VGG-19 weights at {path} (set {DOWNLOAD_ENV}=1 to download them).")
+        return _imagenet_vgg19(str(path), str(device))
+    if name == "cifar10_vgg":
+        return _cifar10_vgg(str(device))
+    if name == "random_vgg19":
+        return _random_vgg19(str(device))
+    raise ValueError(f"unknown feature network {name!r}; choose from {list(FEATURE_NETWORKS)} or 'auto'")
+
+
+@functools.lru_cache(maxsize=2)
+def _imagenet_vgg19(path: str, device: str):
+    if not Path(path).exists():  # only when DLP_DOWNLOAD_VGG19=1: torchvision's own download and hash check
+        state_dict = torch.hub.load_state_dict_from_url(IMAGENET_VGG19_URL, map_location="cpu", check_hash=True,
+                                                        weights_only=True)
+    else:  # torchvision's .pth is a pickle: weights_only unpickles tensors and plain containers, nothing else
+        state_dict = torch.load(path, map_location="cpu", weights_only=True)
+    return imagenet_vgg19(state_dict).to(device)
+
+
+@functools.lru_cache(maxsize=None)
+def _cifar10_vgg(device: str):
+    from models.cifar10 import VGG
+
+    return cifar10_vgg_encoder(checkpoints.load(VGG, CIFAR10_VGG, CIFAR10_VGG_COMMAND, device)).to(device)
+
+
+@functools.lru_cache(maxsize=None)
+def _random_vgg19(device: str):
+    return random_vgg19(seed=0).to(device)
+
+
 # ---- Gatys et al.'s method: optimise the picture itself ---------------------------------------
 
 def style_targets(extractor: FeatureExtractor, style: torch.Tensor, layers) -> dict:
@@ -188,8 +315,8 @@ def stylize_steps(extractor: FeatureExtractor, content: torch.Tensor, style: tor
     backward pass, the first within about a second. Adam changes the pixels by about lr
     per step; L-BFGS (one iteration with a strong-Wolfe line search per step) needs fewer."""
     if not style_layers or not content_layers:
-        _, default_style, default_content = FEATURE_NETWORKS[extractor.name][1:]
-        style_layers, content_layers = style_layers or default_style, content_layers or default_content
+        defaults = FEATURE_NETWORKS[extractor.name]
+        style_layers, content_layers = style_layers or defaults.style_layers, content_layers or defaults.content_layers
     style_grams = style_targets(extractor, style, style_layers)
     content_feats = content_targets(extractor, content, content_layers)
     if init == "content":
@@ -234,6 +361,16 @@ def stylize_steps(extractor: FeatureExtractor, content: torch.Tensor, style: tor
             with torch.no_grad():
                 losses = objective()[1]
         yield before, step, losses
+
+
+def measure(extractor, output: torch.Tensor, photo: torch.Tensor, style: torch.Tensor) -> dict:
+    """Content loss of output against photo and style loss against the painting, on the
+    feature network's default layers (the same definition for every method)."""
+    defaults = FEATURE_NETWORKS[extractor.name]
+    with torch.no_grad():
+        c, s = perceptual_losses(extractor, output, content_targets(extractor, photo, defaults.content_layers),
+                                 style_targets(extractor, style, defaults.style_layers))
+    return {"content_loss": c.item(), "style_loss": s.item()}
 
 
 # ---- Johnson et al.'s feed-forward network -----------------------------------------------------
@@ -366,3 +503,76 @@ class MultiStyleNet(nn.Module, PyTorchModelHubMixin):
         for conv, norm in zip(self.up, self.up_norms):
             x = F.relu(norm(conv(x), s))
         return self.out(x)[:, :, :h, :w]
+
+
+def load_network(style: str, device="cpu", root=None):
+    """The trained feed-forward network of a painting (a TransformerNet), or MULTI's (a
+    MultiStyleNet), in eval mode."""
+    model_cls = MultiStyleNet if style == MULTI else TransformerNet
+    return checkpoints.load(model_cls, checkpoint_name(style), train_command(style), device, root=root)
+
+
+def stylise(net, x: torch.Tensor, k: int = 0) -> torch.Tensor:
+    """x through a single-painting TransformerNet, or through a MultiStyleNet as painting k."""
+    return net(x, k) if isinstance(net, MultiStyleNet) else net(x)
+
+
+# ---- pictures, the paintings and the test photos ------------------------------------------------
+
+def to_tensor(image: Image.Image, long_side: int | None = None) -> torch.Tensor:
+    """A PIL image -> (1, 3, H, W) float in [0, 1], the longer side scaled to long_side."""
+    image = ImageOps.exif_transpose(image).convert("RGB")
+    if long_side and max(image.size) != long_side:
+        scale = long_side / max(image.size)
+        image = image.resize((max(1, round(image.width * scale)), max(1, round(image.height * scale))),
+                             Image.Resampling.LANCZOS)
+    return torch.from_numpy(np.asarray(image).copy()).permute(2, 0, 1).contiguous().float().div(255).unsqueeze(0)
+
+
+def to_pil(image: torch.Tensor) -> Image.Image:
+    """(1, 3, H, W) or (3, H, W) in [0, 1] -> a PIL image."""
+    image = image.detach().squeeze(0).clamp(0, 1).mul(255).round().byte().permute(1, 2, 0).cpu().numpy()
+    return Image.fromarray(image)
+
+
+def style_images_dir(root=None, download: bool = True) -> Path | None:
+    """The folder with paintings/ and photos/: the mirror's style-images, or a copy
+    downloaded into the data directory from the repositories they came from."""
+    mirror = data.mirror_dir()
+    if mirror is not None and (mirror / "style-images" / "paintings").exists():
+        return mirror / "style-images"
+    dest = data.data_dir(root) / "style-images"
+    if all((dest / name).exists() for name in STYLE_IMAGE_SOURCES):
+        return dest
+    if not download:
+        return None
+    import urllib.request
+
+    for name, source in STYLE_IMAGE_SOURCES.items():
+        if not (dest / name).exists():
+            (dest / name).parent.mkdir(parents=True, exist_ok=True)
+            try:
+                with urllib.request.urlopen("https://raw.githubusercontent.com/" + source, timeout=60) as f:
+                    raw = f.read()
+            except OSError as e:
+                raise RuntimeError("Could not download the style images. Offline? Point DLP_DATA_MIRROR at a copy "
+                                   "laid out like ../shared/data.") from e
+            (dest / name).write_bytes(raw)
+    return dest
+
+
+def painting(name: str, long_side: int | None = None, root=None) -> torch.Tensor:
+    if name not in PAINTINGS:
+        raise ValueError(f"unknown painting {name!r}; choose from {PAINTINGS}")
+    with Image.open(style_images_dir(root) / "paintings" / f"{name}.jpg") as image:
+        return to_tensor(image, long_side)
+
+
+def test_photos(long_side: int = MEASURE_SIZE, root=None) -> dict[str, torch.Tensor]:
+    """The six photos of style-images/photos (never trained on), longer side long_side."""
+    folder = style_images_dir(root) / "photos"
+    out = {}
+    for name in PHOTOS:
+        with Image.open(folder / f"{name}.jpg") as image:
+            out[name] = to_tensor(image, long_side)
+    return out

@@ -9,10 +9,11 @@ from PIL import Image
 
 from core import checkpoints
 from core.errors import BadInput
+from models import style_transfer as st
 from models.style_transfer import (FEATURE_NETWORKS, ConditionalInstanceNorm2d, MultiStyleNet, TransformerNet,
                                    content_loss, gram_matrix, stylize_steps, style_loss, vgg19_body)
-from conftest import run_cli
-from train import style_transfer as st
+from train import style_transfer as training
+from conftest import free_port, run_cli
 
 
 @pytest.fixture
@@ -37,6 +38,12 @@ def picture(width=48, height=32, seed=0, mode="RGB") -> Image.Image:
     channels = {"RGB": 3, "RGBA": 4, "L": 1}[mode]
     array = rng.integers(0, 256, (height, width, channels), dtype=np.uint8)
     return Image.fromarray(array[:, :, 0] if channels == 1 else array, mode)
+
+
+def test_checkpoints_are_named_one_way():
+    assert st.checkpoint_name("picabia_udnie") == "style_transfer/picabia_udnie"
+    assert st.train_command(st.MULTI) == "python -m train.style_transfer --style multi"
+    assert st.train_command() == "python -m train.style_transfer --all"  # every painting's network
 
 
 # ---- the losses ----------------------------------------------------------------------------
@@ -203,20 +210,22 @@ def test_a_damaged_imagenet_file_falls_back_to_the_next_network(tmp_path, monkey
 def test_every_feature_network_has_its_default_layers():
     for name, (label, layers, style_default, content_default) in FEATURE_NETWORKS.items():
         assert set(style_default) <= set(layers) and set(content_default) <= set(layers), name
-    assert [FEATURE_NETWORKS["imagenet_vgg19"][1][k] for k in FEATURE_NETWORKS["imagenet_vgg19"][2]] == [0, 5, 10, 19, 28]
+    vgg19 = FEATURE_NETWORKS["imagenet_vgg19"]
+    assert [vgg19.layers[k] for k in vgg19.style_layers] == [0, 5, 10, 19, 28]
 
 
 def test_cifar10_vgg_is_an_encoder_at_any_size():
     if checkpoints.find("cifar10/vgg") is None:
         pytest.skip("no CIFAR-10 VGG checkpoint")
     extractor = st.load_feature_network("cifar10_vgg")
-    feats = extractor(torch.rand(1, 3, 96, 64), list(FEATURE_NETWORKS["cifar10_vgg"][1]))
+    feats = extractor(torch.rand(1, 3, 96, 64), list(FEATURE_NETWORKS["cifar10_vgg"].layers))
     assert feats["conv1"].shape[2:] == (96, 64) and feats["conv7"].shape[2:] == (12, 8)
     assert not any(p.requires_grad for p in extractor.parameters())
 
 
 # ---- training -------------------------------------------------------------------------------------
 
+@pytest.mark.slow
 def test_style_transfer_train_then_eval_smoke(tmp_path):
     args = ["--style", "picabia_udnie", "--eval-photos", "1", "--latency-runs", "1", "--checkpoint-dir", str(tmp_path)]
     trained = run_cli("train.style_transfer", *args, "--epochs", "1", "--steps", "2", "--limit", "4",
@@ -230,6 +239,7 @@ def test_style_transfer_train_then_eval_smoke(tmp_path):
     assert evaluated["content_loss"] == pytest.approx(trained["content_loss"], rel=1e-5)
 
 
+@pytest.mark.slow
 def test_multi_style_train_then_eval_smoke(tmp_path):
     """One conditional-instance-norm network for all six paintings, one painting per step."""
     args = ["--style", "multi", "--eval-photos", "1", "--latency-runs", "1", "--checkpoint-dir", str(tmp_path)]
@@ -237,9 +247,9 @@ def test_multi_style_train_then_eval_smoke(tmp_path):
                       "--batch-size", "2", "--crop", "48", "--width", "4", "--blocks", "1", "--lfw", "0")["multi"]
     metrics = json.loads((tmp_path / "style_transfer" / "multi" / "metrics.json").read_text())
     assert metrics["paintings"] == list(st.PAINTINGS) and set(metrics["per_painting"]) == set(st.PAINTINGS)
-    assert metrics["style_weights"] == [st.STYLE_WEIGHTS.get(p, 10.0) for p in st.PAINTINGS]
+    assert metrics["style_weights"] == [training.STYLE_WEIGHTS.get(p, 10.0) for p in st.PAINTINGS]
     for key in ("tv_weight", "lr", "lr_schedule", "clip_grad"):
-        assert metrics["hyperparameters"][key] == st.MULTI_DEFAULTS[key]
+        assert metrics["hyperparameters"][key] == training.MULTI_DEFAULTS[key]
     evaluated = run_cli("train.style_transfer", *args, "--eval")["multi"]
     assert evaluated["style_loss"] == pytest.approx(trained["style_loss"], rel=1e-5)
     # the benchmark's contact sheet of the multi-style network, beside earlier rows it keeps
@@ -311,6 +321,25 @@ def test_odd_pictures_are_converted_with_a_note(tmp_path):
     assert len(info["notes"]) == 2
 
 
+def test_uploads_are_read_by_the_one_picture_reader(tmp_path):
+    """A huge JPEG is decoded small and noted; a transparent palette PNG is filled with white."""
+    from demos import style_transfer as demo
+
+    huge = tmp_path / "huge.jpg"
+    Image.new("RGB", (3000, 2000), (40, 90, 200)).save(huge, quality=80)
+    photo, notes = demo.load_picture(str(huge), "content photo", 96)
+    assert photo.size == (96, 64) and notes == ["the content photo is large (3000x2000): scaled down to 96x64"]
+    palette = Image.new("P", (40, 30), 0)
+    palette.putpalette([255, 0, 0, 0, 0, 255] + [0] * 762)
+    palette.paste(1, (0, 0, 20, 30))
+    palette.info["transparency"] = 0  # the red half is see-through
+    path = tmp_path / "palette.png"
+    palette.save(path, transparency=0)
+    photo, notes = demo.load_picture(str(path), "style image", 40)
+    assert notes == ["the style image's transparent parts were filled with white"]
+    assert photo.getpixel((30, 10)) == (255, 255, 255) and photo.getpixel((5, 10)) == (0, 0, 255)
+
+
 def test_missing_fast_network_names_the_command_in_the_tab(no_trained_networks):
     from demos import style_transfer as demo
 
@@ -323,8 +352,8 @@ def test_missing_fast_network_names_the_command_in_the_tab(no_trained_networks):
 
 # ---- the endpoint --------------------------------------------------------------------------------
 
+@pytest.mark.app
 def test_stylize_endpoint_streams_and_stops_cleanly():
-    import socket
     import time
 
     from gradio_client import Client, handle_file
@@ -332,9 +361,7 @@ def test_stylize_endpoint_streams_and_stops_cleanly():
     from app import build_app
     from demos import style_transfer as demo
 
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    port = free_port()
     app = build_app(["style_transfer"])
     app.launch(server_port=port, prevent_thread_lock=True, quiet=True)
     try:
@@ -342,7 +369,8 @@ def test_stylize_endpoint_streams_and_stops_cleanly():
         content, style = handle_file(str(demo.CONTENT_EXAMPLES[1])), handle_file(str(demo.made_examples()[1]))
         # picking a feature network offers its layers
         style_layers, content_layers = client.predict("random_vgg19", api_name="/style_transfer_layers")
-        assert style_layers["value"] == FEATURE_NETWORKS["random_vgg19"][2] and content_layers["value"] == ["conv4_2"]
+        assert style_layers["value"] == FEATURE_NETWORKS["random_vgg19"].style_layers
+        assert content_layers["value"] == ["conv4_2"]
         assert "conv5_1" in [c[0] for c in style_layers["choices"]]
         result, compare, curves, status, download = client.predict(
             content, style, "optimize", None, "random_vgg19", 10, 1, 2, 64, "adam", "content",
@@ -373,6 +401,7 @@ def test_stylize_endpoint_streams_and_stops_cleanly():
 NOT_YET_STYLISED = set()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("painting", [
     pytest.param(p, marks=pytest.mark.xfail(reason="undertrained: not closer to the painting's style than the photo"))
     if p in NOT_YET_STYLISED else p for p in st.PAINTINGS])
@@ -384,7 +413,7 @@ def test_committed_fast_network_takes_on_the_painting_and_keeps_the_photo(painti
         pytest.skip(f"no committed network for {painting}")
     if st.style_images_dir(download=False) is None:
         pytest.skip("no style-images data (set DLP_DATA_MIRROR)")
-    net = checkpoints.load(TransformerNet, name, st.train_command(painting)).eval()
+    net = st.load_network(painting)
     judge = st.load_feature_network("auto")
     for photo in list(st.test_photos(128).values())[:2]:
         assert_stylised(judge, net, photo, painting, 0.75)
@@ -403,6 +432,7 @@ def assert_stylised(judge, stylise, photo, painting: str, at_most: float):
     assert stylised["content_loss"] < painting_only["content_loss"], (painting, stylised, painting_only)
 
 
+@pytest.mark.slow
 def test_committed_multi_style_network_takes_on_every_painting_and_keeps_the_photo():
     """The one network for all six paintings, measured now as the per-painting ones are."""
     name = st.checkpoint_name(st.MULTI)
@@ -410,7 +440,7 @@ def test_committed_multi_style_network_takes_on_every_painting_and_keeps_the_pho
         pytest.skip("no committed multi-style network")
     if st.style_images_dir(download=False) is None:
         pytest.skip("no style-images data (set DLP_DATA_MIRROR)")
-    net = checkpoints.load(MultiStyleNet, name, st.train_command(st.MULTI)).eval()
+    net = st.load_network(st.MULTI)
     judge = st.load_feature_network("auto")
     photo = list(st.test_photos(128).values())[0]
     for k, painting in enumerate(st.PAINTINGS):

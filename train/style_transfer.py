@@ -27,210 +27,38 @@ loss on the six test photos (256 px, measured with the best feature network avai
 and the milliseconds to stylise a 512x512 photo.
 """
 import argparse
-import functools
 import json
-import logging
-import os
 import time
 from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import Image, ImageOps
+from PIL import Image
 from tqdm import tqdm
 
 from core import checkpoints, data
 from core.training import (add_run_arguments, load_state, parse_run_arguments, pick_device, save_state, seed_epoch,
                            seed_everything)
-from models.style_transfer import (FEATURE_NETWORKS, MultiStyleNet, TransformerNet, cifar10_vgg_encoder,
-                                   content_targets, imagenet_vgg19, perceptual_losses, random_vgg19, style_targets,
-                                   total_variation)
+from models.style_transfer import (FEATURE_NETWORKS, MEASURE_SIZE, MULTI, PAINTINGS, PHOTOS, MultiStyleNet,
+                                   TransformerNet, checkpoint_name, content_targets, load_feature_network,
+                                   load_network, measure, painting, paintings_of, perceptual_losses, style_targets,
+                                   stylise, test_photos, total_variation)
 
-PAINTINGS = ("vangogh_starry_night", "munch_the_scream", "hokusai_great_wave", "kandinsky_composition_vii",
-             "turner_shipwreck", "picabia_udnie")
-PHOTOS = ("tubingen_neckarfront", "golden_gate", "hoover_tower_night", "chicago_skyline", "amber_doorway",
-          "obama_portrait")
-# Where the mirror's style-images came from (its SOURCES.tsv), to download them elsewhere.
-STYLE_IMAGE_SOURCES = {
-    "paintings/vangogh_starry_night.jpg": "jcjohnson/neural-style/master/examples/inputs/starry_night.jpg",
-    "paintings/munch_the_scream.jpg": "jcjohnson/neural-style/master/examples/inputs/the_scream.jpg",
-    "paintings/hokusai_great_wave.jpg": "jcjohnson/fast-neural-style/master/images/styles/wave.jpg",
-    "paintings/kandinsky_composition_vii.jpg": "jcjohnson/fast-neural-style/master/images/styles/composition_vii.jpg",
-    "paintings/turner_shipwreck.jpg": "jcjohnson/neural-style/master/examples/inputs/shipwreck.jpg",
-    "paintings/picabia_udnie.jpg": "jcjohnson/fast-neural-style/master/images/styles/udnie.jpg",
-    "photos/tubingen_neckarfront.jpg": "jcjohnson/neural-style/master/examples/inputs/tubingen.jpg",
-    "photos/golden_gate.jpg": "jcjohnson/neural-style/master/examples/inputs/golden_gate.jpg",
-    "photos/hoover_tower_night.jpg": "jcjohnson/neural-style/master/examples/inputs/hoovertowernight.jpg",
-    "photos/chicago_skyline.jpg": "jcjohnson/fast-neural-style/master/images/content/chicago.jpg",
-    "photos/amber_doorway.jpg": "pytorch/examples/main/fast_neural_style/images/content-images/amber.jpg",
-    "photos/obama_portrait.jpg": "ageitgey/face_recognition/master/examples/obama.jpg",
-}
 # About 5 minutes a painting on a free 2-core CPU: 4 x 150 steps of 2 crops, ~0.5 s a step.
 DEFAULTS = dict(width=16, blocks=5, epochs=4, steps=150, batch_size=2, crop=160, lr=2e-3, style_weight=10.0,
                 content_weight=4.0, tv_weight=0.0, style_size=256, lfw=400)
 # Paintings whose networks stayed as far from the painting's style as the photo itself at weight 10
 # (as pytorch/examples' fast_neural_style, the style weight is chosen per painting).
 STYLE_WEIGHTS = {"hokusai_great_wave": 30.0, "picabia_udnie": 60.0}
-MULTI = "multi"  # --style multi: one MultiStyleNet for every painting
 # The multi-style network trains for about an hour: 9 x 600 steps, one painting per step in
 # turn. At a constant 2e-3 it diverged in epoch 6 (style loss 0.63 -> 2,071): half the rate,
 # decayed along a cosine, with the gradient norm clipped at 200 (typical norms are 10-100).
 MULTI_DEFAULTS = dict(epochs=9, steps=600, tv_weight=2.0, lr=1e-3, lr_schedule="cosine", clip_grad=200.0)
 SINGLE_DEFAULTS = dict(lr_schedule="constant", clip_grad=0.0)  # what the per-painting networks were trained with
-MEASURE_SIZE = 256  # the longer side of test photos and paintings when losses are measured
 LATENCY_SIZE = 512
-IMAGENET_VGG19_FILE = "vgg19-dcbb9e9d.pth"  # torchvision's name (the hash prefix of its contents)
-IMAGENET_VGG19_URL = "https://download.pytorch.org/models/" + IMAGENET_VGG19_FILE
-DOWNLOAD_ENV = "DLP_DOWNLOAD_VGG19"
 
 
-def checkpoint_name(painting: str) -> str:
-    return f"style_transfer/{painting}"
-
-
-def train_command(painting: str) -> str:
-    return f"python -m train.style_transfer --style {painting}"
-
-
-def paintings_of(style: str) -> list[str]:
-    return list(PAINTINGS) if style == MULTI else [style]
-
-
-def stylise(net, x: torch.Tensor, k: int = 0) -> torch.Tensor:
-    """x through a single-painting TransformerNet, or through a MultiStyleNet as painting k."""
-    return net(x, k) if isinstance(net, MultiStyleNet) else net(x)
-
-
-# ---- the feature networks, best first ------------------------------------------------------
-
-class FeatureNetworkUnavailable(RuntimeError):
-    """The asked-for feature network cannot be had here (no weights, no download)."""
-
-
-def imagenet_vgg19_path() -> Path:
-    """Where torchvision keeps the ImageNet VGG-19 weights: <torch hub dir>/checkpoints/."""
-    return Path(torch.hub.get_dir()) / "checkpoints" / IMAGENET_VGG19_FILE
-
-
-def available_feature_networks() -> list[str]:
-    """The feature networks that can be loaded now, best first (nothing is loaded)."""
-    found = []
-    if imagenet_vgg19_path().exists() or os.environ.get(DOWNLOAD_ENV) == "1":
-        found.append("imagenet_vgg19")
-    if checkpoints.find("cifar10/vgg") is not None:
-        found.append("cifar10_vgg")
-    return found + ["random_vgg19"]
-
-
-def best_feature_network() -> str:
-    return available_feature_networks()[0]
-
-
-def load_feature_network(name: str = "auto", device="cpu"):
-    """A FeatureExtractor: "auto" is the best available that loads (a damaged weights file
-    is skipped with a warning, so the next one is used)."""
-    if name == "auto":
-        for candidate in available_feature_networks():
-            try:
-                return load_feature_network(candidate, device)
-            except (FeatureNetworkUnavailable, checkpoints.MissingCheckpoint, ValueError, RuntimeError, OSError) as e:
-                if candidate == "random_vgg19":
-                    raise
-                logging.warning("feature network %s did not load (%s); trying the next one", candidate, e)
-    if name == "imagenet_vgg19":
-        path = imagenet_vgg19_path()
-        if not path.exists() and os.environ.get(DOWNLOAD_ENV) != "1":
-            raise FeatureNetworkUnavailable(f"No ImageNet VGG-19 weights at {path} (set {DOWNLOAD_ENV}=1 to download them).")
-        return _imagenet_vgg19(str(path), str(device))
-    if name == "cifar10_vgg":
-        return _cifar10_vgg(str(device))
-    if name == "random_vgg19":
-        return _random_vgg19(str(device))
-    raise ValueError(f"unknown feature network {name!r}; choose from {list(FEATURE_NETWORKS)} or 'auto'")
-
-
-@functools.lru_cache(maxsize=2)
-def _imagenet_vgg19(path: str, device: str):
-    if not Path(path).exists():  # only when DLP_DOWNLOAD_VGG19=1: torchvision's own download and hash check
-        state_dict = torch.hub.load_state_dict_from_url(IMAGENET_VGG19_URL, map_location="cpu", check_hash=True,
-                                                        weights_only=True)
-    else:  # torchvision's .pth is a pickle: weights_only unpickles tensors and plain containers, nothing else
-        state_dict = torch.load(path, map_location="cpu", weights_only=True)
-    return imagenet_vgg19(state_dict).to(device)
-
-
-@functools.lru_cache(maxsize=None)
-def _cifar10_vgg(device: str):
-    from models.cifar10 import VGG
-
-    return cifar10_vgg_encoder(checkpoints.load(VGG, "cifar10/vgg", "python -m train.cifar10 --arch vgg", device)).to(device)
-
-
-@functools.lru_cache(maxsize=None)
-def _random_vgg19(device: str):
-    return random_vgg19(seed=0).to(device)
-
-
-# ---- images ---------------------------------------------------------------------------------
-
-def to_tensor(image: Image.Image, long_side: int | None = None) -> torch.Tensor:
-    """A PIL image -> (1, 3, H, W) float in [0, 1], the longer side scaled to long_side."""
-    image = ImageOps.exif_transpose(image).convert("RGB")
-    if long_side and max(image.size) != long_side:
-        scale = long_side / max(image.size)
-        image = image.resize((max(1, round(image.width * scale)), max(1, round(image.height * scale))),
-                             Image.Resampling.LANCZOS)
-    return torch.from_numpy(np.asarray(image).copy()).permute(2, 0, 1).contiguous().float().div(255).unsqueeze(0)
-
-
-def to_pil(image: torch.Tensor) -> Image.Image:
-    """(1, 3, H, W) or (3, H, W) in [0, 1] -> a PIL image."""
-    image = image.detach().squeeze(0).clamp(0, 1).mul(255).round().byte().permute(1, 2, 0).cpu().numpy()
-    return Image.fromarray(image)
-
-
-def style_images_dir(root=None, download: bool = True) -> Path | None:
-    """The folder with paintings/ and photos/: the mirror's style-images, or a copy
-    downloaded into the data directory from the repositories they came from."""
-    mirror = data.mirror_dir()
-    if mirror is not None and (mirror / "style-images" / "paintings").exists():
-        return mirror / "style-images"
-    dest = data.data_dir(root) / "style-images"
-    if all((dest / name).exists() for name in STYLE_IMAGE_SOURCES):
-        return dest
-    if not download:
-        return None
-    import urllib.request
-
-    for name, source in STYLE_IMAGE_SOURCES.items():
-        if not (dest / name).exists():
-            (dest / name).parent.mkdir(parents=True, exist_ok=True)
-            try:
-                with urllib.request.urlopen("https://raw.githubusercontent.com/" + source, timeout=60) as f:
-                    raw = f.read()
-            except OSError as e:
-                raise RuntimeError("Could not download the style images. Offline? Point DLP_DATA_MIRROR at a copy "
-                                   "laid out like ../shared/data.") from e
-            (dest / name).write_bytes(raw)
-    return dest
-
-
-def painting(name: str, long_side: int | None = None, root=None) -> torch.Tensor:
-    if name not in PAINTINGS:
-        raise ValueError(f"unknown painting {name!r}; choose from {PAINTINGS}")
-    with Image.open(style_images_dir(root) / "paintings" / f"{name}.jpg") as image:
-        return to_tensor(image, long_side)
-
-
-def test_photos(long_side: int = MEASURE_SIZE, root=None) -> dict[str, torch.Tensor]:
-    """The six photos of style-images/photos (never trained on), longer side long_side."""
-    folder = style_images_dir(root) / "photos"
-    out = {}
-    for name in PHOTOS:
-        with Image.open(folder / f"{name}.jpg") as image:
-            out[name] = to_tensor(image, long_side)
-    return out
-
+# ---- training photos ------------------------------------------------------------------------
 
 def face_mask_photos(size: int, root=None, limit: int = 0) -> torch.Tensor:
     """The face-mask set's 853 street scenes as (N, 3, size, size) uint8 centre squares
@@ -291,16 +119,6 @@ def random_crops(photos: torch.Tensor, crop: int, g: torch.Generator) -> torch.T
 
 
 # ---- measuring ------------------------------------------------------------------------------
-
-def measure(extractor, output: torch.Tensor, photo: torch.Tensor, style: torch.Tensor) -> dict:
-    """Content loss of output against photo and style loss against the painting, on the
-    feature network's default layers (the same definition for every method)."""
-    _, style_layers, content_layers = FEATURE_NETWORKS[extractor.name][1:]
-    with torch.no_grad():
-        c, s = perceptual_losses(extractor, output, content_targets(extractor, photo, content_layers),
-                                 style_targets(extractor, style, style_layers))
-    return {"content_loss": c.item(), "style_loss": s.item()}
-
 
 @torch.inference_mode()
 def latency_ms(net, runs: int = 5, size: int = LATENCY_SIZE, device="cpu") -> float:
@@ -387,14 +205,13 @@ def train_epoch(net, opt, scheduler, extractor, photos, style_grams: list, style
 def run(args) -> dict:
     device = pick_device(args.device)
     name = checkpoint_name(args.style)
-    model_cls = MultiStyleNet if args.style == MULTI else TransformerNet
     if args.eval:
-        net = checkpoints.load(model_cls, name, train_command(args.style), device, root=args.checkpoint_dir)
-        return evaluate(net, args.style, args, device)
+        return evaluate(load_network(args.style, device, root=args.checkpoint_dir), args.style, args, device)
 
     seed_everything(args.seed)
     extractor = load_feature_network(args.features, device)
-    _, _, style_layers, content_layers = FEATURE_NETWORKS[extractor.name]
+    network = FEATURE_NETWORKS[extractor.name]
+    style_layers, content_layers = network.style_layers, network.content_layers
     photos = training_photos(args.crop + args.crop // 8, args.lfw, args.data_dir, args.limit)
     style_grams = [style_targets(extractor, painting(p, args.style_size, args.data_dir).to(device), style_layers)
                    for p in paintings_of(args.style)]
