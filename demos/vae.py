@@ -13,9 +13,9 @@ from core import checkpoints
 from core.errors import BadInput
 from core.results import Entry, Figure
 from core.ui import drawing_canvas, user_errors
-from demos.mnist import ink_image, preprocess_drawing
-from models.vae import ConvVAE
-from train.vae import MODELS, checkpoint_name, to_input
+from models import vae
+from models.mnist import ink_image, preprocess_drawing
+from models.vae import MODELS, ConvVAE, checkpoint_name, to_input, to_uint8, train_command
 
 TITLE = "VAEs"
 LABELS = {"fashion_vae2d": "VAE, 2-D latent (Fashion-MNIST)",
@@ -36,7 +36,7 @@ def _check_model(model) -> str:
 
 @functools.cache
 def load_model(model: str) -> ConvVAE:
-    return checkpoints.load(ConvVAE, checkpoint_name(_check_model(model)), f"python -m train.vae --model {model}")
+    return vae.load_model(_check_model(model))
 
 
 @functools.cache
@@ -46,25 +46,20 @@ def test_set(model: str) -> dict[str, torch.Tensor]:
     return load_file(str(checkpoints.find(checkpoint_name(model)) / "test_set.safetensors"))
 
 
-def to_uint8(logits: torch.Tensor) -> np.ndarray:
-    """Decoder logits (N, 1, 32, 32) -> (N, 28, 28) uint8 pixel means, padding cropped."""
-    return (torch.sigmoid(logits)[:, 0, 2:30, 2:30] * 255).round().byte().numpy()
-
-
 def decode(model: str, z: list[float]) -> np.ndarray:
     """One latent point -> the (28, 28) uint8 image the decoder draws there."""
-    vae = load_model(model)
-    if z is None or len(z) != vae.latent_dim:
-        raise BadInput(f"{LABELS[model]} has a {vae.latent_dim}-D latent; got {0 if z is None else len(z)} numbers.")
+    net = load_model(model)
+    if z is None or len(z) != net.latent_dim:
+        raise BadInput(f"{LABELS[model]} has a {net.latent_dim}-D latent; got {0 if z is None else len(z)} numbers.")
     try:
         z = torch.tensor([float(v) for v in z]).view(1, -1)
     except (TypeError, ValueError) as e:
         raise BadInput(f"Latent coordinates must be numbers: {e}.") from e
-    limit = MAX_ABS_Z if vae.variational else max(MAX_ABS_Z, 3 * latent_extent(model))
+    limit = MAX_ABS_Z if net.variational else max(MAX_ABS_Z, 3 * latent_extent(model))
     if not torch.isfinite(z).all() or z.abs().max() > limit:
         raise BadInput(f"Latent coordinates must be finite and within +-{limit:.3g}.")
     with torch.inference_mode():
-        return to_uint8(vae.decode(z))[0]
+        return to_uint8(net.decode(z))[0]
 
 
 def prepare(model: str, image) -> np.ndarray:
@@ -156,7 +151,7 @@ def big(image: np.ndarray, size: int = 196) -> Image.Image:
 def model_card(model: str) -> str:
     m = checkpoints.load_metrics(checkpoint_name(model))
     if not m:
-        return f"No checkpoint yet: run `python -m train.vae --model {model}`."
+        return f"No checkpoint yet: run `{train_command(model)}`."
     text = f"**{LABELS[model]}**: "
     if m["variational"]:
         text += (f"test ELBO **{m['test_elbo_nats']:.1f} nats/image** (reconstruction {m['test_reconstruction_nats']:.1f} "
@@ -183,9 +178,9 @@ def show_reconstruction(model, image):
 
 # ---- what the Overview shows -----------------------------------------------------------------
 
-OVERVIEW = Entry("VAEs", 3, "python -m train.vae --model all",
-                 [Figure("ELBO, Fashion-MNIST 2-D", "vae/fashion_vae2d", "test_elbo_nats", "{:.1f} nats"),
-                  Figure("MNIST 16-D", "vae/mnist_vae16", "test_elbo_nats", "{:.1f} nats")],
+OVERVIEW = Entry("VAEs", 3, train_command("all"),
+                 [Figure("ELBO, Fashion-MNIST 2-D", checkpoint_name("fashion_vae2d"), "test_elbo_nats", "{:.1f} nats"),
+                  Figure("MNIST 16-D", checkpoint_name("mnist_vae16"), "test_elbo_nats", "{:.1f} nats")],
                  ["no ELBO reported, and its KL term was not the standard one"],
                  "10,000 test images")
 

@@ -1,8 +1,18 @@
 """Convolutional VAE (and the same network as a plain autoencoder) on 32x32 images, as
 in the seed: Fashion-MNIST or MNIST padded from 28x28 to 32x32."""
+import numpy as np
 import torch
+import torch.nn.functional as F
 from huggingface_hub import PyTorchModelHubMixin
 from torch import nn
+
+from core import checkpoints
+
+MODELS = {
+    "fashion_vae2d": dict(dataset="FashionMNIST", latent_dim=2, variational=True),
+    "fashion_ae2d": dict(dataset="FashionMNIST", latent_dim=2, variational=False),
+    "mnist_vae16": dict(dataset="MNIST", latent_dim=16, variational=True),
+}
 
 
 class ConvVAE(nn.Module, PyTorchModelHubMixin):
@@ -52,3 +62,25 @@ def kl_divergence(mean, logvar):
     """KL(N(mean, exp(logvar)) || N(0, I)) per image, in nats: the standard closed form
     (the seed's was not)."""
     return 0.5 * (mean.pow(2) + logvar.exp() - 1.0 - logvar).sum(dim=1)
+
+
+def checkpoint_name(model: str) -> str:
+    return f"vae/{model}"
+
+
+def train_command(model: str = "all") -> str:
+    return f"python -m train.vae --model {model}"
+
+
+def load_model(model: str, device="cpu", root=None) -> ConvVAE:
+    return checkpoints.load(ConvVAE, checkpoint_name(model), train_command(model), device, root=root)
+
+
+def to_input(images_uint8: torch.Tensor) -> torch.Tensor:
+    """(N, 28, 28) uint8 -> (N, 1, 32, 32) in [0, 1], zero-padded by 2 like the seed."""
+    return F.pad(images_uint8.float().div(255).unsqueeze(1), (2, 2, 2, 2))
+
+
+def to_uint8(logits: torch.Tensor) -> np.ndarray:
+    """Decoder logits (N, 1, 32, 32) -> (N, 28, 28) uint8 pixel means, padding cropped."""
+    return (torch.sigmoid(logits)[:, 0, 2:30, 2:30] * 255).round().byte().numpy()

@@ -4,7 +4,7 @@ import torch
 
 from core.errors import BadInput
 from demos.examples.draw_digits import draw_digit
-from models.vae import ConvVAE, kl_divergence
+from models.vae import ConvVAE, checkpoint_name, kl_divergence, to_input, to_uint8, train_command
 from conftest import run_cli
 
 
@@ -18,6 +18,20 @@ def test_kl_is_zero_at_the_prior_and_matches_monte_carlo():
     assert kl_divergence(mean, logvar).item() == pytest.approx((log_q - log_p).mean().item(), abs=0.01)
 
 
+def test_checkpoints_are_named_one_way():
+    assert checkpoint_name("mnist_vae16") == "vae/mnist_vae16"
+    assert train_command("fashion_ae2d") == "python -m train.vae --model fashion_ae2d"
+    assert train_command() == "python -m train.vae --model all"
+
+
+def test_images_are_padded_in_and_cropped_out():
+    digits = torch.randint(0, 256, (2, 28, 28), dtype=torch.uint8, generator=torch.Generator().manual_seed(0))
+    x = to_input(digits)
+    assert x.shape == (2, 1, 32, 32) and x[:, :, :2].abs().max() == 0 and x.max() <= 1
+    logits = torch.logit(x.clamp(1e-6, 1 - 1e-6))  # the decoder's logits of exactly those pixels
+    np.testing.assert_array_equal(to_uint8(logits), digits.numpy())
+
+
 @pytest.mark.parametrize("variational", [True, False])
 def test_shapes(variational):
     model = ConvVAE(latent_dim=3, variational=variational).eval()
@@ -27,6 +41,7 @@ def test_shapes(variational):
     assert model.decode(torch.zeros(2, 3)).shape == (2, 1, 32, 32)
 
 
+@pytest.mark.slow  # about 15 s: two processes, and --eval reads all 10,000 test images
 def test_vae_train_then_eval_smoke(tmp_path):
     trained = run_cli("train.vae", "--model", "fashion_ae2d", "--epochs", "1", "--limit", "256",
                       "--checkpoint-dir", str(tmp_path))["fashion_ae2d"]
@@ -70,11 +85,12 @@ def test_interpolation_starts_and_ends_at_the_test_images_codes():
     assert strip.shape == (5, 28, 28)
 
 
+@pytest.mark.slow
 def test_committed_vaes_re_evaluate_to_their_metrics():
     from core import checkpoints
     result = run_cli("train.vae", "--eval")
     for model, numbers in result.items():
-        stored = checkpoints.load_metrics(f"vae/{model}")
+        stored = checkpoints.load_metrics(checkpoint_name(model))
         assert numbers["test_reconstruction_nats"] == pytest.approx(stored["test_reconstruction_nats"], rel=1e-4)
         if stored["variational"]:
             assert numbers["test_elbo_nats"] < 0 and numbers["test_kl_nats"] > 0

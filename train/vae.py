@@ -23,26 +23,12 @@ from tqdm import tqdm
 
 from core import checkpoints, data
 from core.training import add_run_arguments, load_state, parse_run_arguments, pick_device, save_state, seed_epoch, seed_everything
-from models.vae import ConvVAE, kl_divergence
+from models.vae import MODELS, ConvVAE, checkpoint_name, kl_divergence, load_model, to_input
 
-MODELS = {
-    "fashion_vae2d": dict(dataset="FashionMNIST", latent_dim=2, variational=True),
-    "fashion_ae2d": dict(dataset="FashionMNIST", latent_dim=2, variational=False),
-    "mnist_vae16": dict(dataset="MNIST", latent_dim=16, variational=True),
-}
 FASHION_CLASSES = ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag",
                    "Ankle boot"]
 EMBEDDED_TEST_IMAGES = 5000  # test-set embeddings saved for the tab's latent map
 KEPT_TEST_IMAGES = 200  # test images saved for the tab's interpolation
-
-
-def checkpoint_name(model: str) -> str:
-    return f"vae/{model}"
-
-
-def to_input(images_uint8: torch.Tensor) -> torch.Tensor:
-    """(N, 28, 28) uint8 -> (N, 1, 32, 32) in [0, 1], zero-padded by 2 like the seed."""
-    return F.pad(images_uint8.float().div(255).unsqueeze(1), (2, 2, 2, 2))
 
 
 def losses(model, x):
@@ -80,7 +66,7 @@ def run(args) -> dict:
     name = checkpoint_name(args.model)
     test_x, test_y = data.mnist("test", spec["dataset"], root=args.data_dir)
     if args.eval:
-        model = checkpoints.load(ConvVAE, name, f"python -m train.vae --model {args.model}", device, root=args.checkpoint_dir)
+        model = load_model(args.model, device, root=args.checkpoint_dir)
         return evaluate(model, test_x, device)
 
     seed_everything(args.seed)
