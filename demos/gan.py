@@ -13,8 +13,8 @@ from core import checkpoints
 from core.errors import BadInput
 from core.results import Entry, Figure
 from core.ui import user_errors
-from models.gan import MODELS
-from train.gan import checkpoint_name, generate, noise, to_uint8
+from models import gan
+from models.gan import MODELS, checkpoint_name, generate, noise, to_uint8, train_command
 
 TITLE = "GANs"
 LABELS = {"bootcamp": "Bootcamp MLP GAN (Maxout D)", "dcgan": "DCGAN (digits, self-conditioned on pixel clusters)",
@@ -38,12 +38,11 @@ def _check_model(model) -> str:
 
 @functools.cache
 def load_generator(model: str):
-    gen_cls, _, _, _, _ = MODELS[_check_model(model)]
-    return checkpoints.load(gen_cls, checkpoint_name(model), f"python -m train.gan --model {model}")
+    return gan.load_generator(_check_model(model))
 
 
 def is_conditional(model: str) -> bool:
-    return MODELS[_check_model(model)][2].get("num_classes", 0) > 0
+    return gan.is_conditional(_check_model(model))
 
 
 def _check_seed(seed) -> int:
@@ -171,7 +170,7 @@ def timelapse(model: str) -> tuple[np.ndarray, list[int]]:
     """The fixed 64 latents decoded after every training epoch: (frames, epochs)."""
     path = checkpoints.find(checkpoint_name(_check_model(model)))
     if path is None:
-        raise checkpoints.MissingCheckpoint(checkpoint_name(model), f"python -m train.gan --model {model}")
+        raise checkpoints.MissingCheckpoint(checkpoint_name(model), train_command(model))
     saved = load_file(str(path / "timelapse.safetensors"))
     return saved["frames"], saved["epochs"].tolist()
 
@@ -207,7 +206,7 @@ def animation(images: np.ndarray, scale: int = 4, ms_per_frame: int = 120, bounc
 def model_card(model: str) -> str:
     m = checkpoints.load_metrics(checkpoint_name(model))
     if not m:
-        return f"No checkpoint yet: run `python -m train.gan --model {model}`."
+        return f"No checkpoint yet: run `{train_command(model)}`."
     text = (f"**{LABELS[model]}**: generator {m['generator_parameters']:,} parameters, trained "
             f"{m['hyperparameters']['epochs']} epochs on {m['train_images']:,} images in "
             f"{m['train_wall_time_s'] / 60:.0f} min ({m['device']}). ")
@@ -242,7 +241,7 @@ def show_walk(model, seed_a, index_a, seed_b, index_b, steps, digit):
 
 def show_edit(model, seed, index, digit, *amounts):
     digit = None if not is_conditional(model) or digit in (None, "any") else int(digit)
-    image = edit(model, seed, index, dict(zip(DIRECTIONS[MODELS[model][4]], amounts)), digit)
+    image = edit(model, seed, index, dict(zip(DIRECTIONS[MODELS[model].kind], amounts)), digit)
     return Image.fromarray(image).resize((224, 224), Image.Resampling.NEAREST)
 
 
@@ -259,10 +258,12 @@ def timelapse_animation(model):
 
 # ---- what the Overview shows -----------------------------------------------------------------
 
-OVERVIEW = Entry("GANs", 3, "python -m train.gan --model cdcgan",
-                 [Figure("conditional DCGAN draws the asked-for digit", "gan/cdcgan", "requested_digit_accuracy", "{:.1%}"),
-                  Figure("DCGAN samples a classifier is sure of", "gan/dcgan", "confident_share", "{:.1%}"),
-                  Figure("MLP GAN", "gan/bootcamp", "confident_share", "{:.1%}")],
+OVERVIEW = Entry("GANs", 3, train_command("cdcgan"),
+                 [Figure("conditional DCGAN draws the asked-for digit", checkpoint_name("cdcgan"),
+                         "requested_digit_accuracy", "{:.1%}"),
+                  Figure("DCGAN samples a classifier is sure of", checkpoint_name("dcgan"), "confident_share",
+                         "{:.1%}"),
+                  Figure("MLP GAN", checkpoint_name("bootcamp"), "confident_share", "{:.1%}")],
                  ["no sample quality measured (targets: asked-for digit 95%, DCGAN 90% sure)"],
                  "10,000 samples judged by the project's LeNet")
 
@@ -327,7 +328,7 @@ def build():
 
     def pick(evt: gr.SelectData, model_name, current_seed, b_seed, b_index):
         # A click on the grid makes that sample the walk's end; the old end becomes the start.
-        size = 64 if MODELS[model_name][4] == "faces" else 28
+        size = 64 if MODELS[model_name].kind == "faces" else 28
         tile = (size + GRID_PAD) * GRID_SCALE
         col, row = evt.index[0] // tile, evt.index[1] // tile
         return b_seed, b_index, current_seed, int(np.clip(row * 8 + col, 0, 63))
@@ -337,7 +338,7 @@ def build():
 
     def relabel(model_name):
         frames = len(timelapse(model_name)[1]) if checkpoints.find(checkpoint_name(_check_model(model_name))) else 1
-        return ([gr.Slider(label=name, value=0) for name in DIRECTIONS[MODELS[model_name][4]]]
+        return ([gr.Slider(label=name, value=0) for name in DIRECTIONS[MODELS[model_name].kind]]
                 + [gr.Slider(maximum=frames - 1, value=frames - 1)])
     gr.on([s.release for s in sliders] + [edit_index.release, edit_seed.submit], user_errors(show_edit),
           inputs=[model, edit_seed, edit_index, digit, *sliders], outputs=edited, api_name="gan_edit")

@@ -7,11 +7,15 @@ but sampled from a normal one; here both are normal) and return images in [-1, 1
 the loss is BCE-with-logits and never takes the log of zero (the seeds' other bug).
 """
 import math
+from typing import NamedTuple
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from huggingface_hub import PyTorchModelHubMixin
 from torch import nn
+
+from core import checkpoints
 
 
 class Maxout(nn.Module):
@@ -175,12 +179,63 @@ def init_dcgan_weights(module):
         nn.init.zeros_(module.bias)
 
 
-# name -> (generator, discriminator, their constructor arguments, image kind)
+class GAN(NamedTuple):
+    generator: type
+    discriminator: type
+    generator_kwargs: dict  # the constructors' arguments
+    discriminator_kwargs: dict
+    kind: str  # "digits" or "faces"
+
+
 MODELS = {
-    "bootcamp": (MLPGenerator, MaxoutDiscriminator, {}, {}, "digits"),
+    "bootcamp": GAN(MLPGenerator, MaxoutDiscriminator, {}, {}, "digits"),
     # Self-conditioned on 50 k-means clusters of the training pixels (see DCGenerator28);
     # `python -m train.gan --model dcgan --clusters 0` trains the seeds' plain DCGAN.
-    "dcgan": (DCGenerator28, DCDiscriminator28, {"width": 32, "clusters": 50}, {"width": 32, "num_classes": 50}, "digits"),
-    "cdcgan": (DCGenerator28, DCDiscriminator28, {"width": 32, "num_classes": 10}, {"width": 32, "num_classes": 10}, "digits"),
-    "faces": (DCGenerator64, DCDiscriminator64, {"width": 32}, {"width": 32}, "faces"),
+    "dcgan": GAN(DCGenerator28, DCDiscriminator28, {"width": 32, "clusters": 50}, {"width": 32, "num_classes": 50},
+                 "digits"),
+    "cdcgan": GAN(DCGenerator28, DCDiscriminator28, {"width": 32, "num_classes": 10}, {"width": 32, "num_classes": 10},
+                  "digits"),
+    "faces": GAN(DCGenerator64, DCDiscriminator64, {"width": 32}, {"width": 32}, "faces"),
 }
+
+
+def checkpoint_name(model: str) -> str:
+    return f"gan/{model}"
+
+
+def train_command(model: str) -> str:
+    return f"python -m train.gan --model {model}"
+
+
+def is_conditional(model: str) -> bool:
+    """Whether the generator takes the digit to draw (the cGAN)."""
+    return MODELS[model].generator_kwargs.get("num_classes", 0) > 0
+
+
+def load_generator(model: str, device="cpu", root=None):
+    """The committed generator (its weights are the training's moving average), in eval mode."""
+    return checkpoints.load(MODELS[model].generator, checkpoint_name(model), train_command(model), device, root=root)
+
+
+# ---- sampling ------------------------------------------------------------------------------
+
+def noise(n: int, latent_dim: int, seed: int) -> torch.Tensor:
+    return torch.randn(n, latent_dim, generator=torch.Generator().manual_seed(seed))
+
+
+def to_uint8(fake: torch.Tensor) -> np.ndarray:
+    """Generator output in [-1, 1], (N, C, H, W) -> uint8 (N, H, W) or (N, H, W, 3)."""
+    images = ((fake.clamp(-1, 1) + 1) * 127.5).round().byte().cpu()
+    return images[:, 0].numpy() if images.shape[1] == 1 else images.permute(0, 2, 3, 1).numpy()
+
+
+@torch.no_grad()
+def generate(generator, z, labels=None, device="cpu", batch_size=1000) -> np.ndarray:
+    """uint8 images (see to_uint8) of the latents z (N, latent_dim), and for a conditional
+    generator the labels (N,), in batches."""
+    generator.eval()
+    out = []
+    for i in range(0, len(z), batch_size):
+        y = labels[i:i + batch_size].to(device) if labels is not None else None
+        out.append(to_uint8(generator(z[i:i + batch_size].to(device), y)))
+    return np.concatenate(out)

@@ -3,9 +3,23 @@ import pytest
 import torch
 
 from core.errors import BadInput
-from models.gan import MODELS, Maxout
+from models.gan import MODELS, Maxout, checkpoint_name, generate, noise, train_command
 from train.gan import cluster_purity, frechet_distance, kmeans
 from conftest import run_cli
+
+
+def test_checkpoints_are_named_one_way():
+    assert checkpoint_name("dcgan") == "gan/dcgan"
+    assert train_command("cdcgan") == "python -m train.gan --model cdcgan"
+
+
+def test_generate_gives_uint8_images_of_the_same_noise():
+    gen = MODELS["faces"].generator(**MODELS["faces"].generator_kwargs)
+    z = noise(3, gen.latent_dim, seed=5)
+    torch.testing.assert_close(z, noise(3, gen.latent_dim, seed=5))
+    images = generate(gen, z, batch_size=2)  # two batches
+    assert images.shape == (3, 64, 64, 3) and images.dtype == np.uint8
+    np.testing.assert_array_equal(images[2:], generate(gen, z[2:]))
 
 
 @pytest.mark.parametrize("name", list(MODELS))
@@ -76,6 +90,7 @@ def test_slerp_ends_at_both_samples_and_keeps_the_norm():
     assert slerp(a, b, 0.5).norm() == pytest.approx(a.norm().item(), rel=1e-4)
 
 
+@pytest.mark.slow  # about 30 s: MNIST, the LeNet judge and two Frechet distances in each of two processes
 def test_gan_train_then_eval_smoke(tmp_path):
     trained = run_cli("train.gan", "--model", "cdcgan", "--epochs", "1", "--limit", "256", "--eval-samples", "300",
                       "--checkpoint-dir", str(tmp_path))["cdcgan"]
@@ -131,6 +146,7 @@ def test_walk_and_directions():
     assert thick.astype(float).sum() > thin.astype(float).sum()
 
 
+@pytest.mark.slow
 def test_committed_dcgan_quality():
     # The targets: >= 90% of samples confidently one digit, every digit 7-13% of samples
     # (the committed checkpoint measures 92.3% and 8.6-12.3%).
@@ -141,12 +157,14 @@ def test_committed_dcgan_quality():
     assert result["frechet_distance_lenet"] < 2 * result["real_mnist_reference"]["frechet_distance_lenet_test_half_vs_half"]
 
 
+@pytest.mark.slow
 def test_committed_conditional_gan_draws_the_requested_digit():
     result = run_cli("train.gan", "--model", "cdcgan", "--eval")["cdcgan"]
     assert result["requested_digit_accuracy"] >= 0.95, result
     assert result["confident_share"] >= 0.95, result
 
 
+@pytest.mark.slow
 def test_committed_bootcamp_gan_is_measured():
     # The seed's MLP GAN collapses onto a few digits; this only checks the numbers are real.
     result = run_cli("train.gan", "--model", "bootcamp", "--eval")["bootcamp"]

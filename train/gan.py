@@ -15,7 +15,6 @@ out, and for the conditional model how often the requested digit comes out.
 import argparse
 import copy
 import json
-import math
 import time
 from pathlib import Path
 
@@ -29,7 +28,8 @@ from tqdm import tqdm
 from core import checkpoints, data
 from core.training import (add_run_arguments, load_state, parse_run_arguments, pick_device, save_state, seed_epoch,
                            seed_everything, with_defaults)
-from models.gan import MODELS, init_dcgan_weights
+from models import mnist
+from models.gan import MODELS, checkpoint_name, generate, init_dcgan_weights, is_conditional, load_generator, noise
 from models.mnist import MEAN, STD, LeNet
 
 DEFAULTS = {
@@ -41,10 +41,6 @@ DEFAULTS = {
     "faces": dict(epochs=12, lr=2e-4, batch_size=128, ema_decay=0.99, decay_from=0),
 }
 TIMELAPSE_SEED = 1234  # the fixed noise decoded after every epoch
-
-
-def checkpoint_name(model: str) -> str:
-    return f"gan/{model}"
 
 
 def training_images(kind: str, args) -> tuple[torch.Tensor, torch.Tensor]:
@@ -60,30 +56,10 @@ def training_images(kind: str, args) -> tuple[torch.Tensor, torch.Tensor]:
     return images, labels
 
 
-def to_uint8(fake: torch.Tensor) -> np.ndarray:
-    """Generator output in [-1, 1], (N, C, H, W) -> uint8 (N, H, W) or (N, H, W, 3)."""
-    images = ((fake.clamp(-1, 1) + 1) * 127.5).round().byte().cpu()
-    return images[:, 0].numpy() if images.shape[1] == 1 else images.permute(0, 2, 3, 1).numpy()
-
-
-def noise(n: int, latent_dim: int, seed: int) -> torch.Tensor:
-    return torch.randn(n, latent_dim, generator=torch.Generator().manual_seed(seed))
-
-
-@torch.no_grad()
-def generate(generator, z, labels=None, device="cpu", batch_size=1000) -> np.ndarray:
-    generator.eval()
-    out = []
-    for i in range(0, len(z), batch_size):
-        y = labels[i:i + batch_size].to(device) if labels is not None else None
-        out.append(to_uint8(generator(z[i:i + batch_size].to(device), y)))
-    return np.concatenate(out)
-
-
 # ---- quality metrics on digits -------------------------------------------------------
 
 def load_judge(device="cpu") -> LeNet:
-    return checkpoints.load(LeNet, "mnist/lenet", "python -m train.mnist --arch lenet", device)
+    return checkpoints.load(LeNet, mnist.checkpoint_name("lenet"), mnist.train_command("lenet"), device)
 
 
 @torch.no_grad()
@@ -245,15 +221,16 @@ def train_epoch(gen, ema, disc, opt_g, opt_d, images, labels, conditional, args,
 
 def run(args) -> dict:
     device = pick_device(args.device)
-    gen_cls, disc_cls, gen_kwargs, disc_kwargs, kind = MODELS[args.model]
-    conditional = gen_kwargs.get("num_classes", 0) > 0
+    spec = MODELS[args.model]
+    gen_kwargs, disc_kwargs, kind = spec.generator_kwargs, spec.discriminator_kwargs, spec.kind
+    conditional = is_conditional(args.model)
     if args.clusters is not None:
         if "clusters" not in gen_kwargs:
             raise SystemExit(f"--clusters applies to the dcgan only, not {args.model}")
         gen_kwargs, disc_kwargs = dict(gen_kwargs, clusters=args.clusters), dict(disc_kwargs, num_classes=args.clusters)
     name = checkpoint_name(args.model)
     if args.eval:
-        gen = checkpoints.load(gen_cls, name, f"python -m train.gan --model {args.model}", device, root=args.checkpoint_dir)
+        gen = load_generator(args.model, device, root=args.checkpoint_dir)
         result = evaluate(gen, kind, conditional, args, device)
         if args.update_metrics:  # e.g. a metric added after the model was trained
             path = checkpoints.find(name, args.checkpoint_dir)
@@ -263,7 +240,7 @@ def run(args) -> dict:
 
     seed_everything(args.seed)
     images, labels = training_images(kind, args)
-    gen, disc = gen_cls(**gen_kwargs).to(device), disc_cls(**disc_kwargs).to(device)
+    gen, disc = spec.generator(**gen_kwargs).to(device), spec.discriminator(**disc_kwargs).to(device)
     if args.model != "bootcamp":
         gen.apply(init_dcgan_weights)
         disc.apply(init_dcgan_weights)
