@@ -13,10 +13,9 @@ import numpy as np
 import scipy.signal
 import torch
 
-from core import checkpoints, data
+from core import data
 from demos import speech as demo
-from models.speech import SAMPLE_RATE, ListenAttendSpell
-from train.speech import COMMAND, NAME, build_utterance, load_clips
+from models.speech import SAMPLE_RATE, build_utterance, load_clips, load_model
 
 
 def three_second_clip() -> tuple[int, np.ndarray]:
@@ -36,8 +35,7 @@ def main(argv=None):
     parser.add_argument("--checkpoint-dir", help="read the checkpoint from here instead of checkpoints/")
     args = parser.parse_args(argv)
     if args.checkpoint_dir:
-        demo.load_model = functools.cache(lambda: checkpoints.load(ListenAttendSpell, NAME, COMMAND,
-                                                                   root=args.checkpoint_dir))
+        demo.load_model = functools.cache(lambda: load_model(root=args.checkpoint_dir))
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads")
     clip = three_second_clip()
     print(f"transcript: {demo.transcribe(clip)!r}")  # loads the checkpoint and warms up

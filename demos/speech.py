@@ -10,20 +10,21 @@ import math
 from pathlib import Path
 
 import gradio as gr
+import matplotlib.figure
 import numpy as np
 import scipy.signal
 import soundfile
 import torch
-from matplotlib.figure import Figure
 
 from core import checkpoints
 from core.errors import BadInput
 from core.plots import curves_image
 from core.results import Entry, Figure
 from core.ui import user_errors
-from models.speech import (EOS, HOP_LENGTH, SAMPLE_RATE, VOCAB, ListenAttendSpell, digits_to_text, features, log_mel,
-                           text, text_to_digits)
-from train.speech import COMMAND, MAX_DIGITS, NAME, TEST_SPEAKER, build_utterance, load_clips, random_digits
+import models.speech
+from models.speech import (EOS, HOP_LENGTH, MAX_DIGITS, SAMPLE_RATE, TEST_SPEAKER, VOCAB, build_utterance,
+                           checkpoint_name, digits_to_text, features, load_clips, log_mel, random_digits, text,
+                           text_to_digits, train_command)
 
 TITLE = "Spoken digits (Listen, Attend and Spell)"
 MAX_SECONDS = 20.0  # longer audio is refused; the model was trained on strings of up to 7 digits (about 5 s)
@@ -35,7 +36,8 @@ REDUCTION = 8  # listener frames are 8 feature frames (80 ms)
 
 @functools.cache
 def load_model():
-    return checkpoints.load(ListenAttendSpell, NAME, COMMAND)
+    """The committed model, read once (the tests and the latency benchmark replace this)."""
+    return models.speech.load_model()
 
 
 def to_float(data) -> np.ndarray:
@@ -133,9 +135,9 @@ def transcribe(audio) -> str:
 
 # ---- the tab ----------------------------------------------------------------------------------
 
-def spectrogram_figure(wave: np.ndarray) -> Figure:
+def spectrogram_figure(wave: np.ndarray) -> matplotlib.figure.Figure:
     mel = log_mel(torch.from_numpy(wave)).numpy().T * (10 / math.log(10))  # (n_mels, T) in dB
-    fig = Figure(figsize=(7, 2.4))
+    fig = matplotlib.figure.Figure(figsize=(7, 2.4))
     ax = fig.subplots()
     ax.imshow(mel, origin="lower", aspect="auto", cmap="magma",
               extent=(0, mel.shape[1] * HOP_LENGTH / SAMPLE_RATE, 0, mel.shape[0]))
@@ -146,11 +148,11 @@ def spectrogram_figure(wave: np.ndarray) -> Figure:
     return fig
 
 
-def alignment_figure(weights: np.ndarray, ids: list[int]) -> Figure:
+def alignment_figure(weights: np.ndarray, ids: list[int]) -> matplotlib.figure.Figure:
     """Attention weights: one row per character written (and <eos>), one column per listener
     frame (80 ms)."""
     labels = ([VOCAB[i] if VOCAB[i] != " " else "␣" for i in ids] + [VOCAB[EOS]])[:len(weights)]
-    fig = Figure(figsize=(7, max(2.4, 0.16 * len(labels) + 1)))
+    fig = matplotlib.figure.Figure(figsize=(7, max(2.4, 0.16 * len(labels) + 1)))
     ax = fig.subplots()
     ax.imshow(weights, aspect="auto", cmap="viridis", interpolation="nearest",
               extent=(0, weights.shape[1] * REDUCTION * HOP_LENGTH / SAMPLE_RATE, len(labels) - 0.5, -0.5))
@@ -186,7 +188,7 @@ def held_out_clips():
         return load_clips(download=False)["test"]
     except FileNotFoundError as e:
         raise BadInput("Random examples need the FSDD recordings: set DLP_DATA_MIRROR to the data mirror, or run "
-                       f"`{COMMAND}` once (it downloads them).") from e
+                       f"`{train_command()}` once (it downloads them).") from e
 
 
 def random_example(seed: int | None = None):
@@ -199,9 +201,9 @@ def random_example(seed: int | None = None):
 
 
 def model_card() -> str:
-    m = checkpoints.load_metrics(NAME)
+    m = checkpoints.load_metrics(checkpoint_name())
     if not m:
-        return f"Not trained yet: run `{COMMAND}`."
+        return f"Not trained yet: run `{train_command()}`."
     return (f"Tested on **{m['test_speaker']}**, a speaker never heard in training: word error rate "
             f"**{m['test_wer_beam']:.1%}** (greedy {m['test_wer_greedy']:.1%}), character error rate "
             f"{m['test_cer_beam']:.1%}, on {m['test_strings']:,} strings of 1-{MAX_DIGITS} digits; "
@@ -212,16 +214,17 @@ def model_card() -> str:
 
 # ---- what the Overview shows -----------------------------------------------------------------
 
-OVERVIEW = Entry("Spoken digits (LAS)", 8, "python -m train.speech",
-                 [Figure("word error rate", "speech", "test_wer_beam", "{:.1%}"),
-                  Figure("character error rate", "speech", "test_cer_beam", "{:.1%}")],
+OVERVIEW = Entry("Spoken digits (LAS)", 8, train_command(),
+                 [Figure("word error rate", checkpoint_name(), "test_wer_beam", "{:.1%}"),
+                  Figure("character error rate", checkpoint_name(), "test_cer_beam", "{:.1%}")],
                  ["character edit distance computed, never reported (target: WER 8%)"],
                  "a speaker held out of training")
 
 
 def thumbnail():
     """The Overview's picture of this experiment."""
-    return curves_image({"WER": checkpoints.history("speech", "val_wer"), "CER": checkpoints.history("speech", "val_cer")},
+    return curves_image({"WER": checkpoints.history(checkpoint_name(), "val_wer"),
+                         "CER": checkpoints.history(checkpoint_name(), "val_cer")},
                         "epoch", "validation error rate", percent=True)
 
 

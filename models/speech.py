@@ -3,16 +3,22 @@ enough for a CPU: log-mel features, a pyramidal BiLSTM listener, dot-product att
 and an LSTMCell speller over characters, with greedy and beam-search decoding.
 
     feats = features(wave)                                 # 8 kHz float wave (S,) -> (T, n_mels)
-    model = ListenAttendSpell.from_pretrained("checkpoints/speech")
+    model = load_model()                                   # checkpoints/speech/
     hyps, alignments = model.greedy(feats[None], torch.tensor([len(feats)]))
     text(hyps[0])                                          # "four one nine"
+
+The spoken digit strings it learns from and is tested on are built here too, from single
+digits of the Free Spoken Digit Dataset (load_clips, build_utterance).
 """
 import math
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from huggingface_hub import PyTorchModelHubMixin
 from torch import nn
+
+from core import checkpoints, data
 
 # ---- features --------------------------------------------------------------------------
 
@@ -405,3 +411,85 @@ class ListenAttendSpell(nn.Module, PyTorchModelHubMixin):
             finished.append((float(scores[0]) / max_len, seqs[0, 1:].tolist(), history[0].cpu()))
         _, ids, weights = max(finished, key=lambda f: f[0])
         return ids, weights
+
+
+# ---- spoken digit strings ----------------------------------------------------------------
+
+TEST_SPEAKER = "theo"  # held out: none of his recordings is heard in training
+VAL_TAKES = 5  # takes 0-4 of the training speakers: validation
+MAX_DIGITS = 7
+
+
+def trim_silence(wave: np.ndarray, top_db: float = 30.0, margin: float = 0.02) -> np.ndarray:
+    """Cut leading and trailing 10 ms frames quieter than top_db below the loudest frame
+    (keeping `margin` seconds either side): the pauses between digits are then ours."""
+    frame = SAMPLE_RATE // 100
+    n = len(wave) // frame
+    if n == 0:
+        return wave
+    energy = 10 * np.log10((wave[:n * frame].reshape(n, frame) ** 2).mean(1) + 1e-12)
+    loud = np.flatnonzero(energy > energy.max() - top_db)
+    pad = int(margin * SAMPLE_RATE)
+    return wave[max(0, loud[0] * frame - pad):min(len(wave), (loud[-1] + 1) * frame + pad)]
+
+
+def load_clips(root=None, download: bool = True) -> dict:
+    """Trimmed float recordings by split and digit: {"train"|"val"|"test": [10 lists]}, and
+    the test speaker's recordings as they are ("test_raw": list of (wave, digit))."""
+    waves, digits, speakers, takes = data.fsdd(root, download)
+    clips = {split: [[] for _ in DIGIT_WORDS] for split in ("train", "val", "test")}
+    raw = []
+    for wave, digit, speaker, take in zip(waves, digits, speakers, takes):
+        wave = wave.astype(np.float32) / 32768.0  # int16 -> [-1, 1)
+        split = "test" if speaker == TEST_SPEAKER else "val" if take < VAL_TAKES else "train"
+        clips[split][digit].append(trim_silence(wave))
+        if split == "test":
+            raw.append((wave, int(digit)))
+    return dict(clips, test_raw=raw)
+
+
+def random_digits(rng: np.random.Generator) -> list[int]:
+    return rng.integers(0, 10, rng.integers(1, MAX_DIGITS + 1)).tolist()
+
+
+def build_utterance(clips: list, digits: list[int], rng: np.random.Generator, augment: bool = False) -> np.ndarray:
+    """One recording of each digit (drawn from clips[digit]) joined with pauses of 20-300 ms,
+    0-400 ms of silence at either end. With augment: each digit +-4 dB, the whole string
+    sped up or slowed down (0.85-1.15x, which also shifts the pitch, like another voice),
+    -20..+6 dB, and usually white noise 15-40 dB below the speech."""
+    def silence(low, high):
+        return np.zeros(int(rng.uniform(low, high) * SAMPLE_RATE), np.float32)
+
+    pieces = [silence(0.0, 0.4)]
+    for i, d in enumerate(digits):
+        clip = clips[d][rng.integers(len(clips[d]))]
+        pieces.append(clip * 10 ** (rng.uniform(-4, 4) / 20) if augment else clip)
+        if i < len(digits) - 1:
+            pieces.append(silence(0.02, 0.3))
+    pieces.append(silence(0.0, 0.4))
+    wave = np.concatenate(pieces)
+    if not augment:
+        return wave
+    speed = rng.uniform(0.85, 1.15)
+    wave = np.interp(np.arange(0, len(wave) - 1, speed), np.arange(len(wave)), wave).astype(np.float32)
+    gain = 10 ** (rng.uniform(-20, 6) / 20)
+    wave *= gain
+    if rng.random() < 0.8:
+        speech_rms = gain * np.sqrt(np.mean(np.concatenate(pieces[1:-1]) ** 2) + 1e-12)
+        noise_rms = speech_rms * 10 ** (-rng.uniform(15, 40) / 20)
+        wave = wave + rng.normal(0, 1, len(wave)).astype(np.float32) * noise_rms
+    return np.clip(wave, -1, 1).astype(np.float32)
+
+
+# ---- the trained model ---------------------------------------------------------------------
+
+def checkpoint_name() -> str:
+    return "speech"
+
+
+def train_command() -> str:
+    return "python -m train.speech"
+
+
+def load_model(device="cpu", root=None) -> ListenAttendSpell:
+    return checkpoints.load(ListenAttendSpell, checkpoint_name(), train_command(), device, root)

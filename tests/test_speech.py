@@ -15,9 +15,10 @@ import torch
 from core import checkpoints, data
 from core.errors import BadInput
 from demos import speech as demo
-from models.speech import (EOS, N_MELS, SAMPLE_RATE, Attention, BiLSTM, ListenAttendSpell, Listener, PyramidalBiLSTM,
-                           digits_to_text, encode, features, log_mel, mel_centres, mel_filterbank, spec_augment, text,
-                           text_to_digits)
+from models.speech import (DIGIT_WORDS, EOS, N_MELS, SAMPLE_RATE, Attention, BiLSTM, ListenAttendSpell, Listener,
+                           PyramidalBiLSTM, build_utterance, checkpoint_name, digits_to_text, encode, features,
+                           load_clips, load_model, log_mel, mel_centres, mel_filterbank, spec_augment, text,
+                           text_to_digits, train_command, trim_silence)
 from conftest import run_cli
 from train import speech as training
 
@@ -140,7 +141,7 @@ def test_tiny_overfit_then_decode_greedy_and_beam():
     torch.manual_seed(0)
     rng = np.random.default_rng(0)
     strings = [[4, 1, 9], [7], [0, 2, 2]]
-    waves = [training.build_utterance(synthetic_clips(), d, rng) for d in strings]
+    waves = [build_utterance(synthetic_clips(), d, rng) for d in strings]
     refs = [digits_to_text(d) for d in strings]
     feats, lengths = training.batch_features(waves)
     targets = training.batch_targets(refs)
@@ -177,20 +178,20 @@ def test_error_rates():
 def test_trim_silence_keeps_the_word_and_a_margin():
     word = tone(500, 0.3)
     padded = np.concatenate([np.zeros(4000, np.float32), word, np.zeros(4000, np.float32)])
-    trimmed = training.trim_silence(padded, margin=0.02)
+    trimmed = trim_silence(padded, margin=0.02)
     assert abs(len(trimmed) - (len(word) + 2 * 160)) <= 160
 
 
 def test_utterance_builder_joins_the_digits_in_order():
     clips = [[np.full(400 + 40 * d, (d + 1) / 20, np.float32)] for d in range(10)]
     rng = np.random.default_rng(1)
-    wave = training.build_utterance(clips, [3, 1, 4, 1], rng)
+    wave = build_utterance(clips, [3, 1, 4, 1], rng)
     voiced = wave != 0
     starts = np.flatnonzero(voiced & ~np.r_[False, voiced[:-1]])
     heard = [int(round(wave[s] * 20)) - 1 for s in starts]
     assert heard == [3, 1, 4, 1]
     assert all(np.all(wave[s:s + 400 + 40 * d] == (d + 1) / 20) for s, d in zip(starts, heard))
-    augmented = training.build_utterance(clips, [3, 1, 4, 1], rng, augment=True)
+    augmented = build_utterance(clips, [3, 1, 4, 1], rng, augment=True)
     assert augmented.dtype == np.float32 and np.abs(augmented).max() <= 1
     assert digits_to_text([3, 1, 4, 1]) == "three one four one"
 
@@ -198,8 +199,8 @@ def test_utterance_builder_joins_the_digits_in_order():
 def test_fixed_sets_are_fixed():
     a = training.fixed_set(synthetic_clips(), 20, seed=5)
     b = training.fixed_set(synthetic_clips(), 20, seed=5)
-    assert a[1] == b[1] and all(np.array_equal(x, y) for x, y in zip(a[0], b[0]))
-    assert {len(r.split()) for r in a[1]} <= set(range(1, 8))
+    assert a.refs == b.refs and all(np.array_equal(x, y) for x, y in zip(a.waves, b.waves))
+    assert {len(r.split()) for r in a.refs} <= set(range(1, 8))
 
 
 needs_mirror = pytest.mark.skipif(data.mirror_dir() is None, reason="needs the FSDD mirror ($DLP_DATA_MIRROR)")
@@ -207,7 +208,7 @@ needs_mirror = pytest.mark.skipif(data.mirror_dir() is None, reason="needs the F
 
 @needs_mirror
 def test_speakers_are_split_as_documented():
-    clips = training.load_clips()
+    clips = load_clips()
     assert [len(c) for c in clips["train"]] == [225] * 10  # five speakers, takes 5-49
     assert [len(c) for c in clips["val"]] == [25] * 10  # five speakers, takes 0-4
     assert [len(c) for c in clips["test"]] == [50] * 10 and len(clips["test_raw"]) == 500  # theo, all of him
@@ -243,6 +244,7 @@ def test_fsdd_download_reads_the_release_tarball(tmp_path, monkeypatch):
 
 # ---- the CLI ----------------------------------------------------------------------------------
 
+@pytest.mark.slow
 def test_train_then_eval_tiny(tmp_path):
     trained = run_cli("train.speech", "--epochs", "1", "--limit", "16", "--checkpoint-dir", str(tmp_path))
     folder = tmp_path / "speech"
@@ -317,9 +319,15 @@ def test_silence_and_steady_noise_are_an_empty_transcript():
     assert "too short" in demo.no_speech(tone(500, 0.05)) and demo.transcribe((8000, tone(500, 0.05))) == ""
 
 
+def test_checkpoint_name_and_train_command(tmp_path):
+    assert checkpoint_name() == "speech" and train_command() == "python -m train.speech"
+    with pytest.raises(checkpoints.MissingCheckpoint, match="python -m train.speech"):
+        load_model(root=tmp_path)
+
+
 def test_missing_checkpoint_tells_which_command_to_run(monkeypatch):
     def missing():
-        raise checkpoints.MissingCheckpoint("speech", "python -m train.speech")
+        raise checkpoints.MissingCheckpoint(checkpoint_name(), train_command())
 
     monkeypatch.setattr(demo, "load_model", missing)
     burst = np.concatenate([np.zeros(800), tone(400, 0.3), np.zeros(800)]).astype(np.float32)
@@ -332,14 +340,15 @@ def test_missing_checkpoint_tells_which_command_to_run(monkeypatch):
 def test_random_example_is_the_held_out_speaker():
     (rate, samples), words = demo.random_example(seed=3)
     assert rate == SAMPLE_RATE and samples.dtype == np.int16 and 1 <= len(words.split()) <= 7
-    assert set(words.split()) <= set(training.DIGIT_WORDS)
+    assert set(words.split()) <= set(DIGIT_WORDS)
 
 
 # ---- the committed checkpoint -------------------------------------------------------------------
 
-committed = checkpoints.find("speech") is not None
+committed = checkpoints.find(checkpoint_name()) is not None
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not committed, reason="no committed speech checkpoint yet")
 def test_committed_checkpoint_meets_target():
     result = run_cli("train.speech", "--eval")
@@ -350,9 +359,9 @@ def test_committed_checkpoint_meets_target():
 @pytest.mark.skipif(not committed, reason="no committed speech checkpoint yet")
 @needs_mirror
 def test_committed_model_reads_validation_strings_and_odd_formats(tmp_path):
-    clips = training.load_clips()["val"]
+    clips = load_clips()["val"]
     rng = np.random.default_rng(7)
-    wave = training.build_utterance(clips, [4, 1, 9], rng)
+    wave = build_utterance(clips, [4, 1, 9], rng)
     assert demo.transcribe((SAMPLE_RATE, wave)) == "four one nine"
     stereo_48k = np.stack([scipy.signal.resample_poly(wave, 6, 1)] * 2, axis=1)
     path = tmp_path / "digits.flac"

@@ -24,6 +24,7 @@ import json
 import math
 import time
 from pathlib import Path
+from typing import NamedTuple
 
 import jiwer
 import numpy as np
@@ -33,17 +34,13 @@ import torch.nn.functional as F
 from safetensors.torch import load_file, save_file
 from tqdm import tqdm
 
-from core import checkpoints, data
+from core import checkpoints
 from core.training import (add_run_arguments, load_state, parse_run_arguments, pick_device, save_state, seed_epoch,
                            seed_everything)
-from models.speech import (DIGIT_WORDS, PAD, SAMPLE_RATE, ListenAttendSpell, digits_to_text, encode, features,
+from models.speech import (DIGIT_WORDS, MAX_DIGITS, PAD, SAMPLE_RATE, TEST_SPEAKER, ListenAttendSpell, build_utterance,
+                           checkpoint_name, digits_to_text, encode, features, load_clips, load_model, random_digits,
                            spec_augment, text)
 
-NAME = "speech"
-COMMAND = "python -m train.speech"
-TEST_SPEAKER = "theo"
-VAL_TAKES = 5  # takes 0-4 of the training speakers: validation
-MAX_DIGITS = 7
 NOISE_BATCHES = 0.05
 TEST_STRINGS, VAL_STRINGS = 1000, 300
 TEST_SEED, VAL_SEED = 1234, 4321
@@ -53,70 +50,7 @@ MODEL = dict(listener_hidden=96, pyramid_layers=3, embed_dim=32, speller_hidden=
 
 
 # ---- utterances ---------------------------------------------------------------------------
-
-def trim_silence(wave: np.ndarray, top_db: float = 30.0, margin: float = 0.02) -> np.ndarray:
-    """Cut leading and trailing 10 ms frames quieter than top_db below the loudest frame
-    (keeping `margin` seconds either side): the pauses between digits are then ours."""
-    frame = SAMPLE_RATE // 100
-    n = len(wave) // frame
-    if n == 0:
-        return wave
-    energy = 10 * np.log10((wave[:n * frame].reshape(n, frame) ** 2).mean(1) + 1e-12)
-    loud = np.flatnonzero(energy > energy.max() - top_db)
-    pad = int(margin * SAMPLE_RATE)
-    return wave[max(0, loud[0] * frame - pad):min(len(wave), (loud[-1] + 1) * frame + pad)]
-
-
-def to_float(wave: np.ndarray) -> np.ndarray:
-    return wave.astype(np.float32) / 32768.0
-
-
-def load_clips(root=None, download: bool = True) -> dict:
-    """Trimmed float recordings by split and digit: {"train"|"val"|"test": [10 lists]}, and
-    the test speaker's recordings as they are ("test_raw": list of (wave, digit))."""
-    waves, digits, speakers, takes = data.fsdd(root, download)
-    clips = {split: [[] for _ in DIGIT_WORDS] for split in ("train", "val", "test")}
-    raw = []
-    for wave, digit, speaker, take in zip(waves, digits, speakers, takes):
-        split = "test" if speaker == TEST_SPEAKER else "val" if take < VAL_TAKES else "train"
-        clips[split][digit].append(trim_silence(to_float(wave)))
-        if split == "test":
-            raw.append((to_float(wave), int(digit)))
-    return dict(clips, test_raw=raw)
-
-
-def random_digits(rng: np.random.Generator) -> list[int]:
-    return rng.integers(0, 10, rng.integers(1, MAX_DIGITS + 1)).tolist()
-
-
-def build_utterance(clips: list, digits: list[int], rng: np.random.Generator, augment: bool = False) -> np.ndarray:
-    """One recording of each digit (drawn from clips[digit]) joined with pauses of 20-300 ms,
-    0-400 ms of silence at either end. With augment: each digit +-4 dB, the whole string
-    sped up or slowed down (0.85-1.15x, which also shifts the pitch, like another voice),
-    -20..+6 dB, and usually white noise 15-40 dB below the speech."""
-    def silence(low, high):
-        return np.zeros(int(rng.uniform(low, high) * SAMPLE_RATE), np.float32)
-
-    pieces = [silence(0.0, 0.4)]
-    for i, d in enumerate(digits):
-        clip = clips[d][rng.integers(len(clips[d]))]
-        pieces.append(clip * 10 ** (rng.uniform(-4, 4) / 20) if augment else clip)
-        if i < len(digits) - 1:
-            pieces.append(silence(0.02, 0.3))
-    pieces.append(silence(0.0, 0.4))
-    wave = np.concatenate(pieces)
-    if not augment:
-        return wave
-    speed = rng.uniform(0.85, 1.15)
-    wave = np.interp(np.arange(0, len(wave) - 1, speed), np.arange(len(wave)), wave).astype(np.float32)
-    gain = 10 ** (rng.uniform(-20, 6) / 20)
-    wave *= gain
-    if rng.random() < 0.8:
-        speech_rms = gain * np.sqrt(np.mean(np.concatenate(pieces[1:-1]) ** 2) + 1e-12)
-        noise_rms = speech_rms * 10 ** (-rng.uniform(15, 40) / 20)
-        wave = wave + rng.normal(0, 1, len(wave)).astype(np.float32) * noise_rms
-    return np.clip(wave, -1, 1).astype(np.float32)
-
+# Speech comes from models.speech.build_utterance (the tab's random examples are built the same way).
 
 def noise_clip(rng: np.random.Generator) -> np.ndarray:
     """0.3-4 s of no speech, transcribed as nothing: digital silence, or white or reddened
@@ -131,7 +65,12 @@ def noise_clip(rng: np.random.Generator) -> np.ndarray:
     return np.clip(noise, -1, 1).astype(np.float32)
 
 
-def fixed_set(clips: list, n: int, seed: int) -> tuple[list[np.ndarray], list[str]]:
+class Recordings(NamedTuple):
+    waves: list[np.ndarray]  # 8 kHz float waves
+    refs: list[str]  # what each says, in words ("four one nine")
+
+
+def fixed_set(clips: list, n: int, seed: int) -> Recordings:
     """n strings of 1-7 digits built without augmentation: the same list every time."""
     rng = np.random.default_rng(seed)
     waves, refs = [], []
@@ -139,14 +78,14 @@ def fixed_set(clips: list, n: int, seed: int) -> tuple[list[np.ndarray], list[st
         digits = random_digits(rng)
         waves.append(build_utterance(clips, digits, rng))
         refs.append(digits_to_text(digits))
-    return waves, refs
+    return Recordings(waves, refs)
 
 
-def held_out_sets(clips: dict, limit: int = 0):
-    """The held-out speaker's strings and single digits: ((waves, refs), (waves, refs))."""
+def held_out_sets(clips: dict, limit: int = 0) -> tuple[Recordings, Recordings]:
+    """The held-out speaker's strings and his single digits."""
     strings = fixed_set(clips["test"], limit or TEST_STRINGS, TEST_SEED)
     singles = clips["test_raw"][:limit] if limit else clips["test_raw"]
-    return strings, ([w for w, _ in singles], [DIGIT_WORDS[d] for _, d in singles])
+    return strings, Recordings([w for w, _ in singles], [DIGIT_WORDS[d] for _, d in singles])
 
 
 # ---- batches --------------------------------------------------------------------------------
@@ -193,15 +132,16 @@ def held_out_metrics(model, strings, singles, device, beam: int) -> dict:
     out = {}
     for name, width in (("greedy", 0), ("beam", beam)):
         start = time.perf_counter()
-        hyps = transcribe_all(model, strings[0], device, width)
-        rates = error_rates(strings[1], hyps)
-        single_hyps = transcribe_all(model, singles[0], device, width)
+        hyps = transcribe_all(model, strings.waves, device, width)
+        rates = error_rates(strings.refs, hyps)
+        single_hyps = transcribe_all(model, singles.waves, device, width)
         out[f"test_wer_{name}"] = round(rates["wer"], 5)
         out[f"test_cer_{name}"] = round(rates["cer"], 5)
-        out[f"single_digit_error_{name}"] = round(float(np.mean([h != r for h, r in zip(single_hyps, singles[1])])), 5)
+        wrong = [h != r for h, r in zip(single_hyps, singles.refs)]
+        out[f"single_digit_error_{name}"] = round(float(np.mean(wrong)), 5)
         out[f"decode_seconds_{name}"] = round(time.perf_counter() - start, 1)
         if name == "beam":
-            out["mistakes"] = [{"reference": r, "transcript": h} for r, h in zip(strings[1], hyps) if r != h][:20]
+            out["mistakes"] = [{"reference": r, "transcript": h} for r, h in zip(strings.refs, hyps) if r != h][:20]
     return out
 
 
@@ -272,9 +212,9 @@ def run(args) -> dict:
     clips = load_clips(args.data_dir)
     strings, singles = held_out_sets(clips, args.limit)
     if args.eval:
-        model = checkpoints.load(ListenAttendSpell, NAME, COMMAND, device, args.checkpoint_dir)
+        model = load_model(device, args.checkpoint_dir)
         test = held_out_metrics(model, strings, singles, device, args.beam)
-        return {"test_speaker": TEST_SPEAKER, "test_strings": len(strings[1]), "test_singles": len(singles[1]),
+        return {"test_speaker": TEST_SPEAKER, "test_strings": len(strings.refs), "test_singles": len(singles.refs),
                 **{k: v for k, v in test.items() if k != "mistakes"}}
 
     seed_everything(args.seed)
@@ -284,7 +224,7 @@ def run(args) -> dict:
     steps = args.epochs * math.ceil(args.utterances / args.batch_size)
     scheduler = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=args.lr, total_steps=steps, pct_start=0.15)
     root = Path(args.checkpoint_dir or checkpoints.CHECKPOINTS)
-    resume_dir = root / NAME / "resume"
+    resume_dir = root / checkpoint_name() / "resume"
     config = {k: getattr(args, k) for k in ("epochs", "lr", "batch_size", "utterances", "label_smoothing",
                                             "final_teacher_forcing", "ctc_weight", "clip", "seed", "limit")}
     start_epoch, history = load_state(resume_dir, model, optimizer, scheduler, config) if args.resume else (0, [])
@@ -311,7 +251,7 @@ def run(args) -> dict:
     model.load_state_dict(load_file(str(resume_dir / "best.safetensors")))
     test = held_out_metrics(model, strings, singles, device, args.beam)
     metrics = {
-        "test_speaker": TEST_SPEAKER, "test_strings": len(strings[1]), "test_singles": len(singles[1]), **test,
+        "test_speaker": TEST_SPEAKER, "test_strings": len(strings.refs), "test_singles": len(singles.refs), **test,
         "best_epoch": best["epoch"], "val_wer": best["val_wer"], "val_cer": best["val_cer"],
         "val_strings": len(val_refs), "train_utterances": args.epochs * args.utterances,
         "parameters": sum(p.numel() for p in model.parameters()), "train_wall_time_s": round(wall_time, 1),
@@ -319,7 +259,7 @@ def run(args) -> dict:
         "hyperparameters": {k: v for k, v in config.items() if k not in ("seed", "limit")} | {"beam": args.beam},
         "history": history,
     }
-    checkpoints.save(model.cpu(), NAME, metrics, root=args.checkpoint_dir)
+    checkpoints.save(model.cpu(), checkpoint_name(), metrics, root=args.checkpoint_dir)
     return {k: v for k, v in metrics.items() if k not in ("history", "mistakes", "hyperparameters")}
 
 
