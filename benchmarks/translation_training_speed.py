@@ -14,8 +14,8 @@ import torch
 import torch.nn.functional as F
 
 from core import data
-from models.translation import PAD, Transformer
-from train.translation import collate, encode_pairs, inverse_sqrt, token_batches, train_tokenizer
+from models.translation import PAD, Transformer, inverse_sqrt
+from train.translation import collate, encode_pairs, token_batches, train_tokenizer
 
 
 def run(pairs, batches, vocab_size, args, bf16: bool) -> tuple[float, float, float]:

@@ -9,7 +9,6 @@ import unicodedata
 import gradio as gr
 import matplotlib.pyplot as plt
 import numpy as np
-import sentencepiece as spm
 import torch
 
 from core import checkpoints
@@ -17,8 +16,8 @@ from core.errors import BadInput
 from core.plots import curves, curves_image
 from core.results import Entry, Figure
 from core.ui import user_errors
-from models.translation import BOS, EOS, NEVER_GENERATED, Transformer, beam_search, greedy_decode, positional_encoding
-from train.translation import COMMAND, NAME, inverse_sqrt
+from models.translation import (BOS, EOS, NEVER_GENERATED, beam_search, checkpoint_name, greedy_decode, inverse_sqrt,
+                                load_model, positional_encoding, train_command)
 
 TITLE = "Translation (Transformer)"
 # The first four are the seed's sample sentences (from the Multi30K training split).
@@ -41,8 +40,7 @@ KINDS = {"cross": "Cross-attention (German token looks at English)", "encoder": 
 
 @functools.cache
 def load():
-    model = checkpoints.load(Transformer, NAME, COMMAND)
-    return model, spm.SentencePieceProcessor(model_file=str(checkpoints.find(NAME) / "spm.model"))
+    return load_model()
 
 
 def split_sentences(text: str) -> tuple[list[str], str]:
@@ -198,9 +196,9 @@ def schedule_figure(metrics: dict):
 
 
 def model_card() -> tuple[str, object]:
-    m = checkpoints.load_metrics(NAME)
+    m = checkpoints.load_metrics(checkpoint_name())
     if not m:
-        return f"Not trained yet: run `{COMMAND}`.", None
+        return f"Not trained yet: run `{train_command()}`.", None
     hp = m["hyperparameters"]
     beam = f"beam{hp['beam_size']}"
     text = (f"**Test (test_2016_flickr, {m['test_sentences']:,} sentences)**: sacreBLEU **{m[f'test_bleu_{beam}']}** "
@@ -237,17 +235,17 @@ def attention_tab(text: str, beam_size: int = 4, alpha: float = 0.6, kind: str =
 
 # ---- what the Overview shows -----------------------------------------------------------------
 
-OVERVIEW = Entry("Translation (Transformer)", 7, "python -m train.translation",
-                 [Figure("sacreBLEU, beam 4", "translation", "test_bleu_beam4", "{:.2f}"),
-                  Figure("greedy", "translation", "test_bleu_greedy", "{:.2f}"),
-                  Figure("chrF", "translation", "test_chrf_beam4", "{:.2f}")],
+OVERVIEW = Entry("Translation (Transformer)", 7, train_command(),
+                 [Figure("sacreBLEU, beam 4", checkpoint_name(), "test_bleu_beam4", "{:.2f}"),
+                  Figure("greedy", checkpoint_name(), "test_bleu_greedy", "{:.2f}"),
+                  Figure("chrF", checkpoint_name(), "test_chrf_beam4", "{:.2f}")],
                  ["validation loss 1.6106, no BLEU (target: BLEU 35)"],
                  "1,000 test sentences")
 
 
 def thumbnail():
     """The Overview's picture of this experiment."""
-    return curves_image({"greedy": checkpoints.history("translation", "val_bleu")}, "epoch", "validation BLEU")
+    return curves_image({"greedy": checkpoints.history(checkpoint_name(), "val_bleu")}, "epoch", "validation BLEU")
 
 
 def build():
@@ -278,7 +276,7 @@ def build():
         gr.Markdown(card)
         with gr.Row():
             gr.Plot(positional_encoding_figure(), label="Positional encodings")
-            gr.Plot(schedule_figure(checkpoints.load_metrics(NAME)), label="Learning-rate schedule")
+            gr.Plot(schedule_figure(checkpoints.load_metrics(checkpoint_name())), label="Learning-rate schedule")
         gr.Plot(history_fig, label="Training curves")
 
     gr.on([go.click, text.submit], user_errors(translate_tab), inputs=[text, beam, alpha, kind],

@@ -11,12 +11,19 @@ The layers are pre-LN (LayerNorm before each sub-layer, inside the residual bran
 one final LayerNorm per stack; Xiong et al. 2020) instead of the paper's post-LN: the
 residual path stays an identity, so a peak learning rate of 1e-3 with a short warmup
 trains stably on small data, where post-LN needs a longer warmup and often diverges.
+
+    model, sp = load_model()                                   # checkpoints/translation/
+    src = torch.tensor([sp.encode("A dog runs.") + [EOS]])     # (1, S)
+    sp.decode(beam_search(model, src, beam_size=4))            # "Ein Hund rennt."
 """
 import math
 
+import sentencepiece as spm
 import torch
 from huggingface_hub import PyTorchModelHubMixin
 from torch import nn
+
+from core import checkpoints
 
 PAD, UNK, BOS, EOS = 0, 1, 2, 3
 NEVER_GENERATED = (PAD, UNK, BOS)  # decoding never emits these (an <unk> in German helps nobody)
@@ -297,3 +304,27 @@ def beam_search(model: Transformer, src: torch.Tensor, beam_size: int = 4, alpha
         finished += [(s / length_penalty(beams.shape[1] - 1, alpha), ids[1:])
                      for s, ids in zip(scores.tolist(), beams.tolist())]
     return max(finished, key=lambda f: f[0])[1]
+
+
+def inverse_sqrt(step: int, warmup: int) -> float:
+    """Learning-rate factor at optimizer step `step` (1-based): linear warmup to 1 at
+    `warmup`, then 1/sqrt decay (Vaswani et al. 2017, with the peak set by --lr)."""
+    step = max(step, 1)
+    return min(step / warmup, math.sqrt(warmup / step))
+
+
+# ---- the trained model -------------------------------------------------------------------------
+
+def checkpoint_name() -> str:
+    return "translation"
+
+
+def train_command() -> str:
+    return "python -m train.translation"
+
+
+def load_model(device="cpu", root=None) -> tuple[Transformer, spm.SentencePieceProcessor]:
+    """The trained Transformer and the SentencePiece model saved beside it (spm.model)."""
+    model = checkpoints.load(Transformer, checkpoint_name(), train_command(), device, root)
+    tokenizer = spm.SentencePieceProcessor(model_file=str(checkpoints.find(checkpoint_name(), root) / "spm.model"))
+    return model, tokenizer

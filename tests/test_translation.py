@@ -11,10 +11,10 @@ from safetensors.torch import load_file
 
 from core import checkpoints
 from core.errors import BadInput
-from models.translation import (BOS, EOS, NEVER_GENERATED, PAD, Transformer, beam_search, greedy_decode, length_penalty,
-                                positional_encoding)
+from models.translation import (BOS, EOS, NEVER_GENERATED, PAD, Transformer, beam_search, checkpoint_name, greedy_decode,
+                                inverse_sqrt, length_penalty, load_model, positional_encoding, train_command)
 from conftest import run_cli
-from train.translation import average, inverse_sqrt, token_batches
+from train.translation import Pair, average, token_batches, train_tokenizer
 
 
 def tiny(**kwargs) -> Transformer:
@@ -98,11 +98,11 @@ def test_length_penalty_is_gnmt():
 
 
 def test_token_batches_respect_the_budget_and_cover_everything():
-    pairs = [([5] * (i % 17 + 1), [6] * (i % 11 + 2)) for i in range(300)]
+    pairs = [Pair([5] * (i % 17 + 1), [6] * (i % 11 + 2)) for i in range(300)]
     batches = token_batches(pairs, 200, torch.Generator().manual_seed(0))
     assert sorted(i for b in batches for i in b) == list(range(300))
     for b in batches:
-        assert len(b) * (max(len(pairs[i][0]) for i in b) + max(len(pairs[i][1]) for i in b)) <= 200
+        assert len(b) * (max(len(pairs[i].source) for i in b) + max(len(pairs[i].target) for i in b)) <= 200
 
 
 def copy_batch(n: int, generator) -> tuple[torch.Tensor, torch.Tensor]:
@@ -119,7 +119,7 @@ def copy_batch(n: int, generator) -> tuple[torch.Tensor, torch.Tensor]:
 
 @pytest.fixture(scope="module")
 def copier():
-    """A tiny Transformer trained for a few seconds to copy its input."""
+    """A tiny Transformer trained to copy its input (500 steps: 10-20 s on two cores)."""
     model = tiny(vocab_size=14, d_model=64, d_ff=128)
     model.train()
     optimizer = torch.optim.Adam(model.parameters(), lr=3e-3, betas=(0.9, 0.98))
@@ -136,6 +136,7 @@ def copier():
     return model.eval(), loss.item()
 
 
+@pytest.mark.slow
 def test_a_tiny_model_learns_to_copy_with_greedy_and_beam_search(copier):
     model, loss = copier
     assert loss < 0.1
@@ -147,13 +148,17 @@ def test_a_tiny_model_learns_to_copy_with_greedy_and_beam_search(copier):
     assert sum(b == e for b, e in zip(beam, expected)) >= 45
 
 
+@pytest.mark.slow
 def test_beam_size_one_is_greedy(copier):
     model, _ = copier
     src, _ = copy_batch(20, torch.Generator().manual_seed(7))
     for row in src:
         one = row[row != PAD][None]
         assert beam_search(model, one, beam_size=1) == greedy_decode(model, one)[0]
-    untrained = tiny()  # also where the outputs are long and arbitrary
+
+
+def test_beam_size_one_is_greedy_where_the_outputs_are_long_and_arbitrary():
+    untrained = tiny()
     for seed in range(5):
         one = torch.randint(4, 20, (1, 6), generator=torch.Generator().manual_seed(seed))
         assert beam_search(untrained, one, beam_size=1, alpha=0.6) == greedy_decode(untrained, one)[0]
@@ -168,7 +173,9 @@ def test_decoding_stops_at_the_length_limit():
     assert len(beam_search(model, src, beam_size=3, max_len=2)) <= 2
 
 
-# A whole cycle through the real CLI on a tiny slice, and the tab on what it produced.
+# A whole cycle through the real CLI on a tiny slice, and the tab on what it produced. The
+# tiny model rarely says EOS yet, so decoding its 200 test sentences runs to the length
+# limit: minutes on two cores.
 SMALL = ["--d-model", "64", "--heads", "2", "--d-ff", "128", "--layers", "2", "--vocab-size", "1000",
          "--max-tokens", "2048", "--no-bf16"]
 
@@ -181,6 +188,7 @@ def trained(tmp_path_factory):
     return root, result
 
 
+@pytest.mark.slow
 def test_train_then_eval_tiny(trained):
     root, result = trained
     folder = root / "translation"
@@ -205,6 +213,7 @@ def test_train_then_eval_tiny(trained):
         assert evaluated[key] == result[key], key
 
 
+@pytest.mark.slow
 def test_translate_file(trained, tmp_path):
     root, _ = trained
     (tmp_path / "in.txt").write_text("A dog runs.\n\nTwo men are talking.\n", encoding="utf-8")
@@ -215,12 +224,42 @@ def test_translate_file(trained, tmp_path):
     assert len(lines) == 3 and lines[1] == ""  # an empty line stays empty
 
 
-@pytest.fixture
-def demo(trained, monkeypatch):
-    """The tab's functions reading the tiny checkpoint."""
+@pytest.mark.slow
+def test_the_tab_reads_what_the_cli_trained(trained, monkeypatch):
     from demos import translation
 
     monkeypatch.setattr(checkpoints, "CHECKPOINTS", trained[0])
+    monkeypatch.delenv("DLP_HUB_REPO", raising=False)
+    translation.load.cache_clear()
+    german, note, figure, steps = translation.translate_tab("A dog runs.", 2, 0.6, "cross")
+    assert isinstance(german, str) and figure is not None and steps[-1][1] == "</s>"
+    translation.load.cache_clear()
+
+
+@pytest.fixture(scope="module")
+def untrained(tmp_path_factory):
+    """A checkpoint saved as train.translation saves one, in a second: a tiny Transformer at
+    its initial weights and a SentencePiece model of a few sentences."""
+    root = tmp_path_factory.mktemp("untrained")
+    folder = root / checkpoint_name()
+    folder.mkdir()
+    sentences = ["A dog runs in the park.", "Two men are talking on a street.", "A little girl climbs a tree.",
+                 "Ein Hund rennt im Park.", "Zwei Männer unterhalten sich auf einer Straße.",
+                 "Ein kleines Mädchen klettert auf einen Baum."]
+    sp = train_tokenizer(sentences, folder / "spm", vocab_size=100)
+    torch.manual_seed(0)
+    model = Transformer(vocab_size=sp.get_piece_size(), d_model=32, heads=2, d_ff=64, encoder_layers=2,
+                        decoder_layers=2)
+    checkpoints.save(model, checkpoint_name(), {}, root=root)
+    return root
+
+
+@pytest.fixture
+def demo(untrained, monkeypatch):
+    """The tab's functions reading the untrained checkpoint."""
+    from demos import translation
+
+    monkeypatch.setattr(checkpoints, "CHECKPOINTS", untrained)
     monkeypatch.delenv("DLP_HUB_REPO", raising=False)
     translation.load.cache_clear()
     yield translation
@@ -262,6 +301,9 @@ def test_the_tab_shows_attention_and_decoding_steps(demo):
 def test_a_missing_checkpoint_says_what_to_run(monkeypatch, tmp_path):
     from demos import translation
 
+    assert checkpoint_name() == "translation" and train_command() == "python -m train.translation"
+    with pytest.raises(checkpoints.MissingCheckpoint, match="python -m train.translation"):
+        load_model(root=tmp_path)
     monkeypatch.setattr(checkpoints, "CHECKPOINTS", tmp_path)
     monkeypatch.delenv("DLP_HUB_REPO", raising=False)
     translation.load.cache_clear()
@@ -271,13 +313,14 @@ def test_a_missing_checkpoint_says_what_to_run(monkeypatch, tmp_path):
     translation.load.cache_clear()
 
 
-committed = (checkpoints.CHECKPOINTS / "translation" / "model.safetensors").exists()
+committed = (checkpoints.CHECKPOINTS / checkpoint_name() / "model.safetensors").exists()
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not committed, reason="no committed translation checkpoint yet")
 def test_committed_checkpoint_reproduces_its_bleu():
     """--eval on all 1,000 test_2016_flickr sentences gives the BLEU and chrF recorded at training time."""
-    recorded = checkpoints.load_metrics("translation")
+    recorded = checkpoints.load_metrics(checkpoint_name())
     evaluated = run_cli("train.translation", "--eval")
     assert evaluated["test_sentences"] == 1000
     for key in ("test_bleu_greedy", "test_bleu_beam4", "test_chrf_greedy", "test_chrf_beam4"):

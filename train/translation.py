@@ -15,10 +15,10 @@ split is read once, at the end. BLEU and chrF are sacreBLEU's (detokenized, case
 """
 import argparse
 import json
-import math
 import shutil
 import time
 from pathlib import Path
+from typing import NamedTuple
 
 import sacrebleu
 import sentencepiece as spm
@@ -30,10 +30,9 @@ from tqdm import tqdm
 from core import checkpoints, data
 from core.training import (add_run_arguments, load_state, parse_run_arguments, pick_device, save_state, seed_epoch,
                            seed_everything)
-from models.translation import BOS, EOS, PAD, Transformer, beam_search, greedy_decode
+from models.translation import (BOS, EOS, PAD, Transformer, beam_search, checkpoint_name, greedy_decode, inverse_sqrt,
+                                load_model)
 
-NAME = "translation"
-COMMAND = "python -m train.translation"
 MAX_SENTENCE_TOKENS = 100  # longer training pairs are dropped (Multi30K's longest has 55)
 HYPERPARAMETERS = ("epochs", "lr", "warmup", "max_tokens", "vocab_size", "d_model", "heads", "d_ff", "layers",
                    "dropout", "label_smoothing", "clip", "average", "bf16", "seed", "limit")
@@ -49,21 +48,26 @@ def train_tokenizer(sentences: list[str], prefix: Path, vocab_size: int) -> spm.
     return spm.SentencePieceProcessor(model_file=f"{prefix}.model")
 
 
-def encode_pairs(sp, english: list[str], german: list[str]) -> list[tuple[list[int], list[int]]]:
-    """(source ids + EOS, BOS + target ids + EOS) for every pair short enough."""
+class Pair(NamedTuple):
+    source: list[int]  # English ids + EOS
+    target: list[int]  # BOS + German ids + EOS
+
+
+def encode_pairs(sp, english: list[str], german: list[str]) -> list[Pair]:
+    """Every sentence pair short enough, as ids."""
     pairs = []
     for src, tgt in zip(sp.encode(english), sp.encode(german)):
         if len(src) < MAX_SENTENCE_TOKENS and len(tgt) < MAX_SENTENCE_TOKENS:
-            pairs.append((src + [EOS], [BOS] + tgt + [EOS]))
+            pairs.append(Pair(src + [EOS], [BOS] + tgt + [EOS]))
     return pairs
 
 
-def token_batches(pairs, max_tokens: int, generator: torch.Generator | None = None) -> list[list[int]]:
+def token_batches(pairs: list[Pair], max_tokens: int, generator: torch.Generator | None = None) -> list[list[int]]:
     """Indices of pairs, grouped so that each padded batch holds at most max_tokens source
     plus target tokens. Sorted by length (random order among equal lengths), then the batch
     order shuffled when a generator is given."""
     order = torch.randperm(len(pairs), generator=generator).tolist() if generator is not None else range(len(pairs))
-    order = sorted(order, key=lambda i: (len(pairs[i][0]), len(pairs[i][1])))
+    order = sorted(order, key=lambda i: (len(pairs[i].source), len(pairs[i].target)))
     batches, batch, longest_src, longest_tgt = [], [], 0, 0
     for i in order:
         src, tgt = pairs[i]
@@ -87,17 +91,10 @@ def pad(sequences: list[list[int]]) -> torch.Tensor:
     return out  # (N, longest)
 
 
-def collate(pairs, batch: list[int]):
+def collate(pairs: list[Pair], batch: list[int]):
     """src (N, S), target input (N, T) starting with BOS, target output (N, T) ending in EOS."""
-    src, tgt = pad([pairs[i][0] for i in batch]), pad([pairs[i][1] for i in batch])
+    src, tgt = pad([pairs[i].source for i in batch]), pad([pairs[i].target for i in batch])
     return src, tgt[:, :-1], tgt[:, 1:]
-
-
-def inverse_sqrt(step: int, warmup: int) -> float:
-    """Learning-rate factor at optimizer step `step` (1-based): linear warmup to 1 at
-    `warmup`, then 1/sqrt decay (Vaswani et al. 2017, with the peak set by --lr)."""
-    step = max(step, 1)
-    return min(step / warmup, math.sqrt(warmup / step))
 
 
 def train_epoch(model, optimizer, scheduler, pairs, args, epoch, device) -> dict:
@@ -192,28 +189,22 @@ def load_split(split: str, args):
     return english, german
 
 
-def load_trained(args, device):
-    path = checkpoints.find(NAME, args.checkpoint_dir)
-    model = checkpoints.load(Transformer, NAME, COMMAND, device, args.checkpoint_dir)
-    return model, spm.SentencePieceProcessor(model_file=str(path / "spm.model"))
-
-
 def run(args) -> dict:
     device = pick_device(args.device)
     if args.translate_file:
-        model, sp = load_trained(args, device)
+        model, sp = load_model(device, args.checkpoint_dir)
         lines = Path(args.translate_file).read_text(encoding="utf-8").splitlines()
         german = translate_sentences(model, sp, [line.strip() for line in lines], args.beam_size, args.alpha, device)
         Path(args.out).write_text("".join(g + "\n" for g in german), encoding="utf-8")
         return {"translated": len(german), "out": str(args.out), "beam_size": args.beam_size}
     test_en, test_de = load_split("test", args)
     if args.eval:
-        model, sp = load_trained(args, device)
+        model, sp = load_model(device, args.checkpoint_dir)
         return test_metrics(model, sp, test_en, test_de, args, device)
 
     seed_everything(args.seed)
     root = Path(args.checkpoint_dir or checkpoints.CHECKPOINTS)
-    resume_dir = root / NAME / "resume"
+    resume_dir = root / checkpoint_name() / "resume"
     resume_dir.mkdir(parents=True, exist_ok=True)
     train_en, train_de = load_split("train", args)
     val_en, val_de = load_split("val", args)
@@ -275,7 +266,7 @@ def run(args) -> dict:
         | {"beam_size": args.beam_size, "alpha": args.alpha, "adam_betas": [0.9, 0.98], "layer_norm": "pre-LN"},
         "history": history,
     }
-    path = checkpoints.save(model.cpu(), NAME, metrics, root=args.checkpoint_dir)
+    path = checkpoints.save(model.cpu(), checkpoint_name(), metrics, root=args.checkpoint_dir)
     shutil.copy(resume_dir / "spm.model", path / "spm.model")
     return {k: test[k] for k in test if k.startswith("test_bleu") or k.startswith("test_chrf")} | {
         "val_bleu_greedy": chosen_bleu, "chosen": chosen, "train_wall_time_s": round(wall_time, 1)}
