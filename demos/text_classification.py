@@ -5,9 +5,7 @@ import re
 import unicodedata
 
 import gradio as gr
-import numpy as np
 import torch
-import torch.nn.functional as F
 
 from core import checkpoints
 from core.data import THUCNEWS_CLASSES, THUCNEWS_CLASSES_ZH
@@ -15,8 +13,8 @@ from core.errors import BadInput
 from core.plots import confusion_figure, curves_image
 from core.results import Entry, Figure
 from core.ui import user_errors
-from models.text_classification import MODELS, UNK, Vocab, normalize_text
-from train.text_classification import MAX_LEN, checkpoint_name
+from models.text_classification import (MAX_LEN, MODELS, UNK, checkpoint_name, load_model, normalize_text, predict,
+                                        train_command)
 
 TITLE = "Chinese headlines (text classification)"
 LABELS = {"textcnn": "TextCNN", "bilstm": "BiLSTM", "textrnn_hand": "TextRNN (hand-written LSTM cell)"}
@@ -46,9 +44,7 @@ def models() -> list[str]:
 def load(model: str):
     if model not in MODELS:
         raise BadInput(f"Unknown model {model!r}; choose one of {models()}.")
-    name = checkpoint_name(model)
-    net = checkpoints.load(MODELS[model], name, f"python -m train.text_classification --model {model}")
-    return net, Vocab.load(checkpoints.find(name) / "vocab.json")
+    return load_model(model)
 
 
 def check_text(text) -> tuple[str, str]:
@@ -65,8 +61,7 @@ def check_text(text) -> tuple[str, str]:
 
 def probabilities(text: str, model: str = "textcnn") -> torch.Tensor:
     net, vocab = load(model)
-    with torch.inference_mode():
-        return F.softmax(net(vocab.batch([text], MAX_LEN)), dim=1)[0]
+    return predict(net, vocab.batch([text], MAX_LEN))[0]
 
 
 def classify(text: str, model: str = "textcnn") -> dict[str, float]:
@@ -86,8 +81,7 @@ def occlusion(text: str, model: str = "textcnn") -> list[tuple[str, float]]:
         return []
     variants = ids.repeat(len(chars) + 1, *[1] * (ids.dim() - 1))
     variants[torch.arange(1, len(chars) + 1), torch.arange(len(chars))] = UNK  # the character (and its word there)
-    with torch.inference_mode():
-        probs = F.softmax(net(variants), dim=1)
+    probs = predict(net, variants)
     winner = probs[0].argmax()
     drops = (probs[0, winner] - probs[1:, winner]).tolist()
     return [(c, round(d, 4)) for c, d in zip(chars, drops)]
@@ -119,7 +113,7 @@ def analyse(text: str, model: str = "textcnn"):
 def model_card(model: str) -> str:
     m = checkpoints.load_metrics(checkpoint_name(model))
     if not m:
-        return f"Not trained yet: run `python -m train.text_classification --model {model}`."
+        return f"Not trained yet: run `{train_command(model)}`."
     worst = sorted(m["per_class"].items(), key=lambda kv: kv[1]["f1"])[:3]
     if m.get("fit_on") == "train+val":
         how = f"{m['best_epoch']} epochs on the training and validation headlines"
@@ -152,7 +146,7 @@ def compare(model: str = "textcnn"):
         raise BadInput(f"Unknown model {model!r}; choose one of {models()}.")
     m = checkpoints.load_metrics(checkpoint_name(model))
     if not m:
-        raise BadInput(f"{LABELS[model]} is not trained yet: run `python -m train.text_classification --model {model}`.")
+        raise BadInput(f"{LABELS[model]} is not trained yet: run `{train_command(model)}`.")
     mistakes = [[w["title"], DISPLAY[w["label"]], DISPLAY[w["predicted"]], f"{w['confidence']:.1%}"]
                 for w in m.get("most_confidently_wrong", [])]
     return confusion_figure(m["confusion_matrix"], THUCNEWS_CLASSES), mistakes
@@ -160,9 +154,9 @@ def compare(model: str = "textcnn"):
 
 # ---- what the Overview shows -----------------------------------------------------------------
 
-OVERVIEW = Entry("Chinese headlines", 9, "python -m train.text_classification --model textcnn",
-                 [Figure("TextCNN", "text_classification/textcnn", "test_accuracy"),
-                  Figure("BiLSTM", "text_classification/bilstm", "test_accuracy")],
+OVERVIEW = Entry("Chinese headlines", 9, train_command("textcnn"),
+                 [Figure("TextCNN", checkpoint_name("textcnn"), "test_accuracy"),
+                  Figure("BiLSTM", checkpoint_name("bilstm"), "test_accuracy")],
                  ["TextCNN 95.2%, TextRNN 93.2% on news articles, with test batches leaking into training; "
                   "a public TextCNN on all 180,000 headlines: 91.2%"],
                  "10,000 test headlines")
@@ -171,8 +165,8 @@ OVERVIEW = Entry("Chinese headlines", 9, "python -m train.text_classification --
 def thumbnail():
     """The Overview's picture of this experiment."""
     # The committed models train on train + validation, so their curves are training accuracy.
-    return curves_image({"TextCNN": checkpoints.history("text_classification/textcnn", "train_accuracy"),
-                         "BiLSTM": checkpoints.history("text_classification/bilstm", "train_accuracy")},
+    return curves_image({"TextCNN": checkpoints.history(checkpoint_name("textcnn"), "train_accuracy"),
+                         "BiLSTM": checkpoints.history(checkpoint_name("bilstm"), "train_accuracy")},
                         "epoch", "training accuracy", percent=True)
 
 

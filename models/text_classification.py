@@ -7,6 +7,9 @@ jieba word beside it, and returns (N, num_classes) logits. With bigram_buckets o
 trigram_buckets > 0 each position also gets an embedding of the character n-gram starting
 there (hashed into that many buckets, as FastText does), added to the character's, and with
 word_vocab_size > 0 the embedding of its word.
+
+    net, vocab = load_model("textcnn")                     # checkpoints/text_classification/textcnn/
+    probs = predict(net, vocab.batch(["央行宣布下调存款准备金率"], MAX_LEN))   # (1, 10)
 """
 import json
 import logging
@@ -19,7 +22,10 @@ import torch.nn.functional as F
 from huggingface_hub import PyTorchModelHubMixin
 from torch import nn
 
+from core import checkpoints
+
 PAD, UNK = 0, 1
+MAX_LEN = 40  # characters read of a title; the longest training title has 38
 
 
 def normalize_text(text: str) -> str:
@@ -278,3 +284,37 @@ class TextRNNByHand(nn.Module, PyTorchModelHubMixin):
 
 
 MODELS = {"textcnn": TextCNN, "bilstm": BiLSTMClassifier, "textrnn_hand": TextRNNByHand}
+
+
+# ---- checkpoints and prediction ----------------------------------------------------------------
+
+def checkpoint_name(model: str) -> str:
+    return f"text_classification/{model}"
+
+
+def train_command(model: str) -> str:
+    return f"python -m train.text_classification --model {model}"
+
+
+def load_model(model: str, device="cpu", root=None):
+    """A trained classifier (MODELS[model]) and the vocabulary saved beside it."""
+    name = checkpoint_name(model)
+    net = checkpoints.load(MODELS[model], name, train_command(model), device, root)
+    return net, Vocab.load(checkpoints.find(name, root) / "vocab.json")
+
+
+def trim(ids: torch.Tensor) -> torch.Tensor:
+    """Drop the padding columns no title in the batch needs."""
+    width = max(1, int((chars_of(ids) != 0).sum(1).max()))
+    return ids[:, :width]
+
+
+@torch.no_grad()
+def predict(model, ids: torch.Tensor, device="cpu", batch_size: int = 1000) -> torch.Tensor:
+    """Class probabilities (N, num_classes) for token ids (N, T) or (N, T, 2)."""
+    model.eval()
+    out = []
+    for i in range(0, len(ids), batch_size):
+        batch = trim(ids[i:i + batch_size])
+        out.append(F.softmax(model(batch.to(device)), dim=1).cpu())
+    return torch.cat(out)

@@ -8,7 +8,8 @@ import torch
 from core import checkpoints
 from core.errors import BadInput
 from demos import text_classification as demo
-from models.text_classification import PAD, UNK, Vocab, LSTMByHand, LSTMCellByHand, MODELS, TextCNN, normalize_text
+from models.text_classification import (MAX_LEN, MODELS, PAD, UNK, LSTMByHand, LSTMCellByHand, TextCNN, Vocab,
+                                        checkpoint_name, load_model, normalize_text, predict, train_command)
 from conftest import run_cli
 
 # The targets: TextCNN >= 0.90 and BiLSTM >= 0.89.
@@ -115,6 +116,24 @@ def test_max_and_mean_pooling_count_only_real_windows():
         TextCNN(vocab_size=50, pooling="sum")
 
 
+def test_predict_gives_probabilities_and_ignores_padding():
+    torch.manual_seed(0)
+    model = TextCNN(vocab_size=50)
+    ids = Vocab([chr(c) for c in range(0x4e00, 0x4e30)]).batch(["一丁七", "一" * 100], MAX_LEN)
+    assert ids.shape == (2, MAX_LEN)  # titles are read up to MAX_LEN characters
+    probs = predict(model, ids, batch_size=1)
+    assert probs.shape == (2, 10) and torch.allclose(probs.sum(1), torch.ones(2))
+    torch.testing.assert_close(probs[:1], predict(model, ids[:1, :3]))
+
+
+def test_checkpoint_name_and_train_command(tmp_path):
+    assert checkpoint_name("bilstm") == "text_classification/bilstm"
+    assert train_command("bilstm") == "python -m train.text_classification --model bilstm"
+    with pytest.raises(checkpoints.MissingCheckpoint, match="python -m train.text_classification --model bilstm"):
+        load_model("bilstm", root=tmp_path)
+
+
+@pytest.mark.slow
 @pytest.mark.parametrize("fit_on", ["train+val", "train"])
 def test_train_then_eval_tiny(tmp_path, fit_on):
     trained = run_cli("train.text_classification", "--model", "textcnn", "--epochs", "1", "--limit", "400",
@@ -151,9 +170,10 @@ def test_english_and_long_text_get_a_note():
     assert len(text) == demo.MAX_CHARS and "first" in note
 
 
-committed = [m for m in MODELS if checkpoints.find(f"text_classification/{m}")]
+committed = [m for m in MODELS if checkpoints.find(checkpoint_name(m))]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("model", [m for m in committed if m in TARGETS])
 def test_committed_checkpoint_meets_target(model):
     result = run_cli("train.text_classification", "--model", model, "--eval")[model]

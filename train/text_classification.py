@@ -27,9 +27,8 @@ from core import checkpoints, data
 from core.data import THUCNEWS_CLASSES
 from core.training import (add_run_arguments, load_state, parse_run_arguments, pick_device, save_state, seed_epoch,
                            seed_everything, with_defaults)
-from models.text_classification import MODELS, Vocab, chars_of
+from models.text_classification import MAX_LEN, MODELS, Vocab, checkpoint_name, load_model, predict, trim
 
-MAX_LEN = 40  # characters; the longest training title has 38
 # Most Chinese words are two characters long: hashed bigram and trigram embeddings give the
 # models words without a segmenter, jieba's words add the ones it knows. The settings and
 # epochs were chosen on validation with --fit-on train (README); the committed models then
@@ -46,32 +45,12 @@ DEFAULTS = {
 }
 
 
-def checkpoint_name(model: str) -> str:
-    return f"text_classification/{model}"
-
-
 def load_split(split: str, args):
     titles, labels = data.thucnews(split, root=args.data_dir)
     if args.limit:
         keep = torch.randperm(len(labels), generator=torch.Generator().manual_seed(0))[:args.limit]
         titles, labels = [titles[i] for i in keep], labels[keep]
     return titles, labels
-
-
-@torch.no_grad()
-def predict(model, ids: torch.Tensor, device, batch_size: int = 1000) -> torch.Tensor:
-    model.eval()
-    out = []
-    for i in range(0, len(ids), batch_size):
-        batch = trim(ids[i:i + batch_size])
-        out.append(F.softmax(model(batch.to(device)), dim=1).cpu())
-    return torch.cat(out)
-
-
-def trim(ids: torch.Tensor) -> torch.Tensor:
-    """Drop the padding columns no title in the batch needs."""
-    width = max(1, int((chars_of(ids) != 0).sum(1).max()))
-    return ids[:, :width]
 
 
 def scores(probs: torch.Tensor, labels: torch.Tensor) -> dict:
@@ -127,10 +106,7 @@ def run(args) -> dict:
     name = checkpoint_name(args.model)
     test_titles, test_y = load_split("test", args)
     if args.eval:
-        path = checkpoints.find(name, args.checkpoint_dir)
-        model = checkpoints.load(MODELS[args.model], name, f"python -m train.text_classification --model {args.model}",
-                                 device, args.checkpoint_dir)
-        vocab = Vocab.load(path / "vocab.json")
+        model, vocab = load_model(args.model, device, args.checkpoint_dir)
         result = scores(predict(model, vocab.batch(test_titles, MAX_LEN), device), test_y)
         return {"test_accuracy": result["accuracy"], "test_titles": len(test_y)}
 
