@@ -10,12 +10,11 @@ import time
 import torch
 import torch.nn.functional as F
 
-from models.cifar10 import ARCHITECTURES
+from models.cifar10 import ARCHITECTURES, build_model
 
 
 def step_time(arch: str, channels_last: bool, bf16: bool, batch: int = 256, steps: int = 3) -> float:
-    cls, kwargs, _ = ARCHITECTURES[arch]
-    model = cls(**kwargs)
+    model = build_model(arch)
     memory = torch.channels_last if channels_last else torch.contiguous_format
     model = model.to(memory_format=memory)
     optimizer = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)

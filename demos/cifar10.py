@@ -2,6 +2,7 @@
 (curves, confusion matrix, confident mistakes, what the first conv layer sees), the
 course's study, and a training lab that trains a small CNN live."""
 import functools
+import json
 import math
 from pathlib import Path
 
@@ -9,18 +10,17 @@ import gradio as gr
 import numpy as np
 import skimage
 import torch
-from PIL import Image, ImageOps
+from PIL import Image
 
-from core import checkpoints, data
-from core.data import CIFAR10_CLASSES
+from core import checkpoints
 from core.errors import BadInput
-from core.pictures import open_picture, uint8_pixels
 from core.plots import confusion_figure, curves, curves_image
 from core.results import Entry, Figure
 from core.ui import user_errors
-from models.cifar10 import ARCHITECTURES, normalize
-from train import cifar10 as training
-from train.cifar10_study import OPTIMIZERS, lab_train
+from models.cifar10 import (ARCHITECTURES, INITIALIZERS, OPTIMIZERS, STUDY, checkpoint_name, class_names, normalize,
+                            predict, preprocess_image, train_command)
+from models.cifar10 import load_model as load_committed
+from train.cifar10_study import lab_train
 
 TITLE = "CIFAR-10 model zoo"
 LABELS = {
@@ -33,8 +33,6 @@ LABELS = {
 SKIMAGE_DATA = Path(skimage.__file__).parent / "data"
 # Pictures that ship inside scikit-image (a dependency), none of them from CIFAR-10.
 EXAMPLES = [SKIMAGE_DATA / name for name in ("chelsea.png", "rocket.jpg", "horse.png", "motorcycle_left.png", "coffee.png")]
-STUDY = checkpoints.CHECKPOINTS / "cifar10" / "study.json"
-INITIALIZERS = ["he", "xavier", "normal", "truncated_normal"]  # the course's study (models.cifar10.init_weights)
 
 
 def models() -> list[str]:
@@ -43,16 +41,16 @@ def models() -> list[str]:
 
 
 def trained_models() -> list[str]:
-    return [m for m in models() if checkpoints.load_metrics(training.checkpoint_name(m))]
+    return [m for m in models() if checkpoints.load_metrics(checkpoint_name(m))]
 
 
 def best_model() -> str:
     """The ten-class model with the best committed test accuracy."""
-    scored = [(checkpoints.load_metrics(training.checkpoint_name(m)).get("test_accuracy", 0), m)
+    scored = [(checkpoints.load_metrics(checkpoint_name(m)).get("test_accuracy", 0), m)
               for m in models() if m != "logistic"]
     accuracy, name = max(scored)
     if not accuracy:
-        raise checkpoints.MissingCheckpoint("cifar10", "python -m train.cifar10 --arch vgg")
+        raise checkpoints.MissingCheckpoint("cifar10", train_command("vgg"))
     return name
 
 
@@ -60,46 +58,12 @@ def best_model() -> str:
 def load_model(name: str):
     if name not in ARCHITECTURES:
         raise BadInput(f"Unknown model {name!r}; choose one of {models()}.")
-    cls = ARCHITECTURES[name][0]
-    return checkpoints.load(cls, training.checkpoint_name(name), f"python -m train.cifar10 --arch {name}")
-
-
-def preprocess_image(image) -> torch.Tensor:
-    """Any picture -> the (3, 32, 32) uint8 tensor a model sees: RGB (grayscale copied to
-    three channels, transparency composited over white), the centre square, resized to 32."""
-    if image is None:
-        raise BadInput("No picture: upload one or pick an example.")
-    try:
-        if isinstance(image, (str, Path)):
-            with open_picture(image) as probe:
-                probe.draft("RGB", (256, 256))  # JPEGs decode at a reduced size: fast for huge photos
-                image = ImageOps.exif_transpose(probe.convert("RGBA") if probe.mode == "P" else probe)
-        if not isinstance(image, Image.Image):
-            array = uint8_pixels(image)
-            if array.ndim not in (2, 3) or (array.ndim == 3 and array.shape[2] not in (1, 3, 4)):
-                raise BadInput(f"Expected an HxW, HxWx3 or HxWx4 image, got shape {array.shape}.")
-            image = Image.fromarray(array[:, :, 0] if array.ndim == 3 and array.shape[2] == 1 else array)
-        if min(image.size) < 4:
-            raise BadInput(f"That picture is only {image.width}x{image.height} pixels: too small to see anything.")
-        if image.mode in ("RGBA", "LA", "PA") or "transparency" in image.info:
-            rgba = image.convert("RGBA")
-            white = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
-            image = Image.alpha_composite(white, rgba)
-        image = image.convert("RGB")
-    except BadInput:
-        raise
-    except (OSError, ValueError, Image.DecompressionBombError) as e:
-        raise BadInput(f"Could not read that file as an image ({e}).") from e
-    side = min(image.size)
-    left, top = (image.width - side) // 2, (image.height - side) // 2
-    image = image.crop((left, top, left + side, top + side)).resize((32, 32), Image.Resampling.LANCZOS)
-    return torch.from_numpy(np.asarray(image).copy()).permute(2, 0, 1)
+    return load_committed(name)
 
 
 def classify_tensor(x: torch.Tensor, model: str) -> dict[str, float]:
-    probs = training.predict(load_model(model), x.unsqueeze(0), torch.device("cpu"))[0]
-    names = [CIFAR10_CLASSES[c] for c in training.BINARY_CLASSES] if model == "logistic" else CIFAR10_CLASSES
-    return {name: float(p) for name, p in zip(names, probs)}
+    probs = predict(load_model(model), x.unsqueeze(0), torch.device("cpu"))[0]
+    return {name: float(p) for name, p in zip(class_names(model), probs)}
 
 
 def classify(image, model: str) -> dict[str, float]:
@@ -111,8 +75,8 @@ def leaderboard() -> list[list]:
     """Rows of model, parameters, test accuracy, training time, the seed's number."""
     rows = []
     for name in models():
-        m = checkpoints.load_metrics(training.checkpoint_name(name))
-        seed = ARCHITECTURES[name][2]
+        m = checkpoints.load_metrics(checkpoint_name(name))
+        seed = ARCHITECTURES[name].seed_accuracy
         rows.append([LABELS[name], f"{m['parameters']:,}" if m else "-",
                      f"{m['test_accuracy']:.2%}" if m else "not trained yet",
                      f"{m['train_wall_time_s'] / 60:.1f} min" if m else "-",
@@ -127,7 +91,7 @@ def accuracy_against_time_figure():
 
     fig, ax = plt.subplots(figsize=(8.4, 4.2))
     for name in models():
-        history = checkpoints.load_metrics(training.checkpoint_name(name)).get("history")
+        history = checkpoints.load_metrics(checkpoint_name(name)).get("history")
         if name == "logistic" or not history:
             continue
         ax.plot([h["wall_time_s"] / 60 for h in history], [h["test_accuracy"] for h in history], marker=".",
@@ -162,14 +126,14 @@ def classify_all(image):
 # ---- model cards ------------------------------------------------------------------------
 
 def mistakes_gallery(model: str) -> list:
-    path = checkpoints.find(training.checkpoint_name(model))
-    metrics = checkpoints.load_metrics(training.checkpoint_name(model))
+    path = checkpoints.find(checkpoint_name(model))
+    metrics = checkpoints.load_metrics(checkpoint_name(model))
     if path is None or not (path / "mistakes.safetensors").exists():
         return []
     from safetensors.numpy import load_file
 
     images = load_file(str(path / "mistakes.safetensors"))["images"]
-    names = [CIFAR10_CLASSES[c] for c in training.BINARY_CLASSES] if model == "logistic" else CIFAR10_CLASSES
+    names = class_names(model)
     return [(Image.fromarray(img.transpose(1, 2, 0)).resize((96, 96), Image.Resampling.NEAREST),
              f"{names[m['label']]} called {names[m['predicted']]} ({m['confidence']:.0%})")
             for img, m in zip(images, metrics["confident_mistakes"])]
@@ -179,10 +143,10 @@ def model_card(model: str):
     """Markdown summary, training curves, confusion matrix and confident mistakes."""
     if model not in ARCHITECTURES:
         raise BadInput(f"Unknown model {model!r}; choose one of {models()}.")
-    metrics = checkpoints.load_metrics(training.checkpoint_name(model))
+    metrics = checkpoints.load_metrics(checkpoint_name(model))
     if not metrics:
-        return f"No checkpoint yet: run `python -m train.cifar10 --arch {model}`.", None, None, []
-    seed = ARCHITECTURES[model][2]
+        return f"No checkpoint yet: run `{train_command(model)}`.", None, None, []
+    seed = ARCHITECTURES[model].seed_accuracy
     text = (f"**{LABELS[model]}**: test accuracy **{metrics['test_accuracy']:.2%}** on {metrics['test_images']:,} "
             f"test images ({metrics['data']}), {metrics['parameters']:,} parameters, trained in "
             f"{metrics['train_wall_time_s'] / 60:.1f} min ({metrics['hyperparameters']['epochs']} epochs on "
@@ -190,8 +154,7 @@ def model_card(model: str):
             + f". Reproduce: `{metrics['command']}`")
     fig = curves(metrics["history"], {"loss": ["train_loss", "test_loss"],
                                       "accuracy": ["train_accuracy", "test_accuracy"]}, LABELS[model])
-    names = [CIFAR10_CLASSES[c] for c in training.BINARY_CLASSES] if model == "logistic" else CIFAR10_CLASSES
-    return text, fig, confusion_figure(metrics["confusion_matrix"], names), mistakes_gallery(model)
+    return text, fig, confusion_figure(metrics["confusion_matrix"], class_names(model)), mistakes_gallery(model)
 
 
 def feature_maps(image, model: str, count: int = 16) -> Image.Image:
@@ -224,10 +187,8 @@ def feature_maps(image, model: str, count: int = 16) -> Image.Image:
 # ---- the course's study and the training lab ------------------------------------------------
 
 def study_rows() -> list[list]:
-    import json
-
     if not STUDY.exists():
-        return [["not run yet: python -m train.cifar10_study", "", "", ""]]
+        return [[f"not run yet: {train_command('study')}", "", "", ""]]
     return [[r["variant"], f"{r['test_accuracy']:.2%}", f"{r['seed_accuracy']:.2%}" if r.get("seed_accuracy") else "-",
              f"{r['train_wall_time_s']:.0f} s"] for r in json.loads(STUDY.read_text())["runs"]]
 
@@ -254,18 +215,19 @@ def show_model(model):
 
 # ---- what the Overview shows -----------------------------------------------------------------
 
-OVERVIEW = Entry("CIFAR-10 model zoo", 4, "python -m train.cifar10 --arch all",
-                 [Figure("VGG (airbench)", "cifar10/vgg_airbench", "test_accuracy"),
-                  Figure("ResNet-20", "cifar10/resnet20", "test_accuracy"),
-                  Figure("CNN", "cifar10/cnn", "test_accuracy"), Figure("MLP", "cifar10/mlp", "test_accuracy")],
-                 [Figure("VGG", "cifar10/vgg", "seed_accuracy", "{:.1%}"), Figure("CNN", "cifar10/cnn", "seed_accuracy", "{:.1%}"),
-                  Figure("MLP", "cifar10/mlp", "seed_accuracy", "{:.1%}"), "on its first 2,000 test images"],
+OVERVIEW = Entry("CIFAR-10 model zoo", 4, train_command(),
+                 [Figure("VGG (airbench)", checkpoint_name("vgg_airbench"), "test_accuracy"),
+                  Figure("ResNet-20", checkpoint_name("resnet20"), "test_accuracy"),
+                  Figure("CNN", checkpoint_name("cnn"), "test_accuracy"), Figure("MLP", checkpoint_name("mlp"), "test_accuracy")],
+                 [Figure("VGG", checkpoint_name("vgg"), "seed_accuracy", "{:.1%}"),
+                  Figure("CNN", checkpoint_name("cnn"), "seed_accuracy", "{:.1%}"),
+                  Figure("MLP", checkpoint_name("mlp"), "seed_accuracy", "{:.1%}"), "on its first 2,000 test images"],
                  "10,000 test images")
 
 
 def thumbnail():
     """The Overview's picture of this experiment."""
-    lines = {label: checkpoints.history(f"cifar10/{arch}", "test_accuracy")
+    lines = {label: checkpoints.history(checkpoint_name(arch), "test_accuracy")
              for arch, label in (("vgg_airbench", "VGG (airbench)"), ("resnet20", "ResNet-20"), ("cnn", "CNN"), ("mlp", "MLP"),
                                  ("softmax", "softmax"))}
     return curves_image({k: v for k, v in lines.items() if v[0]}, "epoch", "test accuracy", percent=True)
@@ -320,7 +282,7 @@ def build():
                     "current epoch.")
         with gr.Row():
             activation = gr.Dropdown(["relu", "sigmoid", "tanh"], value="relu", label="Activation")
-            initializer = gr.Dropdown(INITIALIZERS, value="he", label="Initializer")
+            initializer = gr.Dropdown(list(INITIALIZERS), value="he", label="Initializer")
             optimizer = gr.Dropdown(list(OPTIMIZERS), value="adam", label="Optimizer")
             frozen = gr.Slider(0, 3, value=0, step=1, label="Frozen conv stages (restored from the committed CNN)")
         with gr.Row():

@@ -1,14 +1,24 @@
 """The CIFAR-10 model zoo: the course's eight architectures (logistic and softmax
 regression, an MLP, a small CNN, VGG, ResNet, Inception and MobileNet styles) and the
-second seed's PlainNet-20 / ResNet-20 / SE-ResNet-20 / DenseNet-BC, sized for a 2-core CPU.
+second seed's PlainNet-20 / ResNet-20 / SE-ResNet-20 / DenseNet-BC, sized for a 2-core CPU,
+and how to use them: checkpoint names, loading, preprocessing a picture, predicting.
 
 Every model takes normalised images (N, 3, 32, 32) (see `normalize`) and returns logits:
 (N, 10), or (N,) for the binary logistic regression (airplane vs automobile).
 """
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
 import torch
 import torch.nn.functional as F
 from huggingface_hub import PyTorchModelHubMixin
+from PIL import Image
 from torch import nn
+
+from core import checkpoints
+from core.data import CIFAR10_CLASSES
+from core.pictures import open_picture, read_picture
 
 MEAN = (0.4914, 0.4822, 0.4465)
 STD = (0.2470, 0.2435, 0.2616)
@@ -325,20 +335,104 @@ class DenseNet(nn.Module, PyTorchModelHubMixin):
         return self.fc(self.features(x).mean(dim=(2, 3)))
 
 
-# name -> (class, constructor arguments, the seed's accuracy or None). The course measured
-# on the first 2,000 test images; the second seed gave no numbers we could check.
+@dataclass(frozen=True)
+class Architecture:
+    """One model of the zoo: its class, the constructor's arguments, and the course's
+    accuracy (on its first 2,000 test images) or None; the second seed gave no numbers we
+    could check."""
+    model: type
+    kwargs: dict = field(default_factory=dict)
+    seed_accuracy: float | None = None
+
+
 ARCHITECTURES = {
-    "logistic": (LogisticRegression, {}, 0.82),
-    "softmax": (SoftmaxRegression, {}, 0.316),
-    "mlp": (MLP, {}, 0.464),
-    "cnn": (SimpleCNN, {}, 0.663),
-    "vgg": (VGG, {}, 0.732),
-    "vgg_airbench": (VGG, {"whiten": True}, 0.732),
-    "resnet": (ResNet, {"depth": 14, "width": 32}, 0.763),
-    "inception": (Inception, {}, 0.735),
-    "mobilenet": (MobileNet, {}, 0.649),
-    "plain20": (ResNet, {"depth": 20, "residual": False}, None),
-    "resnet20": (ResNet, {"depth": 20}, None),
-    "se_resnet20": (ResNet, {"depth": 20, "se": True}, None),
-    "densenet_bc": (DenseNet, {}, None),
+    "logistic": Architecture(LogisticRegression, {}, 0.82),
+    "softmax": Architecture(SoftmaxRegression, {}, 0.316),
+    "mlp": Architecture(MLP, {}, 0.464),
+    "cnn": Architecture(SimpleCNN, {}, 0.663),
+    "vgg": Architecture(VGG, {}, 0.732),
+    "vgg_airbench": Architecture(VGG, {"whiten": True}, 0.732),
+    "resnet": Architecture(ResNet, {"depth": 14, "width": 32}, 0.763),
+    "inception": Architecture(Inception, {}, 0.735),
+    "mobilenet": Architecture(MobileNet, {}, 0.649),
+    "plain20": Architecture(ResNet, {"depth": 20, "residual": False}),
+    "resnet20": Architecture(ResNet, {"depth": 20}),
+    "se_resnet20": Architecture(ResNet, {"depth": 20, "se": True}),
+    "densenet_bc": Architecture(DenseNet, {}),
 }
+BINARY_CLASSES = (0, 1)  # airplane, automobile: the logistic regression's task
+OPTIMIZERS = ("adam", "momentum", "sgd")  # the course's study and the training lab
+INITIALIZERS = ("he", "xavier", "normal", "truncated_normal")  # see init_weights
+
+
+def build_model(arch: str) -> nn.Module:
+    """A freshly initialised model of the zoo."""
+    return ARCHITECTURES[arch].model(**ARCHITECTURES[arch].kwargs)
+
+
+def class_names(arch: str) -> list[str]:
+    """The names of a model's outputs: two for the logistic regression, else all ten."""
+    return [CIFAR10_CLASSES[c] for c in BINARY_CLASSES] if arch == "logistic" else list(CIFAR10_CLASSES)
+
+
+# ---- checkpoints ---------------------------------------------------------------------------
+
+def checkpoint_name(arch: str) -> str:
+    return f"cifar10/{arch}"
+
+
+def train_command(arch: str = "all") -> str:
+    """What trains `arch` ("all": the whole zoo; "study": the course's study, STUDY)."""
+    if arch == "study":
+        return "python -m train.cifar10_study"
+    return f"python -m train.cifar10 --arch {arch}"
+
+
+STUDY = checkpoints.CHECKPOINTS / "cifar10" / "study.json"  # the course's study's table
+
+
+def load_model(arch: str, device="cpu", root=None) -> nn.Module:
+    """A committed model of the zoo, in eval mode (MissingCheckpoint says how to train it)."""
+    return checkpoints.load(ARCHITECTURES[arch].model, checkpoint_name(arch), train_command(arch), device, root=root)
+
+
+# ---- pictures in, probabilities out --------------------------------------------------------
+
+def read_drafted(image, what: str = "picture", min_side: int = 4, draft: int = 256) -> Image.Image:
+    """core.pictures.read_picture, except that a JPEG file is decoded at the smallest
+    reduced size still covering draft x draft (a 12-megapixel photo at 1/8 of its sides:
+    ten times faster), and nothing else is resized, so other pictures are read exactly.
+    (read_picture's max_side drafts too but also shrinks every larger picture.)"""
+    if isinstance(image, (str, Path)) and str(image):
+        with open_picture(image, what) as probe:
+            probe.draft("RGB", (draft, draft))
+            return read_picture(probe, what, min_side=min_side)
+    return read_picture(image, what, min_side=min_side)
+
+
+def preprocess_image(image) -> torch.Tensor:
+    """Any picture -> the (3, 32, 32) uint8 tensor a model sees: read by core.pictures
+    (grayscale as gray RGB, transparency over white), its centre square resized to 32."""
+    picture = read_drafted(image, "picture")
+    side = min(picture.size)
+    left, top = (picture.width - side) // 2, (picture.height - side) // 2
+    picture = picture.crop((left, top, left + side, top + side)).resize((32, 32), Image.Resampling.LANCZOS)
+    return torch.from_numpy(np.asarray(picture).copy()).permute(2, 0, 1)
+
+
+def predict(model, images_uint8, device, bf16: bool = False, batch_size: int = 1000, channels_last: bool = True) -> torch.Tensor:
+    """Class probabilities (N, 10), or (N, 2) for the binary model, of uint8 images: the
+    average over each image and its mirror image (test-time augmentation, as airbench does)."""
+    model.eval()
+    memory = torch.channels_last if channels_last else torch.contiguous_format
+    out = []
+    with torch.no_grad(), torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
+        for i in range(0, len(images_uint8), batch_size):
+            x = normalize(images_uint8[i:i + batch_size].to(device))
+            logits = torch.stack([model(v.contiguous(memory_format=memory)).float() for v in (x, x.flip(3))])
+            if logits.dim() == 2:  # the binary logistic regression: (2 views, N)
+                p = torch.sigmoid(logits).mean(0)
+                out.append(torch.stack([1 - p, p], 1).cpu())
+            else:
+                out.append(F.softmax(logits, dim=2).mean(0).cpu())
+    return torch.cat(out)

@@ -8,13 +8,14 @@ import pytest
 import torch
 from PIL import Image
 
-from core import checkpoints
-from core.training import bf16_is_fast
-from core.errors import BadInput
-from demos import cifar10
-from models.cifar10 import ARCHITECTURES, SimpleCNN, init_weights
 from conftest import run_cli
-from models.cifar10 import VGG
+from core import checkpoints
+from core.data import CIFAR10_CLASSES
+from core.errors import BadInput
+from core.training import bf16_is_fast
+from demos import cifar10
+from models.cifar10 import (ARCHITECTURES, INITIALIZERS, VGG, SimpleCNN, build_model, checkpoint_name, class_names,
+                            init_weights, read_drafted, train_command)
 from train.cifar10 import augment, cutout
 
 # Targets from the issue, checked by evaluation for every committed checkpoint. The logistic
@@ -29,20 +30,28 @@ TARGETS = {"logistic": 0.82, "softmax": 0.39, "mlp": 0.55, "cnn": 0.80, "vgg": 0
 
 @pytest.mark.parametrize("arch", list(ARCHITECTURES))
 def test_every_architecture_maps_images_to_logits(arch):
-    cls, kwargs, _ = ARCHITECTURES[arch]
-    model = cls(**kwargs).eval()
+    model = build_model(arch).eval()
     out = model(torch.randn(3, 3, 32, 32))
     assert out.shape == ((3,) if arch == "logistic" else (3, 10))
     assert torch.isfinite(out).all()
 
 
+def test_checkpoint_names_and_commands():
+    assert checkpoint_name("vgg") == "cifar10/vgg"
+    assert train_command("vgg") == "python -m train.cifar10 --arch vgg"
+    assert train_command() == "python -m train.cifar10 --arch all"
+    assert train_command("study") == "python -m train.cifar10_study"
+    assert class_names("logistic") == ["airplane", "automobile"] and class_names("vgg") == list(CIFAR10_CLASSES)
+    assert set(ARCHITECTURES) == set(TARGETS)
+
+
 def test_plain_and_residual_nets_differ_only_in_shortcuts():
-    plain, residual = (ARCHITECTURES[a][0](**ARCHITECTURES[a][1]) for a in ("plain20", "resnet20"))
+    plain, residual = (build_model(a) for a in ("plain20", "resnet20"))
     assert sum(p.numel() for p in plain.parameters()) == sum(p.numel() for p in residual.parameters())
     residual.load_state_dict(plain.state_dict())
 
 
-@pytest.mark.parametrize("scheme", ["he", "xavier", "normal", "truncated_normal"])
+@pytest.mark.parametrize("scheme", INITIALIZERS)
 def test_initializers(scheme):
     net = SimpleCNN()
     init_weights(net, scheme)
@@ -83,6 +92,7 @@ def test_whitening_stem_decorrelates_patches():
     assert not model.features[0].weight.requires_grad  # fixed, as airbench keeps it
 
 
+@pytest.mark.slow
 def test_airbench_vgg_trains_and_reloads(tmp_path):
     trained = run_cli("train.cifar10", "--arch", "vgg_airbench", "--epochs", "1", "--limit", "256",
                       "--checkpoint-dir", str(tmp_path))
@@ -137,6 +147,14 @@ def test_preprocess_files(tmp_path):
     assert cifar10.preprocess_image(str(big))[1].float().mean() > 150
 
 
+def test_jpeg_files_decode_at_a_reduced_size_and_nothing_else_is_resized(tmp_path):
+    Image.new("RGB", (6000, 4000), (10, 200, 10)).save(tmp_path / "big.jpg")
+    assert read_drafted(str(tmp_path / "big.jpg")).size == (750, 500)  # 1/8 of the sides, still over 256
+    Image.new("RGB", (1200, 900), (10, 200, 10)).save(tmp_path / "big.png")
+    assert read_drafted(tmp_path / "big.png").size == (1200, 900)
+
+
+@pytest.mark.slow
 def test_cifar10_train_eval_and_resume(tmp_path):
     base = ["train.cifar10", "--arch", "cnn", "--epochs", "2", "--limit", "300"]
     trained = run_cli(*base, "--checkpoint-dir", str(tmp_path / "a"), "--tensorboard", str(tmp_path / "tb"))
@@ -154,12 +172,14 @@ def test_cifar10_train_eval_and_resume(tmp_path):
     assert resumed["cnn"]["test_accuracy"] == trained["cnn"]["test_accuracy"]
 
 
+@pytest.mark.slow
 def test_logistic_regression_trains_on_two_classes(tmp_path):
     run_cli("train.cifar10", "--arch", "logistic", "--epochs", "1", "--limit", "400", "--checkpoint-dir", str(tmp_path))
     metrics = json.loads((tmp_path / "cifar10" / "logistic" / "metrics.json").read_text())
     assert len(metrics["confusion_matrix"]) == 2 and metrics["test_images"] == 400
 
 
+@pytest.mark.slow
 def test_lab_streams_curves_and_stops_when_asked():
     calls = []
     runs = list(cifar10.lab_train(activation="tanh", initializer="xavier", optimizer="momentum", epochs=3,
@@ -176,7 +196,7 @@ def test_lab_refuses_bad_settings():
         next(cifar10.lab_train(epochs=500))
 
 
-committed = [a for a in TARGETS if checkpoints.find(f"cifar10/{a}")]
+committed = [a for a in TARGETS if checkpoints.find(checkpoint_name(a))]
 
 
 @functools.cache
@@ -185,6 +205,7 @@ def evaluated(arch: str) -> dict:
     return run_cli("train.cifar10", "--arch", arch, "--eval")[arch]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("arch", committed)
 def test_committed_checkpoint_meets_its_target(arch):
     result = evaluated(arch)
@@ -192,10 +213,11 @@ def test_committed_checkpoint_meets_its_target(arch):
     assert result["test_accuracy"] >= TARGETS[arch], result["test_accuracy"]
     # --eval reproduces the number the training run reported (a few images' leeway for
     # float32 summation order on other CPUs)
-    reported = checkpoints.load_metrics(f"cifar10/{arch}")["test_accuracy"]
+    reported = checkpoints.load_metrics(checkpoint_name(arch))["test_accuracy"]
     assert abs(result["test_accuracy"] - reported) <= 0.0005, (result["test_accuracy"], reported)
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not {"plain20", "resnet20"} <= set(committed), reason="PlainNet-20 or ResNet-20 not committed")
 def test_shortcuts_are_the_residual_gap():
     """Same layers, same recipe: ResNet-20 beats PlainNet-20 on the test set (the second seed's point)."""
@@ -207,7 +229,7 @@ def test_shortcuts_are_the_residual_gap():
 def test_classify_returns_class_probabilities():
     model = cifar10.best_model()
     probs = cifar10.classify(str(cifar10.EXAMPLES[0]), model)
-    assert set(probs) == set(cifar10.CIFAR10_CLASSES) and abs(sum(probs.values()) - 1) < 1e-4
+    assert set(probs) == set(CIFAR10_CLASSES) and abs(sum(probs.values()) - 1) < 1e-4
     outputs = cifar10.classify_all(str(cifar10.EXAMPLES[0]))
     assert outputs[-1] == "" and outputs[-2] is not None
 

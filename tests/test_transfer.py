@@ -7,15 +7,29 @@ import pytest
 import torch
 from PIL import Image, ImageDraw
 
+from conftest import run_cli
 from core import checkpoints
 from core.errors import BadInput
 from demos import transfer
 from demos.examples.draw_digits import draw_digit
-from models.transfer import TransferNet, same_parameters
-from conftest import run_cli
+from models import transfer as models_transfer
+from models.transfer import (BACKBONES, MissingImageNet, TransferNet, build, checkpoint_name, same_parameters,
+                             train_command)
 from train import transfer as training
 
 needs_resnet20 = pytest.mark.skipif(not checkpoints.find("cifar10/resnet20"), reason="CIFAR-10 ResNet-20 not committed")
+
+
+def test_checkpoint_names_and_commands():
+    assert checkpoint_name("digits") == "transfer/digits"
+    assert checkpoint_name("ants", "cifar10_resnet20") == "transfer/ants"
+    assert checkpoint_name("ants", "imagenet_resnet18") == "transfer/ants_imagenet"
+    assert BACKBONES["digits04_cnn"].checkpoint == "transfer/digits04_cnn"
+    assert BACKBONES["cifar10_vgg"].checkpoint == "cifar10/vgg"
+    assert BACKBONES["cifar10_vgg"].command == "python -m train.cifar10 --arch vgg"
+    assert train_command("digits") == "python -m train.transfer --experiment digits"
+    assert train_command("ants", "imagenet_resnet18") == \
+        "python -m train.transfer --experiment ants --ants-backbone imagenet_resnet18"
 
 
 def test_frozen_backbone_does_not_change_but_the_head_does():
@@ -47,6 +61,7 @@ def test_pick_per_class():
     assert len(training.pick_per_class(labels, None, seed=0)) == len(labels)
 
 
+@pytest.mark.slow
 def test_digits_experiment_smoke(tmp_path):
     result = run_cli("train.transfer", "--experiment", "digits", "--steps", "3", "--repeats", "1", "--limit", "600",
                      "--pretrain-epochs", "1", "--checkpoint-dir", str(tmp_path))["digits"]
@@ -54,6 +69,24 @@ def test_digits_experiment_smoke(tmp_path):
     assert set(result["examples_per_class"]["10"]) == {"frozen", "finetune", "scratch"}
     evaluated = run_cli("train.transfer", "--experiment", "digits", "--eval", "--limit", "600", "--checkpoint-dir", str(tmp_path))
     assert evaluated["digits"]["frozen_10_per_class_test_accuracy"] == result["frozen_10_per_class_test_accuracy"]
+
+
+def test_live_training_refuses_bad_settings():
+    for args, message in [(("cats", "frozen", 5, 1), "Unknown experiment"), (("ants", "sideways", 5, 1), "strategy"),
+                          (("ants", "frozen", 0, 1), "examples per class"),
+                          (("ants", "frozen", 5, 1, "digits04_cnn"), "not a photo backbone")]:
+        with pytest.raises(BadInput, match=message):
+            next(transfer.live_train(*args))
+
+
+@pytest.mark.slow
+def test_live_training_streams_an_accuracy_per_epoch():
+    if not checkpoints.find("transfer/digits04_cnn"):
+        pytest.skip("digits 0-4 backbone not committed")
+    lengths = []
+    for accs in transfer.live_train("digits", "frozen", 5, 2):
+        lengths.append(len(accs))
+    assert lengths == [1, 2] and all(0 <= a <= 1 for a in accs)
 
 
 def shape_image(kind: str, seed: int, size=90) -> Image.Image:
@@ -99,7 +132,7 @@ def test_bring_your_own_drawings_with_the_digit_backbone():
     ({"a": [np.zeros((30, 30, 3), np.uint8)], "b": []}, "no images"),
     ({"a": [np.zeros((30, 30, 3), np.uint8)]}, "at least two"),
     ({"a": ["/nonexistent.png"], "b": [np.zeros((30, 30), np.uint8)]}, "Could not read"),
-    ({"a": [np.zeros((2, 2, 3), np.uint8)], "b": [np.zeros((30, 30), np.uint8)]}, "shape"),
+    ({"a": [np.zeros((2, 2, 3), np.uint8)], "b": [np.zeros((30, 30), np.uint8)]}, "too small"),
 ])
 def test_bring_your_own_bad_input_is_a_clear_message(examples, message):
     with pytest.raises(BadInput, match=message):
@@ -111,6 +144,7 @@ def test_predict_without_a_head():
         transfer.predict(None, np.zeros((30, 30, 3), np.uint8))
 
 
+@pytest.mark.slow
 def test_committed_digits_results_meet_targets():
     if not checkpoints.find("transfer/digits"):
         pytest.skip("digits experiment not committed")
@@ -129,16 +163,14 @@ def fake_imagenet_cache(tmp_path, monkeypatch):
     (random weights: nothing can be downloaded here; only the loading path is tested)."""
     from torchvision.models import resnet18
 
-    from models import transfer as models_transfer
-
     monkeypatch.setattr(torch.hub, "_hub_dir", str(tmp_path))
     torch.manual_seed(0)
     state = resnet18().state_dict()
     models_transfer.imagenet_weights_file().parent.mkdir(parents=True)
     torch.save(state, models_transfer.imagenet_weights_file())
-    transfer.backbone.cache_clear()
+    models_transfer.backbone.cache_clear()
     yield state
-    transfer.backbone.cache_clear()
+    models_transfer.backbone.cache_clear()
 
 
 def test_imagenet_backbone_is_offered_only_when_cached(tmp_path, monkeypatch):
@@ -148,8 +180,8 @@ def test_imagenet_backbone_is_offered_only_when_cached(tmp_path, monkeypatch):
     with pytest.raises(BadInput, match="not in torch's cache"):
         transfer.fit_head({"a": [np.zeros((40, 40, 3), np.uint8)], "b": [np.ones((40, 40, 3), np.uint8)]},
                           "imagenet_resnet18")
-    with pytest.raises(training.MissingImageNet):
-        training.build("imagenet_resnet18", "frozen", 2)
+    with pytest.raises(MissingImageNet):
+        build("imagenet_resnet18", "frozen", 2)
     with pytest.raises(SystemExit, match="not in torch's cache"):
         training.main(["--experiment", "ants", "--ants-backbone", "imagenet_resnet18", "--limit", "8",
                        "--checkpoint-dir", str(tmp_path / "ck")])
@@ -158,7 +190,7 @@ def test_imagenet_backbone_is_offered_only_when_cached(tmp_path, monkeypatch):
 def test_imagenet_backbone_loads_from_the_cache_and_stays_frozen(fake_imagenet_cache):
     assert transfer.available_backbones()[-1] == "imagenet_resnet18"
     assert transfer.default_backbone() == "imagenet_resnet18"
-    model = training.build("imagenet_resnet18", "frozen", 2)
+    model = build("imagenet_resnet18", "frozen", 2)
     assert torch.equal(model.features[0].weight, fake_imagenet_cache["conv1.weight"])
     assert torch.equal(model.features[7][1].bn2.running_var, fake_imagenet_cache["layer4.1.bn2.running_var"])
     before = [p.clone() for p in model.features.parameters()]
@@ -178,6 +210,7 @@ def test_bring_your_own_classes_on_imagenet_features(fake_imagenet_cache):
     assert set(probs) == {"red", "blue"} and abs(sum(probs.values()) - 1) < 1e-5
 
 
+@pytest.mark.slow
 def test_ants_experiment_on_imagenet_features_smoke(fake_imagenet_cache, tmp_path, monkeypatch):
     """The whole experiment on ImageNet features (at 48 pixels, not 224, and one size: a smoke run)."""
     monkeypatch.setitem(training.SIZES, "ants", (5,))

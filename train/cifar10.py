@@ -28,7 +28,7 @@ from tqdm import tqdm
 from core import checkpoints, data
 from core.training import (add_run_arguments, bf16_is_fast, load_state, parse_run_arguments, pick_device, save_state,
                            seed_epoch, seed_everything, with_defaults)
-from models.cifar10 import ARCHITECTURES, normalize
+from models.cifar10 import ARCHITECTURES, BINARY_CLASSES, build_model, checkpoint_name, load_model, normalize, predict
 
 # Per-architecture defaults that reproduce the committed checkpoints.
 DEFAULTS = {
@@ -62,12 +62,6 @@ DEFAULTS = {
     "densenet_bc": dict(epochs=15, lr=0.2, batch_size=256, weight_decay=5e-4, label_smoothing=0.1, augment=True,
                         bf16=True, channels_last=True),
 }
-BINARY_CLASSES = (0, 1)  # airplane, automobile: the logistic regression's task
-
-
-def checkpoint_name(arch: str) -> str:
-    return f"cifar10/{arch}"
-
 
 def load_split(split: str, arch: str, args):
     images, labels = data.cifar10(split, root=args.data_dir)
@@ -109,24 +103,6 @@ def loss_fn(logits, labels, label_smoothing: float):
     return F.cross_entropy(logits.float(), labels, label_smoothing=label_smoothing)
 
 
-def predict(model, images_uint8, device, bf16: bool = False, batch_size: int = 1000, channels_last: bool = True) -> torch.Tensor:
-    """Class probabilities (N, 10), or (N, 2) for the binary model, of uint8 images: the
-    average over each image and its mirror image (test-time augmentation, as airbench does)."""
-    model.eval()
-    memory = torch.channels_last if channels_last else torch.contiguous_format
-    out = []
-    with torch.no_grad(), torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
-        for i in range(0, len(images_uint8), batch_size):
-            x = normalize(images_uint8[i:i + batch_size].to(device))
-            logits = torch.stack([model(v.contiguous(memory_format=memory)).float() for v in (x, x.flip(3))])
-            if logits.dim() == 2:  # the binary logistic regression: (2 views, N)
-                p = torch.sigmoid(logits).mean(0)
-                out.append(torch.stack([1 - p, p], 1).cpu())
-            else:
-                out.append(F.softmax(logits, dim=2).mean(0).cpu())
-    return torch.cat(out)
-
-
 def to_binary_labels(labels: torch.Tensor, arch: str) -> torch.Tensor:
     return (labels == BINARY_CLASSES[1]).long() if arch == "logistic" else labels
 
@@ -150,11 +126,6 @@ def evaluate(model, images, labels, arch, device, bf16=False, channels_last=True
         "confident_mistakes": [{"index": int(i), "label": int(labels[i]), "predicted": int(predicted[i]),
                                 "confidence": round(probs[i].max().item(), 4)} for i in worst],
     }
-
-
-def build_model(arch: str):
-    cls, kwargs, _ = ARCHITECTURES[arch]
-    return cls(**kwargs)
 
 
 def one_cycle(total_steps: int, warmup: float = 0.25):
@@ -219,8 +190,7 @@ def run(args) -> dict:
     # per-epoch curve uses bf16 where the CPU has native kernels (3x faster evaluation here).
     final_bf16 = args.bf16 and device.type != "cpu"
     if args.eval:
-        model = checkpoints.load(type(build_model(arch)), name, f"python -m train.cifar10 --arch {arch}", device,
-                                 root=args.checkpoint_dir)
+        model = load_model(arch, device, root=args.checkpoint_dir)
         return evaluate(model, test_x, test_y, arch, device, final_bf16, args.channels_last)
 
     if args.bf16 and not bf16_is_fast(device):
@@ -268,7 +238,7 @@ def run(args) -> dict:
     metrics = {
         **evaluate(model, test_x, test_y, arch, device, final_bf16, args.channels_last),
         "train_images": len(train_x), "parameters": sum(p.numel() for p in model.parameters()),
-        "seed_accuracy": ARCHITECTURES[arch][2],
+        "seed_accuracy": ARCHITECTURES[arch].seed_accuracy,
         "data": "CIFAR-10 JPEG copy (quality ~75)" if data.mirror_dir() else "CIFAR-10 (binary version)",
         "train_wall_time_s": round(wall_time, 1), "device": str(device), "seed": args.seed,
         "command": checkpoints.command_line("train.cifar10"),

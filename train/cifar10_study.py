@@ -21,10 +21,9 @@ from tqdm import tqdm
 from core import checkpoints, data
 from core.training import bf16_is_fast
 from core.errors import BadInput
-from models.cifar10 import SimpleCNN, init_weights
+from models.cifar10 import OPTIMIZERS, STUDY, SimpleCNN, init_weights, load_model
 from train import cifar10 as training
 
-OPTIMIZERS = ("adam", "momentum", "sgd")
 LAB_BATCH = 128
 
 
@@ -58,7 +57,7 @@ def lab_train(activation="relu", initializer="he", optimizer="adam", augment=Tru
 
     if frozen_stages:
         net = SimpleCNN()
-        net.load_state_dict(checkpoints.load(SimpleCNN, "cifar10/cnn", "python -m train.cifar10 --arch cnn").state_dict())
+        net.load_state_dict(load_model("cnn").state_dict())
         for layer in frozen_layers(net, frozen_stages):
             layer.requires_grad_(False)
             if isinstance(layer, torch.nn.BatchNorm2d):
@@ -118,7 +117,7 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--epochs", type=int, default=6, help="epochs per variant")
     parser.add_argument("--train-images", type=int, default=20000, help="training images per variant")
-    parser.add_argument("--out", default=str(checkpoints.CHECKPOINTS / "cifar10" / "study.json"), help="where the table goes")
+    parser.add_argument("--out", default=str(STUDY), help="where the table goes")
     args = parser.parse_args(argv)
     runs = []
     for name, settings, seed_accuracy in tqdm(VARIANTS, desc="study"):

@@ -26,21 +26,20 @@ import json
 import math
 import statistics
 import time
-from pathlib import Path
+from types import SimpleNamespace
 
 import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
 from core import checkpoints, data
+from core.errors import BadInput
 from core.training import add_run_arguments, parse_run_arguments, pick_device, seed_everything
-from models import cifar10 as cifar10_models
 from models.mnist import MEAN as MNIST_MEAN, STD as MNIST_STD, BootcampCNN
-from models.transfer import (BACKBONES, TransferNet, imagenet_available, imagenet_normalize, imagenet_resnet18_state,
-                              imagenet_weights_file)
+from models.transfer import (BACKBONES, EXPERIMENTS, STRATEGIES, MissingImageNet, TransferNet, build, checkpoint_name,
+                             imagenet_available, load_model, normalize)
 from train.mnist import augment as augment_digits
 
-STRATEGIES = ("frozen", "finetune", "scratch")
 SIZES = {"digits": (1, 5, 10, 50), "ants": (5, 10, 25, None)}  # examples per class (None: all)
 LEARNING_RATES = {"frozen": {"head": 1e-2}, "finetune": {"head": 1e-2, "features": 1e-3},
                   "scratch": {"head": 1e-2, "features": 2e-3}}
@@ -74,7 +73,7 @@ def prepare(kind: str, images_uint8: torch.Tensor, gen: torch.Generator | None) 
         x[flip] = x[flip].flip(3)
     else:
         x = images_uint8[:, :, 4:4 + size, 4:4 + size]
-    return imagenet_normalize(x) if kind == "imagenet" else cifar10_models.normalize(x)
+    return normalize(kind, x)
 
 
 def pick_per_class(labels: torch.Tensor, n: int | None, seed: int) -> torch.Tensor:
@@ -90,34 +89,12 @@ def pick_per_class(labels: torch.Tensor, n: int | None, seed: int) -> torch.Tens
 
 # ---- one transfer run ------------------------------------------------------------------------
 
-class MissingImageNet(RuntimeError):
-    def __init__(self):
-        super().__init__(f"torchvision's ImageNet ResNet-18 is not in torch's cache ({imagenet_weights_file()}). "
-                         "On a machine with internet, fetch it once: python -c \"import torchvision; "
-                         "torchvision.models.resnet18(weights='IMAGENET1K_V1')\"")
-
-
-def build(backbone: str, strategy: str, num_classes: int, root=None, device="cpu") -> TransferNet:
-    model = TransferNet(backbone, num_classes)
-    if strategy != "scratch" and backbone == "imagenet_resnet18":
-        if not imagenet_available():
-            raise MissingImageNet()
-        model.load_backbone(imagenet_resnet18_state())
-    elif strategy != "scratch":
-        cls, kwargs, name = BACKBONES[backbone][:3]
-        pretrained = checkpoints.load(cls, name, f"python -m train.transfer (backbone {name})", root=root)
-        model.load_backbone(pretrained.state_dict())
-    if strategy == "frozen":
-        model.freeze_backbone()
-    return model.to(device)
-
-
 def fit(model: TransferNet, strategy: str, images, labels, steps: int, seed: int, batch_size: int = 64,
         val=None, epochs: int | None = None, should_stop=None):
     """Train with Adam (a cosine-decayed rate per parameter group). With `epochs`, passes
     over the data and yields the validation accuracy after each; otherwise `steps` batches.
     Yields (step or epoch, validation accuracy or None)."""
-    kind, device = BACKBONES[model.backbone_name][4], next(model.parameters()).device
+    kind, device = BACKBONES[model.backbone_name].input, next(model.parameters()).device
     rates = LEARNING_RATES[strategy]
     groups = [{"params": model.head.parameters(), "lr": rates["head"]}]
     if "features" in rates:
@@ -153,7 +130,7 @@ def fit(model: TransferNet, strategy: str, images, labels, steps: int, seed: int
 @torch.no_grad()
 def accuracy(model: TransferNet, images, labels, batch_size: int = 500) -> float:
     model.eval()
-    kind, device = BACKBONES[model.backbone_name][4], next(model.parameters()).device
+    kind, device = BACKBONES[model.backbone_name].input, next(model.parameters()).device
     correct = sum((model(prepare(kind, images[i:i + batch_size], None).to(device)).argmax(1).cpu()
                    == labels[i:i + batch_size]).sum().item()
                   for i in range(0, len(images), batch_size))
@@ -162,6 +139,7 @@ def accuracy(model: TransferNet, images, labels, batch_size: int = 500) -> float
 
 def size_study(backbone, train, test, sizes, steps, repeats, args, device, batch_size=64) -> dict:
     """Mean test accuracy per strategy for each number of examples per class."""
+    images, labels = train
     table = {}
     for n in sizes:
         key = "all" if n is None else str(n)
@@ -169,14 +147,39 @@ def size_study(backbone, train, test, sizes, steps, repeats, args, device, batch
         for strategy in STRATEGIES:
             scores = []
             for rep in range(1 if n is None else repeats):
-                picked = pick_per_class(train[1], n, seed=rep)
-                model = build(backbone, strategy, int(train[1].max()) + 1, args.checkpoint_dir, device)
-                for _ in fit(model, strategy, train[0][picked], train[1][picked], steps, seed=rep, batch_size=batch_size):
+                picked = pick_per_class(labels, n, seed=rep)
+                model = build(backbone, strategy, int(labels.max()) + 1, args.checkpoint_dir, device)
+                for _ in fit(model, strategy, images[picked], labels[picked], steps, seed=rep, batch_size=batch_size):
                     pass
                 scores.append(accuracy(model, *test))
             table[key][strategy] = {"mean": statistics.mean(scores), "runs": scores}
             tqdm.write(f"{backbone} n={key} {strategy}: {statistics.mean(scores):.4f} {scores}")
     return table
+
+
+def lab_train(experiment: str, strategy: str, per_class: int, epochs: int, backbone: str, image_size: int = 64,
+              should_stop=None):
+    """The tab's live training: one strategy on `per_class` examples of each class (seed 0),
+    for `epochs` passes; yields the held-out accuracies so far after every epoch (digits:
+    1,000 of MNIST's test digits 5-9; ants: the 153 validation photos at `image_size`)."""
+    args = SimpleNamespace(data_dir=None, limit=0)
+    try:
+        if experiment == "ants":
+            train, val = data.hymenoptera("train", image_size + 8), data.hymenoptera("val", image_size + 8)
+        else:
+            train, (val_images, val_labels) = digits_5_to_9("train", args), digits_5_to_9("test", args)
+            keep = torch.randperm(len(val_labels), generator=torch.Generator().manual_seed(0))[:1000]
+            val = (val_images[keep], val_labels[keep])
+    except Exception as e:
+        raise BadInput(f"This needs the {experiment} data and could not get it ({e}).") from e
+    images, labels = train
+    picked = pick_per_class(labels, per_class, seed=0)
+    model = build(backbone, strategy, int(labels.max()) + 1)
+    accs = []
+    for _, acc in fit(model, strategy, images[picked], labels[picked], steps=0, seed=0, batch_size=32, val=val,
+                      epochs=epochs, should_stop=should_stop):
+        accs.append(acc)
+        yield accs
 
 
 # ---- the experiments ---------------------------------------------------------------------------
@@ -213,7 +216,7 @@ def pretrain_digits04(args, device) -> dict:
     metrics = {"task": "MNIST digits 0-4 only", "test_accuracy_digits_0_4": acc, "train_images": len(images),
                "epochs": epochs, "train_wall_time_s": round(time.perf_counter() - start, 1), "seed": args.seed,
                "command": checkpoints.command_line("train.transfer")}
-    checkpoints.save(model.cpu(), BACKBONES["digits04_cnn"][2], metrics, root=args.checkpoint_dir)
+    checkpoints.save(model.cpu(), BACKBONES["digits04_cnn"].checkpoint, metrics, root=args.checkpoint_dir)
     return metrics
 
 
@@ -222,18 +225,19 @@ def run_digits(args, device) -> dict:
     if not args.eval:
         pretrain = pretrain_digits04(args, device)
     train, test = digits_5_to_9("train", args), digits_5_to_9("test", args)
-    name = "transfer/digits"
+    name = checkpoint_name("digits")
     if args.eval:
-        model = checkpoints.load(TransferNet, name, "python -m train.transfer --experiment digits", device, args.checkpoint_dir)
+        model = load_model("digits", device=device, root=args.checkpoint_dir)
         return {"frozen_10_per_class_test_accuracy": accuracy(model, *test), "test_images": len(test[1])}
     seed_everything(args.seed)
-    table = size_study("digits04_cnn", train, test, SIZES["digits"], args.steps, args.repeats, args, device)
+    backbone = EXPERIMENTS["digits"].backbone
+    table = size_study(backbone, train, test, SIZES["digits"], args.steps, args.repeats, args, device)
     # The model kept: frozen features, a head fitted on 10 examples per class (seed 0).
     picked = pick_per_class(train[1], 10, seed=0)
-    model = build("digits04_cnn", "frozen", 5, args.checkpoint_dir, device)
+    model = build(backbone, "frozen", 5, args.checkpoint_dir, device)
     for _ in fit(model, "frozen", train[0][picked], train[1][picked], args.steps, seed=0):
         pass
-    metrics = {"experiment": "digits 0-4 features -> digits 5-9", "backbone": "digits04_cnn", "pretraining": pretrain,
+    metrics = {"experiment": "digits 0-4 features -> digits 5-9", "backbone": backbone, "pretraining": pretrain,
                "examples_per_class": table, "steps": args.steps, "repeats": args.repeats, "test_images": len(test[1]),
                "frozen_10_per_class_test_accuracy": accuracy(model, *test),
                "train_wall_time_s": round(time.perf_counter() - start, 1), "seed": args.seed,
@@ -244,7 +248,7 @@ def run_digits(args, device) -> dict:
 
 def run_ants(args, device) -> dict:
     start = time.perf_counter()
-    imagenet = BACKBONES[args.ants_backbone][4] == "imagenet"
+    imagenet = BACKBONES[args.ants_backbone].input == "imagenet"
     args.ants_size = args.ants_size or (224 if imagenet else 64)
     if imagenet and not args.eval and not imagenet_available():
         raise SystemExit(str(MissingImageNet()))
@@ -252,9 +256,9 @@ def run_ants(args, device) -> dict:
     val = data.hymenoptera("val", args.ants_size + 8, root=args.data_dir)
     if args.limit:
         train, val = (train[0][:args.limit], train[1][:args.limit]), (val[0][:args.limit], val[1][:args.limit])
-    name = "transfer/ants_imagenet" if imagenet else "transfer/ants"
+    name = checkpoint_name("ants", args.ants_backbone)
     if args.eval:
-        model = checkpoints.load(TransferNet, name, "python -m train.transfer --experiment ants", device, args.checkpoint_dir)
+        model = load_model("ants", args.ants_backbone, device, args.checkpoint_dir)
         return {"finetune_val_accuracy": accuracy(model, *val), "val_images": len(val[1])}
     seed_everything(args.seed)
     curves, models = {}, {}
@@ -283,8 +287,8 @@ def main(argv=None):
     parser.add_argument("--steps", type=int, default=100, help="training steps per run of the size study")
     parser.add_argument("--repeats", type=int, default=3, help="random draws of the examples per size")
     parser.add_argument("--curve-epochs", type=int, default=15, help="epochs of the ants-vs-bees curves")
-    parser.add_argument("--ants-backbone", default="cifar10_resnet20",
-                        choices=[b for b in BACKBONES if BACKBONES[b][4] in ("rgb", "imagenet")],
+    parser.add_argument("--ants-backbone", default=EXPERIMENTS["ants"].backbone,
+                        choices=[b for b in BACKBONES if BACKBONES[b].input in ("rgb", "imagenet")],
                         help="the network whose features the ants-vs-bees runs reuse (a CIFAR-10 one, or "
                              "imagenet_resnet18 where torch's cache holds it)")
     parser.add_argument("--ants-size", type=int, default=None,
