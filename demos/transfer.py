@@ -59,7 +59,8 @@ def fit_head(examples: dict, backbone: str | None = None, steps: int = 200) -> H
         raise BadInput(f"At most {MAX_CLASSES} classes.")
     feats, labels = [], []
     for label, (name, images) in enumerate(examples.items()):
-        f = embed(images, backbone, f"image of {name!r} number", mirror=True)  # mirrored photos: twice the examples
+        whats = [f"image {i + 1} of {name!r}" for i in range(len(images))]
+        f = embed(images, backbone, whats, mirror=True)  # mirrored photos: twice the examples
         feats.append(f)
         labels += [label] * len(f)
     feats, labels = torch.cat(feats), torch.tensor(labels)

@@ -229,12 +229,13 @@ def image_tensor(image, kind: str, what: str = "image") -> torch.Tensor:
 
 
 @torch.no_grad()
-def embed(images: list, backbone_name: str, what: str = "image", mirror: bool = False) -> torch.Tensor:
-    """L2-normalised features (N, feature size) of pictures under a frozen backbone. With
-    `mirror`, photos also give their mirror images' features (after all the originals)."""
+def embed(images: list, backbone_name: str, what: str | list[str] = "image", mirror: bool = False) -> torch.Tensor:
+    """L2-normalised features (N, feature size) of pictures under a frozen backbone. `what`
+    names the pictures in messages (one name for all, or a list). With `mirror`, photos
+    also give their mirror images' features (after all the originals)."""
     kind = BACKBONES[backbone_name].input
-    x = torch.stack([image_tensor(im, kind, f"{what} {i + 1}" if len(images) > 1 else what)
-                     for i, im in enumerate(images)])
+    names = what if isinstance(what, list) else [what] * len(images)
+    x = torch.stack([image_tensor(image, kind, name) for image, name in zip(images, names)])
     if mirror and kind != "gray":
         x = torch.cat([x, x.flip(3)])
     return F.normalize(backbone(backbone_name).embed(x), dim=1)
