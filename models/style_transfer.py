@@ -28,6 +28,7 @@ from PIL import Image, ImageOps
 from torch import nn
 
 from core import checkpoints, data
+from models import cifar10
 
 PAINTINGS = ("vangogh_starry_night", "munch_the_scream", "hokusai_great_wave", "kandinsky_composition_vii",
              "turner_shipwreck", "picabia_udnie")
@@ -53,10 +54,8 @@ MEASURE_SIZE = 256  # the longer side of test photos and paintings when losses a
 IMAGENET_VGG19_FILE = "vgg19-dcbb9e9d.pth"  # torchvision's name (the hash prefix of its contents)
 IMAGENET_VGG19_URL = "https://download.pytorch.org/models/" + IMAGENET_VGG19_FILE
 DOWNLOAD_ENV = "DLP_DOWNLOAD_VGG19"
-CIFAR10_VGG, CIFAR10_VGG_COMMAND = "cifar10/vgg", "python -m train.cifar10 --arch vgg"  # models.cifar10's VGG
 
 IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
-CIFAR10_MEAN, CIFAR10_STD = (0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616)  # as models/cifar10.py
 
 # torchvision's VGG-19 configuration "E": channels, "M" a 2x2 max-pool.
 VGG19_CFG = [64, 64, "M", 128, 128, "M", 256, 256, 256, 256, "M", 512, 512, 512, 512, "M", 512, 512, 512, 512, "M"]
@@ -210,7 +209,7 @@ def random_vgg19(seed: int = 0) -> FeatureExtractor:
 
 def cifar10_vgg_encoder(vgg: nn.Module) -> FeatureExtractor:
     """The extractor from the project's trained CIFAR-10 VGG (models/cifar10.py)."""
-    return FeatureExtractor("cifar10_vgg", vgg.features, CIFAR10_VGG_LAYERS, CIFAR10_MEAN, CIFAR10_STD)
+    return FeatureExtractor("cifar10_vgg", vgg.features, CIFAR10_VGG_LAYERS, cifar10.MEAN, cifar10.STD)
 
 
 class FeatureNetworkUnavailable(RuntimeError):
@@ -227,7 +226,7 @@ def available_feature_networks() -> list[str]:
     found = []
     if imagenet_vgg19_path().exists() or os.environ.get(DOWNLOAD_ENV) == "1":
         found.append("imagenet_vgg19")
-    if checkpoints.find(CIFAR10_VGG) is not None:
+    if checkpoints.find(cifar10.checkpoint_name("vgg")) is not None:
         found.append("cifar10_vgg")
     return found + ["random_vgg19"]
 
@@ -271,9 +270,7 @@ def _imagenet_vgg19(path: str, device: str):
 
 @functools.lru_cache(maxsize=None)
 def _cifar10_vgg(device: str):
-    from models.cifar10 import VGG
-
-    return cifar10_vgg_encoder(checkpoints.load(VGG, CIFAR10_VGG, CIFAR10_VGG_COMMAND, device)).to(device)
+    return cifar10_vgg_encoder(cifar10.load_model("vgg", device)).to(device)
 
 
 @functools.lru_cache(maxsize=None)
