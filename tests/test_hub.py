@@ -351,6 +351,7 @@ def test_readme_front_matter_matches_the_gradio_pin():
     pin = re.search(r"^gradio==(\S+)$", (REPO / "requirements.txt").read_text(), re.M).group(1)
     assert config["sdk"] == "gradio" and config["sdk_version"] == pin
     assert config["python_version"] == "3.11" and (REPO / config["app_file"]).exists()
+    assert push.space_sdk() == config["sdk"]  # what train.push creates the Space with
 
 
 def fake_spaces(monkeypatch, zero_gpu: bool) -> list:

@@ -13,6 +13,7 @@ commits the checkpoints into the Space itself instead. The token is $HF_TOKEN or
 `hf auth login` saved.
 """
 import argparse
+import re
 from pathlib import Path
 
 from huggingface_hub import HfApi, get_token
@@ -29,6 +30,12 @@ NEVER = ["resume/*", "*/resume/*", "*__pycache__*", "*.pyc"]
 # The app's code, as a Space runs it: train/ goes too, because the two live-training labs call
 # their train scripts; docs/ because the README (the Space's front page) links to it.
 SPACE_FILES = ["app.py", "requirements.txt", "README.md", "core/*.py", "demos/*", "models/*.py", "train/*.py", "docs/*"]
+
+
+def space_sdk() -> str:
+    """The Space's SDK as the README's front matter (the Space's configuration) names it."""
+    front_matter = (REPO / "README.md").read_text().split("---")[1]
+    return re.search(r"^sdk:\s*(\S+)", front_matter, re.M).group(1)
 
 
 def checkpoint_patterns(only=None) -> list[str]:
@@ -74,7 +81,7 @@ def push_checkpoints(api: HfApi, repo: str, branch: str, private: bool, root: Pa
 
 def push_space(api: HfApi, space: str, private: bool, patterns) -> str:
     """Commit the app to Space `space`; files it no longer has are deleted there."""
-    api.create_repo(space, repo_type="space", space_sdk="gradio", private=private, exist_ok=True)
+    api.create_repo(space, repo_type="space", space_sdk=space_sdk(), private=private, exist_ok=True)
     info = api.upload_folder(repo_id=space, repo_type="space", folder_path=REPO, allow_patterns=patterns,
                              ignore_patterns=list(NEVER), delete_patterns=patterns,
                              commit_message="Upload the app with python -m train.push")
