@@ -5,6 +5,8 @@ Generators take z ~ N(0, I) of shape (N, latent_dim) (the seeds trained on unifo
 but sampled from a normal one; here both are normal) and return images in [-1, 1]:
 (N, 1, 28, 28) for digits, (N, 3, 64, 64) for faces. Discriminators return logits, so
 the loss is BCE-with-logits and never takes the log of zero (the seeds' other bug).
+`MODELS` names the four; `load_generator` and `generate` are how the tab and the
+evaluation sample from a trained one.
 """
 import math
 from typing import NamedTuple

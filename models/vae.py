@@ -1,5 +1,6 @@
 """Convolutional VAE (and the same network as a plain autoencoder) on 32x32 images, as
-in the seed: Fashion-MNIST or MNIST padded from 28x28 to 32x32."""
+in the seed: Fashion-MNIST or MNIST padded from 28x28 to 32x32 (`to_input`; `to_uint8`
+crops the decoder's pictures back). `MODELS` names the three trained ones."""
 import numpy as np
 import torch
 import torch.nn.functional as F
