@@ -204,6 +204,7 @@ def test_translation_endpoints(client):
     assert "first 20" in note and german  # still up, and says what it left out
 
 
+@pytest.mark.slow  # a second server that computes every example (two style-transfer optimisations) at start
 def test_cached_examples_come_from_the_cache(tmp_path):
     """`python app.py --cache-examples` runs every example at start-up: a click on one
     (here through its endpoint, by row) is answered from the cache, optimisation included."""

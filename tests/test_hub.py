@@ -402,6 +402,7 @@ def test_on_gpu_wraps_with_spaces_gpu_when_there_is_a_gpu(monkeypatch, zero_gpu,
     assert fast(3) == 9 and list(stream(3)) == [0, 1, 2]
 
 
+@pytest.mark.slow  # a second server, started as a Space starts it, caching its examples
 @pytest.mark.app
 def test_the_space_layout_serves_offline(tmp_path):
     """A dry run of the Space: exactly the files `train.push --space` uploads (checkpoints
