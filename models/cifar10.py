@@ -7,7 +7,6 @@ Every model takes normalised images (N, 3, 32, 32) (see `normalize`) and returns
 (N, 10), or (N,) for the binary logistic regression (airplane vs automobile).
 """
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import numpy as np
 import torch
@@ -18,7 +17,7 @@ from torch import nn
 
 from core import checkpoints
 from core.data import CIFAR10_CLASSES
-from core.pictures import open_picture, read_picture
+from core.pictures import read_picture
 
 MEAN = (0.4914, 0.4822, 0.4465)
 STD = (0.2470, 0.2435, 0.2616)
@@ -398,22 +397,10 @@ def load_model(arch: str, device="cpu", root=None) -> nn.Module:
 
 # ---- pictures in, probabilities out --------------------------------------------------------
 
-def read_drafted(image, what: str = "picture", min_side: int = 4, draft: int = 256) -> Image.Image:
-    """core.pictures.read_picture, except that a JPEG file is decoded at the smallest
-    reduced size still covering draft x draft (a 12-megapixel photo at 1/8 of its sides:
-    ten times faster), and nothing else is resized, so other pictures are read exactly.
-    (read_picture's max_side drafts too but also shrinks every larger picture.)"""
-    if isinstance(image, (str, Path)) and str(image):
-        with open_picture(image, what) as probe:
-            probe.draft("RGB", (draft, draft))
-            return read_picture(probe, what, min_side=min_side)
-    return read_picture(image, what, min_side=min_side)
-
-
 def preprocess_image(image) -> torch.Tensor:
     """Any picture -> the (3, 32, 32) uint8 tensor a model sees: read by core.pictures
     (grayscale as gray RGB, transparency over white), its centre square resized to 32."""
-    picture = read_drafted(image, "picture")
+    picture = read_picture(image, "picture", min_side=4, draft=256)  # JPEGs decode at a reduced size: fast for huge photos
     side = min(picture.size)
     left, top = (picture.width - side) // 2, (picture.height - side) // 2
     picture = picture.crop((left, top, left + side, top + side)).resize((32, 32), Image.Resampling.LANCZOS)

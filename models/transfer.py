@@ -19,6 +19,7 @@ from torch import nn
 
 from core import checkpoints, data
 from core.errors import BadInput
+from core.pictures import read_picture
 from models import cifar10
 from models.cifar10 import VGG, ResNet
 from models.mnist import MEAN as MNIST_MEAN, STD as MNIST_STD, BootcampCNN, preprocess_drawing
@@ -218,7 +219,7 @@ def image_tensor(image, kind: str, what: str = "image") -> torch.Tensor:
     """One picture (read by core.pictures) -> the normalised (C, H, W) input of a backbone:
     for photos the centre square at 64x64 (224x224 for ImageNet's), as the ants-vs-bees
     experiment sees them; for drawings the MNIST-style 28x28 digit."""
-    picture = cifar10.read_drafted(image, what)
+    picture = read_picture(image, what, min_side=4, draft=256)
     if kind == "gray":
         digit = preprocess_drawing(picture)
         return torch.from_numpy((digit - MNIST_MEAN) / MNIST_STD).unsqueeze(0)

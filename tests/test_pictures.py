@@ -116,3 +116,10 @@ def test_size_limits(tmp_path):
     picture = read_picture(tmp_path / "wide.jpg", max_side=400)
     assert picture.size == (400, 100) and pixels(picture)[50, 200, 2] > 200
     assert read_picture(np.zeros((60000, 20), np.uint8), max_side=1000).size == (1, 1000)
+
+
+def test_draft_decodes_jpegs_small_and_resizes_nothing_else(tmp_path):
+    Image.new("RGB", (6000, 4000), (10, 200, 10)).save(tmp_path / "big.jpg")
+    assert read_picture(str(tmp_path / "big.jpg"), draft=256).size == (750, 500)  # 1/8 of the sides, still over 256
+    Image.new("RGB", (1200, 900), (10, 200, 10)).save(tmp_path / "big.png")
+    assert read_picture(tmp_path / "big.png", draft=256).size == (1200, 900)
