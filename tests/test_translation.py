@@ -321,7 +321,7 @@ committed = (checkpoints.CHECKPOINTS / checkpoint_name() / "model.safetensors").
 def test_committed_checkpoint_reproduces_its_bleu():
     """--eval on all 1,000 test_2016_flickr sentences gives the BLEU and chrF recorded at training time."""
     recorded = checkpoints.load_metrics(checkpoint_name())
-    evaluated = run_cli("train.translation", "--eval")
+    evaluated = run_cli("train.translation", "--eval", timeout=3600)  # 2.5 min alone, over 15 on a busy machine
     assert evaluated["test_sentences"] == 1000
     for key in ("test_bleu_greedy", "test_bleu_beam4", "test_chrf_greedy", "test_chrf_beam4"):
         assert evaluated[key] == pytest.approx(recorded[key], abs=0.05), key
