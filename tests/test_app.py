@@ -164,7 +164,7 @@ def test_speech_endpoints(client, tmp_path):
     import scipy.signal
     import soundfile
 
-    from train.speech import build_utterance, load_clips
+    from models.speech import build_utterance, load_clips
 
     # "four one nine" by a training speaker's validation takes, as a 48 kHz stereo upload
     wave = build_utterance(load_clips()["val"], [4, 1, 9], np.random.default_rng(7))
