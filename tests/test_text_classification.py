@@ -8,7 +8,7 @@ import torch
 from core import checkpoints
 from core.errors import BadInput
 from demos import text_classification as demo
-from models.text_classification import (MAX_LEN, MODELS, PAD, UNK, LSTMByHand, LSTMCellByHand, TextCNN, Vocab,
+from models.text_classification import (MAX_LEN, MODELS, PAD, UNK, LSTMByHand, TextCNN, Vocab,
                                         checkpoint_name, load_model, normalize_text, predict, train_command)
 from conftest import run_cli
 
