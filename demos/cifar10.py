@@ -240,7 +240,7 @@ def build():
                 "study and a live training lab are below.")
     with gr.Row():
         with gr.Column(scale=1):
-            picture = gr.Image(type="filepath", label="Your picture", height=260, elem_id="cifar10-image")
+            picture = gr.Image(type="filepath", image_mode=None, label="Your picture", height=260, elem_id="cifar10-image")
             classify_btn = gr.Button("Classify", variant="primary")
             status = gr.Markdown(elem_id="cifar10-status")
             seen = gr.Image(label="What the models see (32x32)", interactive=False, height=140, buttons=[])

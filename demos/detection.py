@@ -185,7 +185,7 @@ def build():
                     "shows the photo without boxes.")
     with gr.Row():
         with gr.Column(scale=1):
-            picture = gr.Image(type="filepath", label="Your photo", height=300, elem_id="detection-image")
+            picture = gr.Image(type="filepath", image_mode=None, label="Your photo", height=300, elem_id="detection-image")
             threshold = gr.Slider(0.05, 0.95, value=0.5, step=0.05, label="Score threshold")
             detect_btn = gr.Button("Detect faces", variant="primary")
             status = gr.Markdown(elem_id="detection-status")

@@ -304,8 +304,8 @@ def build():
         missing = f"**{e}**"
     gr.Markdown(missing)
     with gr.Row():
-        photo_a = gr.Image(type="filepath", label="First photo", height=260, elem_id="faces-photo-a")
-        photo_b = gr.Image(type="filepath", label="Second photo", height=260, elem_id="faces-photo-b")
+        photo_a = gr.Image(type="filepath", image_mode=None, label="First photo", height=260, elem_id="faces-photo-a")
+        photo_b = gr.Image(type="filepath", image_mode=None, label="Second photo", height=260, elem_id="faces-photo-b")
         with gr.Column():
             kind = gr.Radio([(label, k) for k, label in KINDS.items()], value="center", label="Model")
             compare_btn = gr.Button("Compare", variant="primary")
@@ -320,7 +320,7 @@ def build():
 
     with gr.Accordion("Who is this? The five nearest LFW people", open=False):
         with gr.Row():
-            photo_q = gr.Image(type="filepath", label="A photo", height=240, elem_id="faces-photo-query")
+            photo_q = gr.Image(type="filepath", image_mode=None, label="A photo", height=240, elem_id="faces-photo-query")
             with gr.Column():
                 face_q = gr.Image(label="Face found", interactive=False, height=140, buttons=[])
                 search_btn = gr.Button("Search the gallery")

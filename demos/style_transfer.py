@@ -369,11 +369,11 @@ def build():
         + ". Even a random network transfers colour and some texture, so judge the pictures, not only the loss.")
     with gr.Row():
         with gr.Column():
-            content = gr.Image(type="filepath", label="Content photo", height=300, elem_id="style-content")
+            content = gr.Image(type="filepath", image_mode=None, label="Content photo", height=300, elem_id="style-content")
             gr.Examples([[str(p)] for p in CONTENT_EXAMPLES if p.exists()], inputs=[content],
                         label="Photos (from scikit-image)")
         with gr.Column():
-            style = gr.Image(type="filepath", label="Style image (optimisation)", height=300, elem_id="style-style")
+            style = gr.Image(type="filepath", image_mode=None, label="Style image (optimisation)", height=300, elem_id="style-style")
             gr.Examples([[str(p)] for p in made_examples() + [p for p in STYLE_EXAMPLES if p.exists()]],
                         inputs=[style], label="Styles (drawn by this project; from scikit-image)")
     photos, paintings = mirror_examples()

@@ -268,7 +268,7 @@ def build():
             with gr.Column():
                 fit_btn = gr.Button("Train head", variant="primary")
                 fit_status = gr.Markdown()
-                test_image = gr.Image(type="filepath", label="New image to classify", height=220)
+                test_image = gr.Image(type="filepath", image_mode=None, label="New image to classify", height=220)
                 result = gr.Label(label="Prediction")
         drawings, head = gr.State({}), gr.State(None)
 
