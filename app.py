@@ -15,6 +15,7 @@ os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 import gradio as gr  # noqa: E402
 from PIL import Image  # noqa: E402
 
+from core.memory import keep_memory_flat  # noqa: E402
 from core.sessions import lazy_session_configs  # noqa: E402
 from core.ui import readable_input_errors  # noqa: E402
 
@@ -26,6 +27,9 @@ TABS = ["overview", "fizzbuzz", "mnist", "gan", "vae", "cifar10", "transfer", "t
 # PIL refuses more than twice MAX_IMAGE_PIXELS, so an 8000x8000 upload is turned away before
 # it takes 256 MB of memory.
 MAX_FILE_SIZE = "25mb"
+# Requests waiting at once, over all tabs: beyond it a request is turned away with a "busy"
+# message at once instead of waiting behind hours of work. Heavy jobs are bounded by their tabs.
+MAX_QUEUE = 64
 THEME = gr.themes.Default(text_size="lg")  # readable on a projector; light and dark both defined
 Image.MAX_IMAGE_PIXELS = 25_000_000
 
@@ -57,8 +61,24 @@ def build_app(tabs=None) -> gr.Blocks:
                              api_name=f"open_{target}", api_visibility="private")
             else:
                 button.visible = False  # that tab was not loaded (--tabs)
-    demo.queue(default_concurrency_limit=2)
+    demo.queue(default_concurrency_limit=2, max_size=MAX_QUEUE)
+    say_busy_when_full(demo)
     return readable_input_errors(demo)
+
+
+def say_busy_when_full(demo: gr.Blocks):
+    """Gradio answers a full queue with "Queue is full. Max size is 64 and size is 64."; say
+    what it means for the user instead."""
+    push = demo._queue.push
+
+    async def push_or_busy(*args, **kwargs):
+        ok, message, status = await push(*args, **kwargs)
+        if status == "queue_full":
+            message = (f"The playground is busy: {demo._queue.max_size} requests are waiting already. "
+                       "Please try again in a minute.")
+        return ok, message, status
+
+    demo._queue.push = push_or_busy
 
 
 def main(argv=None):
@@ -74,6 +94,7 @@ def main(argv=None):
                         help="compute every example's output at start-up, so a click on one shows it at once "
                              "(default: on in a Hugging Face Space, off here)")
     args = parser.parse_args(argv)
+    keep_memory_flat()
     if args.cache_examples:
         # Examples with a function leave cache_examples unset, so Gradio reads these. A fresh
         # folder per start: a cache kept from an older checkpoint would show stale results.

@@ -9,7 +9,11 @@ What it does with odd pictures, the same for every tab:
   by 65535, not clipped (clipping makes them all white); float arrays in [0, 1] by 255;
   NaN and negative pixels are refused with a message;
 - files over MAX_PIXELS are refused before they are decoded, and with `max_side` or `draft`
-  JPEGs decode at a reduced size (a 24-megapixel photo costs about a sixty-fourth of its pixels).
+  JPEGs decode at a reduced size (a 24-megapixel photo costs about a sixty-fourth of its pixels);
+  other formats decode whole, so they are refused over MAX_FULL_DECODE_PIXELS (a 160 KB PNG can
+  claim 49 megapixels: 200 MB decoded);
+- pictures longer than MAX_ASPECT times their width (or the reverse) are refused: shrunk to
+  fit a tab they would be a line of pixels.
 """
 from pathlib import Path
 
@@ -19,6 +23,8 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 from core.errors import BadInput
 
 MAX_PIXELS = 50_000_000  # larger uploads are refused before they are decoded
+MAX_FULL_DECODE_PIXELS = 16_000_000  # the same for formats that cannot decode at a reduced size
+MAX_ASPECT = 25
 
 
 def open_picture(path, what: str = "picture") -> Image.Image:
@@ -34,6 +40,10 @@ def open_picture(path, what: str = "picture") -> Image.Image:
     if image.width * image.height > MAX_PIXELS:
         image.close()
         raise BadInput(too_big.replace("has more", f"is {image.width}x{image.height}: more"))
+    if image.format not in ("JPEG", "MPO") and image.width * image.height > MAX_FULL_DECODE_PIXELS:
+        image.close()
+        raise BadInput(f"The {what} is a {image.format or 'picture'} of {image.width}x{image.height}: over "
+                       f"{MAX_FULL_DECODE_PIXELS // 1_000_000} megapixels. Please upload a smaller one, or a JPEG.")
     return image
 
 
@@ -120,6 +130,9 @@ def read_picture(image, what: str = "picture", min_side: int = 1, max_side: int 
             image = ImageOps.exif_transpose(image)
         else:
             image = _from_array(image, what)
+        if max(image.size) > MAX_ASPECT * min(image.size):
+            raise BadInput(f"The {what} is {image.width}x{image.height} pixels: too long and thin to use "
+                           f"(at most {MAX_ASPECT} times longer than wide).")
         if min(image.size) < min_side:
             raise BadInput(f"The {what} is only {image.width}x{image.height} pixels: too small "
                            f"(at least {min_side}x{min_side}).")

@@ -69,8 +69,9 @@ def input_problem(block, value) -> str | None:
             return f"{_name(block)} must be a number, not {_show(value)}."
         if not math.isfinite(value):
             return f"{_name(block)} must be a finite number, not {value}."
-        if isinstance(block, gr.Slider) and float(block.step or 0).is_integer() and float(block.minimum).is_integer() \
-                and not float(value).is_integer():
+        whole = (block.precision == 0 if isinstance(block, gr.Number) else
+                 float(block.step or 0).is_integer() and float(block.minimum).is_integer())
+        if whole and not float(value).is_integer():  # Gradio would round 3.5 to 4 without a word
             return f"{_name(block)} must be a whole number, not {value:g}."
         low, high = block.minimum, block.maximum
         if (low is not None and value < low) or (high is not None and value > high):
@@ -165,11 +166,31 @@ window.dlpPickBrush = window.dlpPickBrush || setInterval(() => {
 """
 
 
+# A drawing's composite is the only part the tabs read. Gradio would decode the background
+# and every layer too, so a request naming one big PNG as 20 layers cost 20 decodes.
+MAX_DRAWING_SIDE = 2048
+
+
 def drawing_canvas(label: str, elem_id: str) -> gr.Sketchpad:
     """A 280x280 Sketchpad with a black brush thick enough to survive shrinking to 28x28,
-    whose brush is picked automatically."""
+    whose brush is picked automatically. Only its composite is decoded, and only when its
+    sides are at most MAX_DRAWING_SIDE."""
     canvas = gr.Sketchpad(label=label, type="numpy", image_mode="RGBA", canvas_size=(280, 280),
                           brush=gr.Brush(default_size=18, colors=["#000000"], color_mode="fixed"),
                           layers=False, elem_id=elem_id, elem_classes=["dlp-sketchpad"])
+    preprocess = canvas.preprocess
+
+    def composite_only(payload):
+        if payload is not None and payload.id is None:
+            payload = payload.model_copy(update={"background": None, "layers": []})
+            composite = payload.composite
+            if composite is not None and getattr(composite, "path", None):
+                with Image.open(composite.path) as probe:  # reads the header only
+                    if max(probe.size) > MAX_DRAWING_SIDE:
+                        raise gr.Error(f"{_name(canvas)}: the drawing is {probe.width}x{probe.height} pixels; "
+                                       f"at most {MAX_DRAWING_SIDE}x{MAX_DRAWING_SIDE} is read.", print_exception=False)
+        return preprocess(payload)
+
+    canvas.preprocess = composite_only
     gr.HTML("", js_on_load=PICK_BRUSH_JS, visible="hidden")
     return canvas

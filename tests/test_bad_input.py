@@ -208,6 +208,8 @@ def unclear(message: str | None) -> str | None:
     (lambda gr: gr.Slider(1, 20, step=1, label="Epochs"), 21, "'Epochs' must be from 1 to 20"),
     (lambda gr: gr.Slider(1, 20, step=1, label="Epochs"), None, "'Epochs' needs a number"),
     (lambda gr: gr.Number(label="Seed"), "abc", "'Seed' must be a number, not 'abc'"),
+    (lambda gr: gr.Number(label="One number", precision=0), 3.5, "'One number' must be a whole number, not 3.5"),
+    (lambda gr: gr.Number(label="Style weight"), 3.5, None),
     (lambda gr: gr.Checkbox(label="Batch norm"), "yes", "'Batch norm' must be true or false"),
     (lambda gr: gr.Radio(["a", "b"], label="Model"), "x" * 100_000, "'Model' must be one of 'a', 'b'; not a text of 100,000"),
     (lambda gr: gr.Image(label="Your picture"), "hello", "'Your picture' cannot take 'hello': it takes a picture"),
@@ -373,3 +375,29 @@ def test_the_app_still_answers_correctly(app):
     *labels, seen, status = client.predict({"background": None, "layers": [], "composite": handle_file(
         str(REPO / "demos" / "examples" / "mnist" / "digit_7.png"))}, api_name="/mnist_predict")
     assert status == "" and [label["label"] for label in labels] == ["7"] * 3
+
+
+def test_drawing_canvas_decodes_only_a_bounded_composite(tmp_path, monkeypatch):
+    """A request naming one big PNG as 20 layers cost 20 decodes (+1.1 GB); the tabs read only
+    the composite, so layers and background are never decoded, and a composite over
+    MAX_DRAWING_SIDE is refused from its header."""
+    import gradio as gr
+    from gradio.components.image_editor import EditorData
+    from gradio.data_classes import FileData
+
+    from core.ui import MAX_DRAWING_SIDE, drawing_canvas
+
+    with gr.Blocks():
+        canvas = drawing_canvas("Your digit", elem_id="test-canvas")
+    small, big = tmp_path / "small.png", tmp_path / "big.png"
+    Image.new("RGBA", (280, 280), (0, 0, 0, 0)).save(small)
+    Image.new("RGBA", (MAX_DRAWING_SIDE + 1, 40), (0, 0, 0, 0)).save(big)
+    decoded = []
+    convert = canvas.convert_and_format_image
+    monkeypatch.setattr(canvas, "convert_and_format_image", lambda f, **kw: decoded.append(f) or convert(f, **kw))
+    layer = FileData(path=str(big))
+    value = canvas.preprocess(EditorData(background=layer, layers=[layer] * 20, composite=FileData(path=str(small))))
+    assert value["composite"].shape == (280, 280, 4) and value["layers"] == [] and value["background"] is None
+    assert [f.path for f in decoded if f is not None] == [str(small)]
+    with pytest.raises(gr.Error, match=f"the drawing is {MAX_DRAWING_SIDE + 1}x40 pixels"):
+        canvas.preprocess(EditorData(composite=layer))

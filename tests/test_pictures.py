@@ -1,7 +1,7 @@
 """core.pictures.read_picture: the one reader every tab's picture goes through."""
 import numpy as np
 import pytest
-from PIL import Image
+from PIL import Image, ImageFile
 
 from core.errors import BadInput
 from core.pictures import MAX_PIXELS, read_picture
@@ -115,7 +115,22 @@ def test_size_limits(tmp_path):
     Image.new("RGB", (4000, 1000), "blue").save(tmp_path / "wide.jpg")
     picture = read_picture(tmp_path / "wide.jpg", max_side=400)
     assert picture.size == (400, 100) and pixels(picture)[50, 200, 2] > 200
-    assert read_picture(np.zeros((60000, 20), np.uint8), max_side=1000).size == (1, 1000)
+    assert read_picture(np.zeros((2500, 100), np.uint8), max_side=1000).size == (40, 1000)
+    with pytest.raises(BadInput, match="20x60000 pixels: too long and thin"):
+        read_picture(np.zeros((60000, 20), np.uint8), max_side=1000)
+
+
+def test_pictures_that_decode_whole_are_refused_by_their_header(tmp_path, monkeypatch):
+    """A 7000x7000 PNG is 150 KB of file and 196 MB decoded: refused before decoding.
+    The same pixels as a JPEG decode at a reduced size, so they are read."""
+    Image.new("RGB", (7000, 7000), "white").save(tmp_path / "huge.png")
+    assert (tmp_path / "huge.png").stat().st_size < 1_000_000
+    with monkeypatch.context() as patched:
+        patched.setattr(ImageFile.ImageFile, "load", lambda self: pytest.fail("the PNG was decoded"))
+        with pytest.raises(BadInput, match="PNG of 7000x7000: over 16 megapixels"):
+            read_picture(tmp_path / "huge.png", max_side=512)
+    Image.new("RGB", (7000, 7000), "white").save(tmp_path / "huge.jpg", quality=50)
+    assert read_picture(tmp_path / "huge.jpg", max_side=512).size == (512, 512)
 
 
 def test_draft_decodes_jpegs_small_and_resizes_nothing_else(tmp_path):
