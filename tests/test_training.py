@@ -41,3 +41,32 @@ def test_limit_without_checkpoint_dir_is_refused():
     result = subprocess.run([sys.executable, "-m", "train.mnist", "--arch", "mlp", "--limit", "10"], cwd=REPO,
                             capture_output=True, text=True, timeout=900)
     assert result.returncode != 0 and "--checkpoint-dir" in result.stderr
+
+
+def test_cifar10_holds_out_validation_images_from_training():
+    """With --val-images the per-epoch curve and every choice use images held out of the
+    training split; the committed recipes (val_images=0) keep all 50,000 for training."""
+    from types import SimpleNamespace
+
+    from train.cifar10 import DEFAULTS, load_split
+
+    args = SimpleNamespace(data_dir=None, limit=0, val_images=5000)
+    train_x, train_y = load_split("train", "cnn", args)
+    val_x, val_y = load_split("val", "cnn", args)
+    assert (len(train_y), len(val_y)) == (45_000, 5_000)
+    assert set(val_y.tolist()) == set(range(10))
+    # no validation image is also a training image (compared by their pixels' hashes)
+    train_hashes = {hash(x.numpy().tobytes()) for x in train_x}
+    assert sum(hash(x.numpy().tobytes()) in train_hashes for x in val_x) < 10  # CIFAR-10 has a few duplicates
+    assert len(load_split("train", "cnn", SimpleNamespace(data_dir=None, limit=0, val_images=0))[1]) == 50_000
+    assert all(d["val_images"] == 0 for d in DEFAULTS.values())  # as the committed checkpoints were trained
+
+
+def test_cifar10_validation_run_records_a_validation_curve_and_one_test_number(tmp_path):
+    result = run_cli("train.cifar10", "--arch", "softmax", "--epochs", "2", "--limit", "600", "--val-images", "100",
+                     "--checkpoint-dir", str(tmp_path))
+    metrics = json.loads((tmp_path / "cifar10" / "softmax" / "metrics.json").read_text())
+    assert (metrics["train_images"], metrics["val_images"], metrics["test_images"]) == (500, 100, 600)
+    assert [sorted(k for k in h if "_" in k and not k.startswith(("train", "wall"))) for h in metrics["history"]] \
+        == [["val_accuracy", "val_loss"]] * 2
+    assert result["softmax"]["test_accuracy"] == metrics["test_accuracy"]
