@@ -2,13 +2,19 @@
 train-evaluate cycle, resume, the lab's training function, and the committed checkpoints."""
 import functools
 import json
+import math
+import os
+import threading
+import time
+from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
 import torch
 from PIL import Image
 
-from conftest import run_cli
+from conftest import run_cli, running_app
 from core import checkpoints
 from core.data import CIFAR10_CLASSES
 from core.errors import BadInput
@@ -51,15 +57,33 @@ def test_plain_and_residual_nets_differ_only_in_shortcuts():
     residual.load_state_dict(plain.state_dict())
 
 
+def promised_std(scheme: str, layer) -> float:
+    """The weight std each initializer promises for a layer."""
+    receptive_field = layer.weight[0, 0].numel()  # 9 for a 3x3 conv, 1 for a linear layer
+    fan_in, fan_out = layer.weight.shape[1] * receptive_field, layer.weight.shape[0] * receptive_field
+    return {"he": math.sqrt(2 / fan_in),  # kaiming normal for ReLU
+            "xavier": math.sqrt(2 / (fan_in + fan_out)),  # uniform on +-sqrt(6 / (in + out))
+            "normal": 0.01,
+            "truncated_normal": 0.05 * 0.8796,  # N(0, 0.05) cut at two stds: std shrinks by sqrt(0.7737)
+            }[scheme]
+
+
 @pytest.mark.parametrize("scheme", INITIALIZERS)
-def test_initializers(scheme):
+def test_initializers_give_the_promised_std(scheme):
     net = SimpleCNN()
     init_weights(net, scheme)
-    weight = net.features[0].weight
-    if scheme == "truncated_normal":
-        assert weight.abs().max() <= 0.1
-    if scheme == "normal":
-        assert abs(weight.std().item() - 0.01) < 0.003
+    layers = [m for m in net.modules() if isinstance(m, (torch.nn.Conv2d, torch.nn.Linear))]
+    assert len(layers) >= 4
+    for layer in layers:
+        std, promised = layer.weight.std().item(), promised_std(scheme, layer)
+        # the first conv has only 3x3x3x32 weights: its std is measured to a few percent
+        assert abs(std / promised - 1) < (0.12 if layer.weight.numel() < 2000 else 0.05), (scheme, layer, std, promised)
+        assert abs(layer.weight.mean().item()) < 0.1 * promised
+        assert layer.bias is None or (layer.bias == 0).all()
+        if scheme == "truncated_normal":
+            assert layer.weight.abs().max() <= 0.1
+        if scheme == "xavier":
+            assert layer.weight.abs().max() <= promised * math.sqrt(3) + 1e-6  # uniform: its bound
 
 
 def test_augment_keeps_shape_and_pixels():
@@ -173,13 +197,13 @@ def test_logistic_regression_trains_on_two_classes(tmp_path):
 
 
 @pytest.mark.slow
-def test_lab_streams_curves_and_stops_when_asked():
+def test_lab_train_asks_should_stop_every_batch_and_stops_there():
     calls = []
     runs = list(cifar10.lab_train(activation="tanh", initializer="xavier", optimizer="momentum", epochs=3,
-                                  train_images=500, should_stop=lambda: calls.append(1) or len(calls) > 6))
-    history = runs[-1]
-    assert 1 <= len(history) < 3  # stopped early
-    assert {"train_loss", "test_accuracy", "wall_time_s"} <= set(history[0])
+                                  train_images=1000, should_stop=lambda: calls.append(1) or len(calls) >= 3))
+    assert runs == [] and len(calls) == 3  # stopped after its third batch of eight: no epoch finished, none evaluated
+    runs = list(cifar10.lab_train(epochs=1, train_images=500))
+    assert len(runs) == 1 and {"train_loss", "test_accuracy", "wall_time_s"} <= set(runs[0][0])
 
 
 def test_lab_refuses_bad_settings():
@@ -242,3 +266,158 @@ def test_committed_study_has_every_variant():
     rows = cifar10.study_rows()
     assert [r[0] for r in rows] == [name for name, _, _ in VARIANTS]
     assert all(r[1].endswith("%") for r in rows)
+
+
+def test_removing_the_picture_clears_every_card():
+    outputs = cifar10.classify_all(None)
+    cards, seen, status = outputs[:-2], outputs[-2], outputs[-1]
+    assert len(cards) == len(ARCHITECTURES) and seen is None and "No picture" in status
+    assert all(card == {"__type__": "update", "value": None} for card in cards)
+    assert len({id(card) for card in cards}) == len(cards)  # Gradio pops "value" from each dict it is given
+
+
+# ---- the training lab's Stop ---------------------------------------------------------------------
+
+def fake_lab_train(batches: list, batch_s: float = 0.02):
+    """Stands in for lab_train: epochs of ten batches, each checking should_stop."""
+    def train(*settings, should_stop=None):
+        history = []
+        for epoch in range(1, int(settings[6]) + 1):
+            for _ in range(10):
+                time.sleep(batch_s)
+                batches.append(1)
+                if should_stop():
+                    return
+            history.append({"epoch": epoch, "train_loss": 1.0, "train_accuracy": 0.5, "test_loss": 1.0,
+                            "test_accuracy": 0.5, "wall_time_s": 1.0})
+            yield history
+    return train
+
+
+def lab_settings(epochs=20):
+    return ("relu", "he", "adam", True, True, 0, epochs, 1000)
+
+
+def session(name):
+    return SimpleNamespace(session_hash=name)
+
+
+def wait_for(condition, timeout=10.0):
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.02)
+
+
+def test_closing_the_lab_handler_stops_its_training_within_a_batch(monkeypatch):
+    batches = []
+    monkeypatch.setattr(cifar10, "lab_train", fake_lab_train(batches))
+    run = cifar10.run_lab(*lab_settings(), request=session("a"))
+    statuses = [next(run)[1] for _ in range(6)]  # three seconds of a 20-epoch run
+    assert statuses[0].startswith("Loading data") and "training" in statuses[-1] and cifar10.LAB_LOCK.locked()
+    start = time.monotonic()
+    run.close()  # what Gradio's cancel, and a client that left, do to the handler
+    assert time.monotonic() - start < 0.5
+    wait_for(lambda: not cifar10.LAB_LOCK.locked(), timeout=1)
+    trained = len(batches)
+    time.sleep(0.2)
+    assert len(batches) == trained  # the thread trains no more
+    assert cifar10.stop_lab(session("a")).startswith("Stopped after epoch")
+
+
+def test_stop_button_stops_only_its_own_sessions_run_and_says_so(monkeypatch):
+    batches = []
+    monkeypatch.setattr(cifar10, "lab_train", fake_lab_train(batches))
+    run = cifar10.run_lab(*lab_settings(epochs=50), request=session("mine"))
+    wait_for(lambda: "training" in next(run)[1])
+    assert cifar10.stop_lab(session("someone else")) == "No training of yours is running (another one is)."
+    assert not cifar10.lab_runs["mine"].stop.is_set()
+    start = time.monotonic()
+    answer = cifar10.stop_lab(session("mine"))
+    assert time.monotonic() - start < 0.6 and answer.startswith(("Stopped", "Stopping"))
+    *_, (plot, status) = run  # the handler ends by itself, with a final status
+    assert status.startswith("Stopped after epoch") or status == "Stopped during epoch 1: no epoch finished."
+    assert not cifar10.LAB_LOCK.locked()
+    assert cifar10.stop_lab(session("nobody")) == "No training of yours is running (the lab is free)."
+
+
+def test_a_second_run_waits_for_the_first_then_says_busy(monkeypatch):
+    monkeypatch.setattr(cifar10, "lab_train", fake_lab_train([]))
+    monkeypatch.setattr(cifar10, "LAB_WAIT_S", 1.0)
+    first = cifar10.run_lab(*lab_settings(), request=session("a"))
+    wait_for(lambda: "training" in next(first)[1])
+    second = cifar10.run_lab(*lab_settings(), request=session("b"))
+    assert next(second)[1].startswith("Loading data")
+    assert next(second)[1].startswith("Waiting for the training before yours")
+    with pytest.raises(BadInput, match="busy: one training at a time"):
+        for _ in second:
+            pass
+    first.close()
+    wait_for(lambda: not cifar10.LAB_LOCK.locked(), timeout=1)
+
+
+def test_lab_run_ends_by_itself_with_its_curves(monkeypatch):
+    monkeypatch.setattr(cifar10, "lab_train", fake_lab_train([], batch_s=0.001))
+    *_, (plot, status) = cifar10.run_lab(*lab_settings(epochs=2), request=session("a"))
+    assert status == "Epoch 2/2: test accuracy 50.0% after 1 s" and plot is not None
+    assert not cifar10.LAB_LOCK.locked()
+
+
+def server_pid(url: str) -> int:
+    """The pid of `python app.py --port <url's port>` (started by running_app)."""
+    port = url.rstrip("/").rsplit(":", 1)[1]
+    for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
+        try:
+            args = cmdline.read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if b"app.py" in args and port.encode() in args:
+            return int(cmdline.parent.name)
+    raise AssertionError(f"no server on port {port}")
+
+
+def cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime + stime
+
+
+@pytest.fixture(scope="module")
+def lab_app(tmp_path_factory):
+    with running_app(tmp_path_factory.mktemp("lab") / "server.log", "--tabs", "cifar10", timeout=240) as url:
+        yield url
+
+
+@pytest.mark.app
+@pytest.mark.slow
+def test_stop_through_the_app_answers_at_once_and_ends_the_training(lab_app):
+    """The real Stop path: the page's Stop posts /gradio_api/cancel for the lab's event (what
+    gradio_client's job.cancel() does) and calls cifar10_lab_stop. Four Stop-and-restart
+    cycles; each Stop answers within 2 s and leaves no training running."""
+    from gradio_client import Client
+
+    client = Client(lab_app, verbose=False)
+    pid = server_pid(lab_app)
+    latencies = []
+    for cycle in range(4):
+        job = client.submit(*lab_settings(epochs=20)[:-1], 50000, api_name="/cifar10_lab_train")
+        # the previous run ends its batch first (at most LAB_WAIT_S); then this one trains
+        wait_for(lambda: any(" training, " in str(out[1]) for out in job.outputs()) or job.done(),
+                 timeout=cifar10.LAB_WAIT_S + 120)
+        assert not job.done(), job.exception()
+        if cycle % 2 == 0:  # the Stop button's own handler, then the cancel it sends
+            start = time.monotonic()
+            answer = client.predict(api_name="/cifar10_lab_stop")
+            latencies.append(time.monotonic() - start)
+            assert answer.startswith(("Stopped", "Stopping")), answer
+        start = time.monotonic()
+        job.cancel()  # POST /gradio_api/cancel, as the page's Stop does
+        latencies.append(time.monotonic() - start)
+    print("Stop latencies (s):", [round(t, 2) for t in latencies])
+    assert max(latencies) < 2, latencies
+    # no training runs on: the lab is free and the server idles (under 0.3 s of CPU in 2 s)
+    checker = Client(lab_app, verbose=False)
+    wait_for(lambda: checker.predict(api_name="/cifar10_lab_stop").endswith("(the lab is free)."),
+             timeout=cifar10.LAB_WAIT_S + 60)
+    before = cpu_seconds(pid)
+    time.sleep(2)
+    assert cpu_seconds(pid) - before < 0.3

@@ -31,6 +31,7 @@ def lab_train(activation="relu", initializer="he", optimizer="adam", augment=Tru
               epochs=5, train_images=10000, seed=0, should_stop=None, convs_per_stage=1, test_images=2000):
     """Train the course's small CNN (the "cnn" architecture) on a CIFAR-10 subset; yields
     the history (a list of per-epoch dicts) after every epoch, tested on `test_images` test images.
+    `should_stop()` is asked after every batch; when it says True the run ends there.
 
     frozen_stages > 0 restores the committed "cnn" checkpoint, freezes its first conv
     stages and retrains the rest (the course's "freezing layers and restoring
@@ -77,6 +78,8 @@ def lab_train(activation="relu", initializer="he", optimizer="adam", augment=Tru
     history, start = [], time.perf_counter()
     for epoch in range(1, epochs + 1):
         stats = training.train_epoch(net, opt, sched, train_x, train_y, args, epoch, torch.device("cpu"), should_stop)
+        if should_stop is not None and should_stop():
+            return  # stopped within the epoch (checked every batch): the history keeps the finished epochs
         test = training.evaluate(net, test_x, test_y, "lab", torch.device("cpu"), channels_last=False)
         history.append({"epoch": epoch, **stats, "test_loss": test["test_loss"], "test_accuracy": test["test_accuracy"],
                         "wall_time_s": round(time.perf_counter() - start, 1)})
