@@ -206,8 +206,8 @@ def lab_plot(history, title="Training lab"):
 # between two of its yields: a lab that yielded once an epoch answered Stop after a minute, and
 # its thread trained on after Gradio had freed the slot. So the training runs in a thread of its
 # own that holds LAB_LOCK and checks the run's stop flag every batch, while the handler only
-# watches it and yields four times a second: a Stop or a client that left closes the handler at once,
-# and its `finally` sets the flag.
+# watches it and yields four times a second: a Stop or a client that left closes the handler
+# at once, and its `finally` sets the flag.
 
 LAB_LOCK = threading.Lock()  # one lab training in this process at a time (2 CPU cores)
 LAB_WAIT_S = 30  # a new run waits this long for a stopped one to end its batch (or test pass)

@@ -1,6 +1,8 @@
 """Transfer learning: the committed experiments' curves, live training of the three
 strategies, and "bring your own classes" (a head on frozen features, fitted in a second)."""
-from dataclasses import dataclass
+import threading
+import time
+from dataclasses import dataclass, field
 
 import gradio as gr
 import numpy as np
@@ -13,8 +15,8 @@ from core.pictures import read_picture
 from core.plots import curves_image
 from core.results import Entry, Figure
 from core.ui import drawing_canvas, user_errors
-from models.transfer import (BACKBONES, EXPERIMENTS, STRATEGIES, available_backbones, check_backbone,
-                             checkpoint_name, embed, imagenet_available, train_command)
+from models.transfer import (BACKBONES, EXPERIMENTS, STRATEGIES, available_backbones, backbone_inputs,
+                             check_backbone, checkpoint_name, embed, imagenet_available, train_command)
 from train.transfer import lab_train
 
 TITLE = "Transfer learning"
@@ -22,6 +24,10 @@ BACKBONE_LABELS = {"cifar10_vgg": "photos: CIFAR-10 VGG features", "cifar10_resn
                    "digits04_cnn": "drawings: features of a CNN trained on digits 0-4",
                    "imagenet_resnet18": "photos: ImageNet ResNet-18 (torchvision's, found in torch's cache)"}
 MAX_CLASSES = 5
+# Uploads and drawings together. A session keeps a drawing only as the small inputs the
+# backbones take (models.transfer.backbone_inputs, 27 KB here; 330 KB with ImageNet's), so its
+# drawings stay under MAX_CLASSES * MAX_IMAGES_PER_CLASS of those: 2.7 MB (33 MB).
+MAX_IMAGES_PER_CLASS = 20
 
 
 def photo_backbones() -> list[str]:
@@ -46,8 +52,8 @@ class Head:
 
 def fit_head(examples: dict, backbone: str | None = None, steps: int = 200) -> Head:
     """Fit a new head on frozen features: `examples` maps class names to lists of images
-    (numpy arrays or PIL images or paths, any size, colour or grayscale). Needs at least
-    two classes, each with at least one image."""
+    (numpy arrays or PIL images or paths, any size, colour or grayscale, or backbone_inputs()
+    of one). Needs two to MAX_CLASSES classes, each with one to MAX_IMAGES_PER_CLASS images."""
     backbone = check_backbone(backbone or default_backbone())
     examples = {str(name).strip(): list(images or []) for name, images in examples.items() if str(name).strip()}
     empty = [name for name, images in examples.items() if not images]
@@ -57,6 +63,10 @@ def fit_head(examples: dict, backbone: str | None = None, steps: int = 200) -> H
         raise BadInput("Name at least two classes and give each a few images.")
     if len(examples) > MAX_CLASSES:
         raise BadInput(f"At most {MAX_CLASSES} classes.")
+    crowded = [name for name, images in examples.items() if len(images) > MAX_IMAGES_PER_CLASS]
+    if crowded:
+        raise BadInput(f"Class {crowded[0]!r} has {len(examples[crowded[0]])} images: at most {MAX_IMAGES_PER_CLASS} "
+                       "a class (uploads and drawings together). A head on frozen features needs only a few.")
     feats, labels = [], []
     for label, (name, images) in enumerate(examples.items()):
         whats = [f"image {i + 1} of {name!r}" for i in range(len(images))]
@@ -155,21 +165,146 @@ def live_plot(accs, experiment, strategy):
     return fig
 
 
-def run_live(experiment, strategy, per_class, epochs, backbone_name=None):
-    yield None, "Starting..."
-    for accs in live_train(experiment, strategy, per_class, epochs, backbone_name):
-        yield live_plot(accs, experiment, strategy), f"Epoch {len(accs)}/{int(epochs)}: held-out accuracy {accs[-1]:.1%}"
+# ---- live training: one run at a time, stopped within a step -------------------------------------
+# As in the CIFAR-10 lab (demos/cifar10.py): Gradio cancels a generator only between its yields
+# and cannot interrupt its thread, so the training runs in a thread of its own holding LAB_LOCK
+# and checks the run's stop flag every step, while the handler watches it and yields four times
+# a second; closing the handler (Stop, a client that left) sets the flag.
 
+LAB_LOCK = threading.Lock()  # one live training in this process at a time (2 CPU cores)
+LAB_WAIT_S = 30  # a new run waits this long for a stopped one to end its step (or evaluation)
+LAB_LIMIT_S = 20 * 60  # on a shared server a run ends after this long
+HEARTBEAT_S = 0.25
+
+
+@dataclass
+class LabRun:
+    session: str | None  # whose Stop may stop it
+    epochs: int
+    stop: threading.Event = field(default_factory=threading.Event)
+    done: threading.Event = field(default_factory=threading.Event)
+    accs: list = field(default_factory=list)
+    error: BaseException | None = None
+    started: float = field(default_factory=time.monotonic)
+    ended: float = 0.0
+
+    def should_stop(self) -> bool:
+        return self.stop.is_set() or time.monotonic() - self.started > LAB_LIMIT_S
+
+    def end(self) -> None:
+        self.ended = time.monotonic()
+        self.done.set()
+
+
+lab_runs: dict = {}  # session -> its latest run, for its Stop (forgotten ten minutes after it ended)
+
+
+def remember(run: LabRun) -> None:
+    for session, old in list(lab_runs.items()):
+        if old.done.is_set() and time.monotonic() - old.ended > 600:
+            lab_runs.pop(session, None)
+    lab_runs[run.session] = run
+
+
+def lab_thread(run: LabRun, training) -> None:
+    try:
+        for accs in training:
+            run.accs = list(accs)
+    except BaseException as e:
+        run.error = e
+    finally:
+        LAB_LOCK.release()  # only now: the training has really ended
+        run.end()
+
+
+def watch_lab(run: LabRun, training):
+    """Start `training` (a generator of accuracy lists that checks run.should_stop) in a thread
+    of its own once LAB_LOCK is free; yields False while waiting for the lock, True while it
+    trains, then re-raises its error. Closing this generator stops the training."""
+    started = False
+    try:
+        waited = 0.0
+        while not LAB_LOCK.acquire(timeout=HEARTBEAT_S):
+            waited += HEARTBEAT_S
+            if run.stop.is_set():
+                return
+            if waited >= LAB_WAIT_S:
+                raise BadInput("Live training is busy: one run at a time on this server. Try again in a minute.")
+            yield False
+        try:
+            threading.Thread(target=lab_thread, args=(run, training), name="transfer-lab", daemon=True).start()
+        except BaseException:
+            LAB_LOCK.release()
+            raise
+        started = True
+        while not run.done.wait(HEARTBEAT_S):
+            yield True
+    finally:
+        if not run.done.is_set():
+            run.stop.set()
+        if not started:
+            run.end()
+    if run.error is not None:
+        raise run.error
+
+
+def live_status(run: LabRun) -> str:
+    finished = len(run.accs)
+    accuracy = f"held-out accuracy {run.accs[-1]:.1%}" if finished else ""
+    if not run.done.is_set():
+        if run.stop.is_set():
+            return f"Stopping (after the current step): {finished} epoch(s) finished" + (f", {accuracy}" if accuracy else "")
+        seconds = time.monotonic() - run.started
+        return f"Epoch {finished + 1}/{run.epochs} training, {seconds:.0f} s in" + (f"; epoch {finished}: {accuracy}" if accuracy else "")
+    if finished == run.epochs:
+        return f"Epoch {finished}/{run.epochs}: {accuracy}"
+    why = "" if run.stop.is_set() else f" (a run may take at most {LAB_LIMIT_S // 60} minutes on this shared server)"
+    if not finished:
+        return f"Stopped during epoch 1{why}: no epoch finished."
+    return f"Stopped after epoch {finished} of {run.epochs}{why}: {accuracy}."
+
+
+def run_live(experiment, strategy, per_class, epochs, backbone_name=None, request: gr.Request = None):
+    """The Train button: streams the curve after every epoch and the status four times a second; Stop
+    (or leaving the page) ends the training within a step."""
+    yield gr.skip(), "Starting..."
+    run = LabRun(getattr(request, "session_hash", None), int(epochs))
+    remember(run)
+    training = live_train(experiment, strategy, per_class, epochs, backbone_name, should_stop=run.should_stop)
+    shown = 0
+    for training_now in watch_lab(run, training):
+        status = live_status(run) if training_now else "Waiting for the training before yours to end..."
+        yield (live_plot(run.accs, experiment, strategy) if len(run.accs) > shown else gr.skip()), status
+        shown = len(run.accs)
+    yield (live_plot(run.accs, experiment, strategy) if run.accs else None), live_status(run)
+
+
+def stop_live(request: gr.Request = None) -> str:
+    """The Stop button (besides cancelling the training's event): stops this session's run
+    within a step and says so at once."""
+    run = lab_runs.get(getattr(request, "session_hash", None))
+    if run is None:
+        return "No training of yours is running " + ("(another one is)." if LAB_LOCK.locked() else "(live training is free).")
+    run.stop.set()
+    run.done.wait(0.5)  # the thread usually ends its batch by then: say "Stopped" rather than "Stopping"
+    return live_status(run)
+
+
+# ---- bring your own classes ---------------------------------------------------------------------
 
 def add_drawing(drawings, sketch, slot):
+    """Adds the canvas to a class; the session keeps only its small backbone inputs."""
     drawings = dict(drawings or {})
     image = sketch.get("composite") if isinstance(sketch, dict) else sketch
     if image is None or np.asarray(image).size == 0 or (np.asarray(image).ndim == 3 and np.asarray(image)[..., -1].max() == 0):
         raise BadInput("The canvas is empty: draw something first.")
     if str(slot) not in {str(k) for k in range(1, MAX_CLASSES + 1)}:
         raise BadInput(f"Pick the class (1 to {MAX_CLASSES}) the drawing is an example of.")
-    read_picture(image, "drawing", min_side=4)  # refuses what no backbone could read (a 1x1 image), now rather than at Train
-    drawings.setdefault(str(slot), []).append(np.asarray(image))
+    if len(drawings.get(str(slot), [])) >= MAX_IMAGES_PER_CLASS:
+        raise BadInput(f"Class {slot} already has {MAX_IMAGES_PER_CLASS} drawings, the most a class can have: "
+                       "train the head with them (a few are enough).")
+    inputs = backbone_inputs(image, "drawing")  # also refuses what no backbone could read (a 1x1 image), now rather than at Train
+    drawings[str(slot)] = drawings.get(str(slot), []) + [inputs]
     return drawings, counts_text(drawings)
 
 
@@ -182,6 +317,9 @@ def train_head(backbone_name, drawings, *names_and_files):
     examples = {}
     for slot, (name, uploads) in enumerate(zip(names, files), start=1):
         images = list(uploads or []) + list((drawings or {}).get(str(slot), []))
+        if len(images) > MAX_IMAGES_PER_CLASS:  # refused before any file is read
+            raise BadInput(f"Class {slot} has {len(images)} images: at most {MAX_IMAGES_PER_CLASS} a class "
+                           "(uploads and drawings together). A head on frozen features needs only a few.")
         if name and name.strip():
             examples[name.strip()] = images
         elif images:
@@ -246,8 +384,9 @@ def build():
         live_curve = gr.Plot()
 
     with gr.Accordion("Bring your own classes", open=True):
-        gr.Markdown("Name 2 to 5 classes, give each a few images (upload, or draw and add), train a head on "
-                    "frozen features in about a second, then classify a new image.")
+        gr.Markdown(f"Name 2 to {MAX_CLASSES} classes, give each a few images (upload, or draw and add; at most "
+                    f"{MAX_IMAGES_PER_CLASS} a class), train a head on frozen features in about a second, then "
+                    "classify a new image.")
         backbone_name = gr.Radio([(BACKBONE_LABELS[b], b) for b in available_backbones()], value=default_backbone(),
                                  label="Features")
         names, uploads = [], []
@@ -275,7 +414,8 @@ def build():
     live = train_btn.click(user_errors(run_live), [experiment, strategy, per_class, epochs, live_backbone],
                            [live_curve, live_status],
                            api_name="transfer_train", concurrency_limit=1, concurrency_id="transfer_train")
-    stop_btn.click(None, cancels=[live], api_name="transfer_stop")
+    stop_btn.click(stop_live, outputs=live_status, cancels=[live], api_name="transfer_stop", concurrency_limit=None,
+                   queue=False)
     add_btn.click(user_errors(add_drawing), [drawings, sketch, slot], [drawings, drawn], api_name="transfer_add_drawing")
     fit_btn.click(user_errors(train_head), [backbone_name, drawings, *names, *uploads], [head, fit_status],
                   api_name="transfer_fit_head")

@@ -1,13 +1,15 @@
 """Transfer learning: freezing really freezes, heads train, bring-your-own-classes end to
 end, the experiments' smoke run, and the committed results."""
 import json
+import time
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
 import torch
 from PIL import Image, ImageDraw
 
-from conftest import run_cli
+from conftest import run_cli, running_app
 from core import checkpoints
 from core.errors import BadInput
 from demos import transfer
@@ -220,3 +222,153 @@ def test_ants_experiment_on_imagenet_features_smoke(fake_imagenet_cache, tmp_pat
     assert set(result["ants"]["val_accuracy_per_epoch"]) == {"frozen", "finetune", "scratch"}
     metrics = json.loads((tmp_path / "transfer" / "ants_imagenet" / "metrics.json").read_text())
     assert metrics["backbone"] == "imagenet_resnet18" and metrics["image_size"] == 48
+
+
+# ---- bounded bring-your-own-classes state -------------------------------------------------------
+
+def ink(size: int, seed: int = 0) -> np.ndarray:
+    """A Sketchpad composite: black strokes on a transparent canvas (RGBA)."""
+    picture = Image.new("RGBA", (size, size), (0, 0, 0, 0))
+    draw = ImageDraw.Draw(picture)
+    draw.line((size * 0.2, size * (0.2 + 0.05 * seed), size * 0.8, size * 0.8), fill=(0, 0, 0, 255), width=size // 15)
+    return np.asarray(picture)
+
+
+def state_bytes(drawings: dict) -> int:
+    return sum(t.numel() * t.element_size() for inputs in drawings.values() for d in inputs for t in d.values())
+
+
+def test_a_drawing_is_kept_as_small_backbone_inputs():
+    drawings, counts = transfer.add_drawing({}, {"composite": ink(2000)}, "1")  # 16 MB as a picture
+    assert counts == "Drawings added: class 1: 1"
+    (inputs,) = drawings["1"]
+    assert set(inputs) == {BACKBONES[b].input for b in transfer.available_backbones()}
+    assert all(t.dtype == torch.float16 for t in inputs.values())
+    assert state_bytes(drawings) < 40_000  # 28x28 for the digit CNN, 3x64x64 for the photo backbones
+
+
+def test_drawings_per_class_are_capped_with_a_message_naming_the_limit():
+    drawings = {}
+    for k in range(transfer.MAX_IMAGES_PER_CLASS):
+        drawings, _ = transfer.add_drawing(drawings, {"composite": ink(300, k % 5)}, "2")
+    with pytest.raises(BadInput, match=f"Class 2 already has {transfer.MAX_IMAGES_PER_CLASS} drawings"):
+        transfer.add_drawing(drawings, {"composite": ink(2000)}, "2")
+    drawings, _ = transfer.add_drawing(drawings, {"composite": ink(300)}, "3")  # other classes still take some
+    # the most a session can hold: every class full
+    assert state_bytes(drawings) / len(sum(drawings.values(), [])) * transfer.MAX_CLASSES * \
+        transfer.MAX_IMAGES_PER_CLASS < 4_000_000
+
+
+def test_files_per_class_are_capped_before_any_is_read():
+    too_many = ["/nonexistent.png"] * (transfer.MAX_IMAGES_PER_CLASS + 1)
+    with pytest.raises(BadInput, match=f"Class 1 has 21 images: at most {transfer.MAX_IMAGES_PER_CLASS} a class"):
+        transfer.train_head("digits04_cnn", {}, "cats", "dogs", "", "", "", too_many, ["/nonexistent.png"], None, None, None)
+    with pytest.raises(BadInput, match=f"'dogs' has 21 images: at most {transfer.MAX_IMAGES_PER_CLASS} a class"):
+        transfer.fit_head({"cats": ["/nonexistent.png"], "dogs": too_many}, "digits04_cnn")
+    with pytest.raises(BadInput, match="At most 5 classes"):
+        transfer.fit_head({str(k): ["/nonexistent.png"] for k in range(6)}, "digits04_cnn")
+
+
+def test_a_head_trains_on_stored_drawings():
+    if not checkpoints.find("transfer/digits04_cnn"):
+        pytest.skip("digits 0-4 backbone not committed")
+    boxes = [(40 + 8 * s, 40, 240 - 5 * s, 240 - 6 * s) for s in range(5)]
+    drawings = {}
+    for digit, slot in ((7, "1"), (8, "2")):
+        for box in boxes:
+            drawings, _ = transfer.add_drawing(drawings, {"composite": np.asarray(draw_digit(digit, box=box))}, slot)
+    head, status = transfer.train_head("digits04_cnn", drawings, "sevens", "eights", "", "", "", None, None, None, None, None)
+    assert status.startswith("Head trained on sevens (5), eights (5)")
+    probs = transfer.predict(head, draw_digit(7, box=(70, 60, 200, 230)))
+    assert max(probs, key=probs.get) == "sevens"
+
+
+# ---- live training's Stop -----------------------------------------------------------------------
+
+def fake_lab_train(steps: list, step_s: float = 0.02):
+    """Stands in for train.transfer.lab_train: epochs of ten steps, each checking should_stop."""
+    def train(experiment, strategy, per_class, epochs, backbone, size, should_stop):
+        accs = []
+        for _ in range(epochs):
+            for _ in range(10):
+                time.sleep(step_s)
+                steps.append(1)
+                if should_stop():
+                    return
+            accs.append(0.75)
+            yield accs
+    return train
+
+
+def wait_for(condition, timeout=10.0):
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.02)
+
+
+def test_closing_the_live_handler_stops_its_training_within_a_step(monkeypatch):
+    steps = []
+    monkeypatch.setattr(transfer, "lab_train", fake_lab_train(steps))
+    run = transfer.run_live("digits", "frozen", 5, 30, request=SimpleNamespace(session_hash="a"))
+    wait_for(lambda: "training" in next(run)[1])
+    start = time.monotonic()
+    run.close()  # what Gradio's cancel, and a client that left, do to the handler
+    assert time.monotonic() - start < 0.5
+    wait_for(lambda: not transfer.LAB_LOCK.locked(), timeout=1)
+    trained = len(steps)
+    time.sleep(0.2)
+    assert len(steps) == trained
+    assert transfer.stop_live(SimpleNamespace(session_hash="a")).startswith("Stopped")
+
+
+def test_stop_button_stops_its_own_live_run_and_says_so(monkeypatch):
+    monkeypatch.setattr(transfer, "lab_train", fake_lab_train([]))
+    run = transfer.run_live("digits", "frozen", 5, 30, request=SimpleNamespace(session_hash="mine"))
+    wait_for(lambda: "training" in next(run)[1])
+    assert transfer.stop_live(SimpleNamespace(session_hash="other")) == "No training of yours is running (another one is)."
+    assert transfer.stop_live(SimpleNamespace(session_hash="mine")).startswith(("Stopped", "Stopping"))
+    *_, (plot, status) = run
+    assert status.startswith("Stopped after epoch") or status == "Stopped during epoch 1: no epoch finished."
+    assert not transfer.LAB_LOCK.locked()
+    monkeypatch.setattr(transfer, "LAB_WAIT_S", 0.5)
+    with transfer.LAB_LOCK:  # another run holds the lab
+        with pytest.raises(BadInput, match="busy: one run at a time"):
+            list(transfer.run_live("digits", "frozen", 5, 2, request=SimpleNamespace(session_hash="late")))
+
+
+@pytest.fixture(scope="module")
+def live_app(tmp_path_factory):
+    with running_app(tmp_path_factory.mktemp("live") / "server.log", "--tabs", "transfer", timeout=240) as url:
+        yield url
+
+
+@pytest.mark.app
+@pytest.mark.slow
+@needs_resnet20
+def test_stop_through_the_app_answers_at_once_and_frees_the_lab(live_app):
+    """The real Stop path (POST /gradio_api/cancel, as the page's Stop sends, and the Stop
+    button's transfer_stop), four Stop-and-restart cycles: each answers within 2 s, and the lab
+    is free afterwards."""
+    from gradio_client import Client
+
+    client = Client(live_app, verbose=False)
+    latencies = []
+    for cycle in range(4):
+        job = client.submit("ants", "finetune", 120, 30, "cifar10_resnet20", api_name="/transfer_train")
+        wait_for(lambda: any(" training, " in str(out[1]) for out in job.outputs()) or job.done(),
+                 timeout=transfer.LAB_WAIT_S + 120)
+        assert not job.done(), job.exception()
+        if cycle % 2 == 0:
+            start = time.monotonic()
+            answer = client.predict(api_name="/transfer_stop")
+            latencies.append(time.monotonic() - start)
+            assert answer.startswith(("Stopped", "Stopping")), answer
+        start = time.monotonic()
+        job.cancel()
+        latencies.append(time.monotonic() - start)
+    print("Stop latencies (s):", [round(t, 2) for t in latencies])
+    assert max(latencies) < 2, latencies
+    checker = Client(live_app, verbose=False)
+    wait_for(lambda: checker.predict(api_name="/transfer_stop").endswith("(live training is free)."),
+             timeout=transfer.LAB_WAIT_S + 60)
