@@ -1,8 +1,16 @@
 """Neural style transfer: a photo in a painting's style, by Gatys et al.'s optimisation
-(streamed step by step) or by a feed-forward network trained here per painting."""
+(streamed step by step) or by a feed-forward network trained here per painting.
+
+Optimisations take minutes and feed-forward runs a second, so they never share a queue:
+the tab's one event lets feed-forward runs through at once and sends optimisations to
+LANE, which runs one at a time (the others wait, told their place and the time left) and
+which Stop empties within half a step."""
 import functools
+import os
 import tempfile
+import threading
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import gradio as gr
@@ -34,17 +42,32 @@ MADE_EXAMPLES = Path(tempfile.gettempdir()) / "dlp_style_transfer_examples"
 HUGE = 2048  # a longer side above this gets a note that the picture was scaled down
 SIZES = {"optimize": (64, 768), "fast": (64, 1024)}  # output's longer side, per method
 MAX_STEPS = 1000
+# On a shared server (a Hugging Face Space, or DLP_SHARED_SERVER=1) one optimisation is bounded
+# tighter: 200 steps at 384 px take about 2 minutes on a free 2-core CPU (500 at 768 px: 22).
+SHARED_MAX_STEPS, SHARED_MAX_SIZE = 200, 384
+MIN_SIDE = 32  # the shorter side after resizing: VGG-19 halves it four times, the feed-forward net twice
+WAITING_AT_MOST = 2  # optimisations waiting behind the running one; more are refused until one ends
+# Gradio's concurrency for the tab's event: the optimisations (running and waiting) hold at most
+# 1 + WAITING_AT_MOST of these, so feed-forward runs always find two free.
+SLOTS = 1 + WAITING_AT_MOST + 2
+WAIT_UPDATE_S = 1.0  # a waiting optimisation says its place and time left this often
 PREVIEW_EVERY_S = 0.7  # the tab shows a new picture at most this often
 
 
 # ---- inputs ---------------------------------------------------------------------------------
 
-def load_picture(image, what: str, size: int) -> tuple[Image.Image, list[str]]:
+def load_picture(image, what: str, size: int, min_side: int = 1) -> tuple[Image.Image, list[str]]:
     """Any picture core.pictures.read_picture reads -> RGB with its longer side `size`, and
     notes on what was changed: transparency over white, grayscale to colour, huge images
-    shrunk."""
+    shrunk. A picture whose shorter side would then be under `min_side` is refused."""
     notes = []
     picture = read_picture(image, what, min_side=8, max_side=size, notes=notes)
+    shorter = round(min(picture.size) * size / max(picture.size))
+    if shorter < min_side:
+        width, height = _original_size(image)
+        raise BadInput(f"The {what} is {width}x{height} pixels: at {size} px on its longer side its shorter side "
+                       f"would be {shorter} px, and style transfer needs at least {min_side}. Crop it to a less long "
+                       f"and thin picture (at most {size // min_side}:1 at this output size).")
     if not any("grayscale" in note for note in notes) and _is_gray(picture):
         notes.append(f"the {what} is grayscale: used as gray RGB")
     if max(picture.size) != size:  # smaller pictures are scaled up to the size asked for
@@ -78,10 +101,21 @@ def _is_gray(image: Image.Image) -> bool:
     return bool(np.abs(small[..., 0] - small[..., 1]).max() <= 2 and np.abs(small[..., 1] - small[..., 2]).max() <= 2)
 
 
-def _check_number(value, name: str, lo, hi, integer: bool = False):
+def _check_number(value, name: str, lo, hi, integer: bool = False, why: str = ""):
     if value is None or not np.isfinite(float(value)) or not lo <= float(value) <= hi:
-        raise BadInput(f"{name} must be {lo}..{hi}, not {value!r}.")
+        raise BadInput(f"{name} must be {lo}..{hi}{why}, not {value!r}.")
     return int(value) if integer else float(value)
+
+
+def shared_server() -> bool:
+    """A Hugging Face Space (which sets SPACE_ID) or DLP_SHARED_SERVER=1: optimisations are
+    bounded tighter, since one holds the CPU for everyone."""
+    return bool(os.environ.get("SPACE_ID")) or os.environ.get("DLP_SHARED_SERVER") == "1"
+
+
+def optimisation_limits() -> tuple[int, int]:
+    """(most steps, largest output side) of one optimisation on this server."""
+    return (SHARED_MAX_STEPS, SHARED_MAX_SIZE) if shared_server() else (MAX_STEPS, SIZES["optimize"][1])
 
 
 # ---- the two methods ------------------------------------------------------------------------
@@ -122,7 +156,7 @@ def feature_network(name: str = "auto", device="cpu"):
 def stylize_stream(content, style, steps: int = 60, size: int = 256, method: str = "optimize",
                    feature_net: str = "auto", style_weight: float = 10.0, content_weight: float = 1.0,
                    optimizer: str = "adam", init: str = "content", style_layers=None, content_layers=None,
-                   lr: float = 0.02, fast_network: str = "auto"):
+                   lr: float = 0.02, fast_network: str = "auto", should_stop=None):
     """The generator behind stylize(): yields (picture, info) after every optimisation step
     (once for method="fast"). info holds "step", "steps", "losses" (for "optimize"),
     "feature_network", "notes" (what was done to the inputs) and "content" (the photo as
@@ -130,48 +164,66 @@ def stylize_stream(content, style, steps: int = 60, size: int = 256, method: str
 
     content: a picture (path, PIL image or array). style: a picture for "optimize"; for
     "fast" the name of a painting with a trained network (see fast_paintings()), through the
-    multi-style network when it is trained (fast_network="single": the painting's own)."""
+    multi-style network when it is trained (fast_network="single": the painting's own).
+    should_stop: a function asked every half step; when it answers True the stream ends."""
     if method not in SIZES:
         raise BadInput(f"method must be 'optimize' or 'fast', not {method!r}.")
+    if method == "optimize":
+        yield from _optimise(_prepare_optimisation(content, style, steps, size, feature_net, style_weight,
+                                                   content_weight, optimizer, init, style_layers, content_layers, lr),
+                             should_stop)
+        return
     size = _check_number(size, "The output size", *SIZES[method], integer=True)
     device = pick_device("auto")
-    if method == "fast":
-        if not isinstance(style, str) or style not in PAINTINGS:
-            raise BadInput("The feed-forward method has one trained network per painting: choose one of "
-                           f"{list(PAINTINGS)} (upload your own painting with the optimisation method).")
-        net, name = load_fast(style, str(device), fast_network)
-        photo, notes = load_picture(content, "content photo", size)
-        start = time.perf_counter()
-        with torch.inference_mode():
-            out = stylise(net, to_tensor(photo).to(device), PAINTINGS.index(style)).clamp(0, 1)
-        info = {"step": 1, "steps": 1, "feature_network": checkpoints.load_metrics(name).get("feature_network", "?"),
-                "fast_network": "multi" if isinstance(net, MultiStyleNet) else "single", "notes": notes,
-                "content": photo, "seconds": time.perf_counter() - start}
-        yield to_pil(out), info
-        return
+    if not isinstance(style, str) or style not in PAINTINGS:
+        raise BadInput("The feed-forward method has one trained network per painting: choose one of "
+                       f"{list(PAINTINGS)} (upload your own painting with the optimisation method).")
+    net, name = load_fast(style, str(device), fast_network)
+    photo, notes = load_picture(content, "content photo", size, MIN_SIDE)
+    start = time.perf_counter()
+    with torch.inference_mode():
+        out = stylise(net, to_tensor(photo).to(device), PAINTINGS.index(style)).clamp(0, 1)
+    info = {"step": 1, "steps": 1, "feature_network": checkpoints.load_metrics(name).get("feature_network", "?"),
+            "fast_network": "multi" if isinstance(net, MultiStyleNet) else "single", "notes": notes,
+            "content": photo, "seconds": time.perf_counter() - start}
+    yield to_pil(out), info
 
-    steps = _check_number(steps, "Steps", 1, MAX_STEPS, integer=True)
+
+def _prepare_optimisation(content, style, steps, size, feature_net, style_weight, content_weight, optimizer, init,
+                          style_layers, content_layers, lr) -> dict:
+    """Every setting checked and both pictures read (before an optimisation waits for its
+    turn, so a mistake is told at once): what _optimise() runs."""
+    most_steps, largest = optimisation_limits()
+    why = " on this shared server" if shared_server() else ""
+    size = _check_number(size, "The output size", SIZES["optimize"][0], largest, integer=True, why=why)
+    steps = _check_number(steps, "Steps", 1, most_steps, integer=True, why=why)
     style_weight = _check_number(style_weight, "The style weight", 0, 1e6)
     content_weight = _check_number(content_weight, "The content weight", 0, 1e6)
     if optimizer not in ("adam", "lbfgs"):
         raise BadInput(f"optimizer must be 'adam' or 'lbfgs', not {optimizer!r}.")
     if init not in ("content", "noise"):
         raise BadInput(f"Start from 'content' or 'noise', not {init!r}.")
-    photo, notes = load_picture(content, "content photo", size)
-    painting, style_notes = load_picture(style, "style image", size)
-    extractor = feature_network(feature_net, device)
+    photo, notes = load_picture(content, "content photo", size, MIN_SIDE)
+    painting, style_notes = load_picture(style, "style image", size, MIN_SIDE)
+    extractor = feature_network(feature_net, pick_device("auto"))
     layers = FEATURE_NETWORKS[extractor.name].layers
     for chosen, kind in ((style_layers, "style"), (content_layers, "content")):
         if chosen is not None and (not chosen or set(chosen) - set(layers)):
             raise BadInput(f"Pick at least one {kind} layer of {extractor.name}: {list(layers)}.")
-    info = {"steps": steps, "feature_network": extractor.name, "notes": notes + style_notes, "content": photo,
-            "losses": []}
+    return {"extractor": extractor, "photo": photo, "painting": painting, "steps": steps, "notes": notes + style_notes,
+            "settings": dict(style_weight=style_weight, content_weight=content_weight, optimizer=optimizer, lr=lr,
+                             init=init, style_layers=style_layers or None, content_layers=content_layers or None)}
+
+
+def _optimise(prepared: dict, should_stop=None):
+    """Gatys et al.'s optimisation of a _prepare_optimisation(): (picture, info) every step."""
+    extractor, device = prepared["extractor"], pick_device("auto")
+    info = {"steps": prepared["steps"], "feature_network": extractor.name, "notes": prepared["notes"],
+            "content": prepared["photo"], "losses": []}
     start = time.perf_counter()
-    for image, step, losses in stylize_steps(extractor, to_tensor(photo).to(device),
-                                             to_tensor(painting).to(device), steps=steps,
-                                             style_weight=style_weight, content_weight=content_weight,
-                                             optimizer=optimizer, lr=lr, init=init, style_layers=style_layers or None,
-                                             content_layers=content_layers or None):
+    for image, step, losses in stylize_steps(extractor, to_tensor(prepared["photo"]).to(device),
+                                             to_tensor(prepared["painting"]).to(device), steps=prepared["steps"],
+                                             should_stop=should_stop, **prepared["settings"]):
         info["losses"].append({"step": step, **losses})
         yield to_pil(image), dict(info, step=step, seconds=time.perf_counter() - start)
 
@@ -185,6 +237,126 @@ def stylize(content, style, steps: int = 60, size: int = 256, method: str = "opt
     for picture, _ in stylize_stream(content, style, steps=steps, size=size, method=method, **options):
         pass
     return picture
+
+
+# ---- one optimisation at a time ---------------------------------------------------------------
+
+@dataclass(eq=False)
+class Ticket:
+    """An optimisation's place in the lane: who asked (a Gradio session), how much work it
+    is, how far it got and how fast, and its stop flag."""
+    session: str | None
+    steps: int
+    pixels: int
+    step: int = 0
+    seconds_per_step: float | None = None
+    first_step_at: float = 0.0
+    stop: threading.Event = field(default_factory=threading.Event)
+
+
+class OptimisationLane:
+    """Optimisations in arrival order: the first runs, at most `waiting_at_most` wait, later
+    ones are refused (try again) instead of queueing for an hour. A ticket leaves when its
+    work has ended (finished, stopped, cancelled or its client gone), never before."""
+
+    def __init__(self, waiting_at_most: int):
+        self.waiting_at_most = waiting_at_most
+        self.tickets: list[Ticket] = []  # the first one runs
+        self.changed = threading.Condition()
+        self.steps_computed = 0  # every optimisation step taken here (for tests and the soak benchmark)
+
+    def join(self, ticket: Ticket):
+        with self.changed:
+            if len(self.tickets) > self.waiting_at_most:
+                raise BadInput(f"Busy: one optimisation is running and {len(self.tickets) - 1} are waiting. Try again "
+                               "in a few minutes, or use the feed-forward method, which does not wait.")
+            self.tickets.append(ticket)
+
+    def wait_turn(self, ticket: Ticket, timeout: float) -> bool:
+        """Whether it is `ticket`'s turn, after waiting at most `timeout` seconds (less when stopped)."""
+        with self.changed:
+            self.changed.wait_for(lambda: self.tickets[0] is ticket or ticket.stop.is_set(), timeout)
+            return self.tickets[0] is ticket and not ticket.stop.is_set()
+
+    def record(self, ticket: Ticket, step: int, seconds: float) -> bool:
+        """A step of the running ticket, `seconds` after it started: False (not recorded) once it
+        was stopped, so the step Stop reported stays the last one shown. Its pace is measured
+        from its first step on (the start, computing the painting's Gram matrices, is slower)."""
+        with self.changed:
+            if ticket.stop.is_set():
+                return False
+            self.steps_computed += 1
+            if step == 0:
+                ticket.first_step_at, ticket.seconds_per_step = seconds, seconds
+            else:
+                ticket.seconds_per_step = (seconds - ticket.first_step_at) / step
+            ticket.step = step
+            return True
+
+    def leave(self, ticket: Ticket):
+        with self.changed:
+            if ticket in self.tickets:
+                self.tickets.remove(ticket)
+            self.changed.notify_all()
+
+    def stop(self, session: str) -> Ticket | None:
+        """Stop every optimisation of a session, running or waiting; the first of them, or None."""
+        with self.changed:
+            mine = [t for t in self.tickets if session is not None and t.session == session]
+            for ticket in mine:
+                ticket.stop.set()
+            self.changed.notify_all()
+            return mine[0] if mine else None
+
+    def ahead_of(self, ticket: Ticket) -> tuple[list[Ticket], float | None]:
+        """The tickets before `ticket` and the seconds until its turn: the running one's steps
+        left at its measured pace, and the waiting ones' steps at that pace scaled by their
+        pixels (None until the running one has taken a step)."""
+        with self.changed:
+            ahead = self.tickets[:self.tickets.index(ticket)] if ticket in self.tickets else []
+            if not ahead or ahead[0].seconds_per_step is None:
+                return ahead, None
+            running = ahead[0]
+            per_pixel_step = running.seconds_per_step / running.pixels
+            return ahead, (max(0, running.steps - running.step - 1) * running.seconds_per_step
+                           + sum(t.steps * t.pixels * per_pixel_step for t in ahead[1:]))
+
+    def running(self) -> Ticket | None:
+        with self.changed:
+            return self.tickets[0] if self.tickets else None
+
+
+LANE = OptimisationLane(WAITING_AT_MOST)
+
+
+def waiting_status(ahead: list[Ticket], seconds: float | None) -> str:
+    """What a waiting optimisation tells its user: its place and the time until its turn."""
+    others = "optimisation" if len(ahead) == 1 else "optimisations"
+    text = f"Waiting for {len(ahead)} {others} ahead of yours (the running one is at step {ahead[0].step}/{ahead[0].steps}"
+    text += f"; your turn in about {seconds:.0f} s)." if seconds is not None else "; timing its first step)."
+    return text + " Feed-forward runs do not wait. Stop gives up your place."
+
+
+def _in_turn(prepared: dict, session: str | None):
+    """An optimisation in the lane: yields ("waiting", status) about once a second until its
+    turn, then ("step", picture, info) every step, then ("stopped", ticket) if it was stopped.
+    It leaves the lane however it ends, also when Gradio closes it (cancelled, client gone)."""
+    ticket = Ticket(session, prepared["steps"], prepared["photo"].width * prepared["photo"].height)
+    LANE.join(ticket)
+    try:
+        while not LANE.wait_turn(ticket, WAIT_UPDATE_S):
+            if ticket.stop.is_set():
+                break
+            yield ("waiting", waiting_status(*LANE.ahead_of(ticket)))
+        else:
+            for picture, info in _optimise(prepared, ticket.stop.is_set):
+                if not LANE.record(ticket, info["step"], info["seconds"]):
+                    break
+                yield "step", picture, info
+        if ticket.stop.is_set():
+            yield "stopped", ticket
+    finally:
+        LANE.leave(ticket)
 
 
 # ---- examples the project makes itself ------------------------------------------------------
@@ -265,7 +437,11 @@ def describe(info: dict, method: str) -> str:
         text = f"Feed-forward, {which}: {info['seconds'] * 1000:.0f} ms. It was trained with {label}."
     else:
         last = info["losses"][-1]
-        text = (f"Step {info['step']}/{info['steps']} ({info['seconds']:.1f} s), feature network: **{label}**. "
+        # item k comes after k + 1 optimiser steps (its losses are the picture's before the step)
+        left = info["seconds"] / (info["step"] + 1) * max(0, info["steps"] - info["step"] - 1)
+        text = (f"Step {info['step']}/{info['steps']} ({info['seconds']:.1f} s"
+                + (f", about {left:.0f} s left" if info["step"] < info["steps"] else "")
+                + f"), feature network: **{label}**. "
                 f"Style loss {last['style']:.3f}, content loss {last['content']:.3f}.")
     if info["notes"]:
         text += " Note: " + "; ".join(info["notes"]) + "."
@@ -280,30 +456,66 @@ def save_result(picture: Image.Image) -> str:
 
 @on_gpu(duration=120)
 def run_tab(content, style, method, painting, feature_net, style_weight, content_weight, steps, size, optimizer,
-            init, style_layers, content_layers, progress=gr.Progress()):
-    """The Stylise button: streams (result, before/after, loss curves, status, download)."""
-    style_input = painting if method == "fast" else style
-    if method == "fast" and not painting:
-        raise BadInput(f"No feed-forward networks are trained yet: run `{train_command()}`.")
-    shown = 0.0
-    for picture, info in stylize_stream(content, style_input, steps=steps, size=size, method=method,
-                                        feature_net=feature_net, style_weight=style_weight,
-                                        content_weight=content_weight, optimizer=optimizer, init=init,
-                                        style_layers=style_layers, content_layers=content_layers):
+            init, style_layers, content_layers, progress=gr.Progress(), request: gr.Request = None):
+    """The Stylise button: streams (result, before/after, loss curves, status, download). A
+    feed-forward run goes at once; an optimisation waits in LANE (saying its place and the
+    time left) and ends within half a step of its session's Stop."""
+    if method == "fast":
+        if not painting:
+            raise BadInput(f"No feed-forward networks are trained yet: run `{train_command()}`.")
+        for picture, info in stylize_stream(content, painting, size=size, method="fast"):
+            yield picture, (info["content"], picture), None, describe(info, method), save_result(picture)
+        return
+    if method not in SIZES:
+        raise BadInput(f"method must be 'optimize' or 'fast', not {method!r}.")
+    prepared = _prepare_optimisation(content, style, steps, size, feature_net, style_weight, content_weight,
+                                     optimizer, init, style_layers, content_layers, 0.02)
+    shown, last, skip = 0.0, None, gr.skip()
+    weights = prepared["settings"]["style_weight"], prepared["settings"]["content_weight"]
+    for kind, *item in _in_turn(prepared, getattr(request, "session_hash", None)):
+        if kind == "waiting":
+            progress(0.0, desc=item[0])
+            yield skip, skip, skip, item[0], skip
+            continue
+        if kind == "stopped":
+            if last is None:
+                yield skip, skip, skip, "Stopped before it started (it was waiting its turn).", skip
+            else:
+                picture, info = last
+                yield (picture, (info["content"], picture), loss_table(info["losses"], *weights),
+                       f"Stopped at step {info['step']}/{info['steps']}. " + describe(info, method),
+                       save_result(picture))
+            return
+        picture, info = last = item
         progress((info["step"], info["steps"]), desc="Stylising", unit="steps")
         done = info["step"] == info["steps"]
         if done or time.perf_counter() - shown >= PREVIEW_EVERY_S:
             shown = time.perf_counter()
-            curves = loss_table(info["losses"], float(style_weight), float(content_weight)) if method != "fast" else None
-            yield (picture, (info["content"], picture), curves, describe(info, method),
-                   save_result(picture) if done else None)
+            yield (picture, (info["content"], picture), loss_table(info["losses"], *weights),
+                   describe(info, method), save_result(picture) if done else None)
+
+
+def stop_tab(request: gr.Request = None):
+    """The Stop button: stops this session's optimisation (running or waiting) within half a
+    step and says where it stopped, at once. (Its event also cancels the Stylise event, which
+    ends a feed-forward run.)"""
+    ticket = LANE.stop(getattr(request, "session_hash", None))
+    if ticket is None:
+        return gr.skip()
+    if ticket is not LANE.running() or ticket.seconds_per_step is None:
+        return "Stopped before it started (it was waiting its turn)."
+    return f"Stopped at step {ticket.step}/{ticket.steps}."
 
 
 def run_example(content, style, method, painting):
     """A finished example: what Stylise gives at the tab's starting settings, as (result,
-    before/after, status). Cached when the app runs with --cache-examples."""
-    for picture, info in stylize_stream(content, painting if method == "fast" else style, method=method):
-        pass
+    before/after, status). Cached when the app runs with --cache-examples. Its optimisations
+    wait their turn in LANE like the Stylise button's."""
+    if method == "fast":
+        picture, info = list(stylize_stream(content, painting, method="fast"))[-1]
+    else:
+        prepared = _prepare_optimisation(content, style, 60, 256, "auto", 10.0, 1.0, "adam", "content", None, None, 0.02)
+        *_, (picture, info) = [item for kind, *item in _in_turn(prepared, None) if kind == "step"]
     return picture, (info["content"], picture), describe(info, method)
 
 
@@ -362,8 +574,9 @@ def build():
     gr.Markdown(
         "Put a photo in a painting's style. **Optimisation** (Gatys et al.) changes the photo's pixels until a "
         "network's features match the photo's content and the painting's textures (their Gram matrices); it "
-        "streams every step. **Feed-forward** (Johnson et al.) is one pass through a small network trained here "
-        "for one painting. "
+        "streams every step and takes minutes; one runs at a time, and the others wait their turn, told how long. "
+        "**Feed-forward** (Johnson et al.) is one pass through a small network trained here "
+        "for one painting: about a second, and it never waits behind an optimisation. "
         f"Feature network in use: **{FEATURE_NETWORKS[best].label}**"
         + ("" if best == "imagenet_vgg19" else " (torchvision's ImageNet VGG-19 is not in the torch cache here)")
         + ". Even a random network transfers colour and some texture, so judge the pictures, not only the loss.")
@@ -387,8 +600,12 @@ def build():
         painting = gr.Dropdown(trained, value=trained[0] if trained else None,
                                label="Painting (feed-forward: one trained network each)",
                                info=None if trained else f"None trained yet: {train_command()}")
-        size = gr.Slider(64, 768, 256, step=32, label="Output size (longer side, px)")
-        steps = gr.Slider(1, 500, 60, step=1, label="Steps (optimisation)")
+        most_steps, largest = optimisation_limits()
+        shared = " on this shared server" if shared_server() else ""
+        size = gr.Slider(64, largest, 256, step=32, label="Output size (longer side, px)",
+                         info=f"optimisation: at most {largest} px{shared}")
+        steps = gr.Slider(1, min(500, most_steps), 60, step=1, label="Steps (optimisation)",
+                          info=f"at most {min(500, most_steps)}{shared}")
     with gr.Accordion("Optimisation settings", open=False):
         with gr.Row():
             feature_net = gr.Dropdown([(f"auto: {FEATURE_NETWORKS[best].label}", "auto")]
@@ -422,7 +639,9 @@ def build():
                    inputs=[content, style, method, painting, feature_net, style_weight, content_weight, steps, size,
                            optimizer, init, style_layers, content_layers],
                    outputs=[result, compare, curves, status, download], api_name="style_transfer_stylize",
-                   concurrency_limit=1, concurrency_id="style_transfer", show_progress_on=[status])
-    stop.click(None, cancels=[run], api_name="style_transfer_stop")
+                   concurrency_limit=SLOTS, concurrency_id="style_transfer", show_progress_on=[status])
+    # Not queued: Stop must answer at once, however busy the queue is.
+    stop.click(user_errors(stop_tab), None, status, api_name="style_transfer_stop", queue=False, cancels=[run],
+               show_progress="hidden")
     feature_net.change(user_errors(layer_choices), inputs=feature_net, outputs=[style_layers, content_layers],
                        api_name="style_transfer_layers")

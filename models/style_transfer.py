@@ -298,10 +298,14 @@ def perceptual_losses(extractor, images, content_feats: dict, style_grams: dict)
     return content_loss(feats, content_feats), style_loss(feats, style_grams)
 
 
+class _Stopped(Exception):
+    """Raised inside an optimiser step when should_stop() answers True."""
+
+
 def stylize_steps(extractor: FeatureExtractor, content: torch.Tensor, style: torch.Tensor, steps: int = 100,
                   style_weight: float = 10.0, content_weight: float = 1.0, tv_weight: float = 0.0,
                   optimizer: str = "adam", lr: float = 0.02, init: str = "content",
-                  style_layers=None, content_layers=None, seed: int = 0):
+                  style_layers=None, content_layers=None, seed: int = 0, should_stop=None):
     """Gatys et al.: start from the photo (or noise) and change its pixels to lower
     content_weight * content loss + style_weight * style loss (+ tv_weight * total variation).
 
@@ -310,7 +314,11 @@ def stylize_steps(extractor: FeatureExtractor, content: torch.Tensor, style: tor
     (step 0), then the picture after each step, with its losses: the unweighted "content"
     and "style" losses and the weighted "total". Each item comes after one forward and
     backward pass, the first within about a second. Adam changes the pixels by about lr
-    per step; L-BFGS (one iteration with a strong-Wolfe line search per step) needs fewer."""
+    per step; L-BFGS (one iteration with a strong-Wolfe line search per step) needs fewer.
+
+    should_stop: a function asked before every step and between a step's forward and
+    backward pass; when it answers True the generator ends at once (a Stop button stops
+    within half a step, not after the whole run)."""
     if not style_layers or not content_layers:
         defaults = FEATURE_NETWORKS[extractor.name]
         style_layers, content_layers = style_layers or defaults.style_layers, content_layers or defaults.content_layers
@@ -342,15 +350,22 @@ def stylize_steps(extractor: FeatureExtractor, content: torch.Tensor, style: tor
     def closure():
         opt.zero_grad(set_to_none=True)
         total, losses = objective()
+        if should_stop is not None and should_stop():
+            raise _Stopped
         total.backward()
         record.setdefault("losses", losses)  # L-BFGS's line search calls again: keep the first
         return total
 
     for step in range(steps + 1):
+        if should_stop is not None and should_stop():
+            return
         before = image.detach().clone()
         if step < steps:
             record.clear()
-            opt.step(closure)
+            try:
+                opt.step(closure)
+            except _Stopped:
+                return
             with torch.no_grad():
                 image.clamp_(0, 1)  # a picture's pixels
             losses = record["losses"]  # of `before`, the picture the step started from

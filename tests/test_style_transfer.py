@@ -2,6 +2,7 @@
 ImageNet VGG-19 in the torch cache), a training smoke run and the tab's endpoint."""
 import json
 
+import gradio as gr
 import numpy as np
 import pytest
 import torch
@@ -348,6 +349,171 @@ def test_missing_fast_network_names_the_command_in_the_tab(no_trained_networks):
         list(handler(picture(), None, "fast", "munch_the_scream", "auto", 10, 1, 1, 64, "adam", "content", None, None))
     with pytest.raises(Exception, match="No feed-forward networks are trained yet"):
         list(handler(picture(), None, "fast", None, "auto", 10, 1, 1, 64, "adam", "content", None, None))
+
+
+@pytest.mark.parametrize("width, height, size, method, what", [
+    (60000, 20, 256, "optimize", "content photo"), (60000, 20, 256, "fast", "content photo"),
+    (250, 10, 64, "optimize", "content photo"), (100, 8, 64, "fast", "content photo"),  # tiny sides once resized
+    (20, 60000, 256, "optimize", "style image"), (640, 20, 256, "optimize", "style image"),
+])
+def test_long_thin_pictures_are_refused_naming_the_picture(tmp_path, no_trained_networks, width, height, size, method,
+                                                            what):
+    """Before: a RuntimeError deep in the network ("Output size is too small", "Padding size
+    should be less than ...") that the user saw as a bare "Error"."""
+    from demos import style_transfer as demo
+
+    checkpoints.save(TransformerNet(width=4, blocks=1), st.checkpoint_name("picabia_udnie"), {})
+    path = tmp_path / "long.png"
+    Image.new("RGB", (width, height), (90, 60, 30)).save(path)
+    content, style = (str(path), picture(seed=1)) if what == "content photo" else (picture(), str(path))
+    with pytest.raises(BadInput, match=rf"The {what} is {width}x{height} pixels: (too long and thin|at {size} px)"):
+        demo.stylize(content, style if method == "optimize" else "picabia_udnie", steps=1, size=size, method=method,
+                     feature_net="random_vgg19")
+    handler = demo.user_errors(demo.run_tab)  # and the tab shows that sentence, not "Error"
+    with pytest.raises(Exception, match=f"The {what} is {width}x{height}"):
+        list(handler(content, style, method, "picabia_udnie", "random_vgg19", 10, 1, 1, size, "adam", "content",
+                     None, None))
+    assert demo.LANE.running() is None
+
+
+def test_a_long_picture_that_keeps_32_px_is_stylised():
+    from demos import style_transfer as demo
+
+    out = demo.stylize(picture(400, 50), picture(seed=1), steps=1, size=256, feature_net="random_vgg19")
+    assert out.size == (256, 32)
+
+
+def test_shared_server_bounds_optimisations(monkeypatch):
+    from demos import style_transfer as demo
+
+    monkeypatch.delenv("SPACE_ID", raising=False)
+    monkeypatch.delenv("DLP_SHARED_SERVER", raising=False)
+    assert demo.optimisation_limits() == (1000, 768)
+    monkeypatch.setenv("SPACE_ID", "someone/playground")
+    assert demo.optimisation_limits() == (demo.SHARED_MAX_STEPS, demo.SHARED_MAX_SIZE) == (200, 384)
+    call = dict(content=picture(), style=picture(seed=1), feature_net="random_vgg19")
+    with pytest.raises(BadInput, match=r"Steps must be 1..200 on this shared server, not 201"):
+        demo.stylize(**call, steps=201, size=64)
+    with pytest.raises(BadInput, match=r"output size must be 64..384 on this shared server, not 416"):
+        demo.stylize(**call, steps=1, size=416)
+    with gr.Blocks():  # the sliders offer no more than that, and say why
+        demo.build()
+        sliders = {b.label: b for b in gr.context.Context.root_block.blocks.values() if isinstance(b, gr.Slider)}
+    assert sliders["Output size (longer side, px)"].maximum == 384
+    assert sliders["Steps (optimisation)"].maximum == 200 and "shared server" in sliders["Steps (optimisation)"].info
+
+
+def test_an_optimisation_ends_within_half_a_step_of_should_stop(random_vgg):
+    content = torch.rand(1, 3, 32, 32, generator=torch.Generator().manual_seed(0))
+    style = torch.rand(1, 3, 32, 32, generator=torch.Generator().manual_seed(1))
+    asked = []
+
+    def should_stop():  # asked before each step and between its forward and backward pass
+        asked.append(len(asked))
+        return len(asked) > 4
+
+    items = list(stylize_steps(random_vgg, content, style, steps=50, should_stop=should_stop))
+    assert [step for _, step, _ in items] == [0, 1]  # steps 1 and 2 (asked 2 x 2 times), step 3 stopped mid-way
+    assert len(asked) == 5
+
+
+def test_the_lane_runs_one_optimisation_at_a_time_in_order():
+    from demos.style_transfer import OptimisationLane, Ticket, waiting_status
+
+    lane = OptimisationLane(waiting_at_most=2)
+    first, second, third = Ticket("a", 100, 64 * 64), Ticket("b", 50, 128 * 128), Ticket("c", 10, 64 * 64)
+    for ticket in (first, second, third):
+        lane.join(ticket)
+    with pytest.raises(BadInput, match="Busy: one optimisation is running and 2 are waiting"):
+        lane.join(Ticket("d", 1, 1))
+    assert lane.wait_turn(first, 0) and not lane.wait_turn(second, 0.01)
+    assert lane.ahead_of(third) == ([first, second], None)  # no pace measured yet
+    lane.record(first, 0, 3.0)  # the start and the first step
+    lane.record(first, 9, 7.5)  # nine more steps in 4.5 s
+    ahead, seconds = lane.ahead_of(third)
+    # 90 steps left at 0.5 s, then 50 steps at four times the pixels: 45 + 100 s
+    assert ahead == [first, second] and seconds == pytest.approx(145)
+    assert waiting_status(ahead, seconds).startswith(
+        "Waiting for 2 optimisations ahead of yours (the running one is at step 9/100; your turn in about 145 s).")
+    assert lane.stop("b") is second and not lane.wait_turn(second, 5)  # stopped: no wait, no turn
+    lane.leave(second)
+    lane.leave(first)
+    assert lane.wait_turn(third, 0) and lane.running() is third and lane.steps_computed == 2
+
+
+def lane_is_empty():
+    from demos import style_transfer as demo
+
+    return demo.LANE.running() is None
+
+
+def run_in_thread(generator) -> tuple:
+    """Consume a generator in a thread; (thread, list of its items as they come)."""
+    import threading
+
+    items = []
+    thread = threading.Thread(target=lambda: items.extend(generator), daemon=True)
+    thread.start()
+    return thread, items
+
+
+def wait_for(condition, timeout: float, what: str):
+    import time
+
+    deadline = time.time() + timeout
+    while not condition():
+        assert time.time() < deadline, what
+        time.sleep(0.02)
+
+
+def tab_call(request, steps=500, method="optimize"):
+    from demos import style_transfer as demo
+
+    return demo.run_tab(str(demo.CONTENT_EXAMPLES[1]), str(demo.made_examples()[0]), method, "picabia_udnie",
+                        "random_vgg19", 10, 1, steps, 64, "adam", "content", None, None, request=request)
+
+
+def test_stop_ends_a_running_optimisation_within_half_a_step_and_says_where():
+    import time
+    from types import SimpleNamespace
+
+    from demos import style_transfer as demo
+
+    mine, other = SimpleNamespace(session_hash="mine"), SimpleNamespace(session_hash="other")
+    running, items = run_in_thread(tab_call(mine))
+    wait_for(lambda: demo.LANE.running() is not None and demo.LANE.running().step >= 2, 120, "no steps")
+    waiting, waited = run_in_thread(tab_call(other, steps=2))
+    wait_for(lambda: waited, 10, "the second optimisation said nothing")
+    assert waited[0][3].startswith("Waiting for 1 optimisation ahead of yours") and waited[0][0] == gr.skip()
+    assert demo.stop_tab(SimpleNamespace(session_hash="nobody")) == gr.skip()  # stops nothing of other sessions
+    start = time.perf_counter()
+    said = demo.stop_tab(mine)
+    running.join(timeout=5)
+    ended = time.perf_counter() - start
+    assert not running.is_alive() and ended < 1.5, ended
+    step = int(said.split()[3].split("/")[0])
+    assert said == f"Stopped at step {step}/500." and items[-1][3].startswith(f"Stopped at step {step}/500.")
+    assert items[-1][4].endswith(".png")  # the picture so far, to download
+    waiting.join(timeout=60)  # the next one got its turn and finished
+    assert waited[-1][3].startswith("Step 2/2") and lane_is_empty()
+
+
+def test_stop_gives_up_a_waiting_place_and_a_closed_stream_leaves_the_lane():
+    from types import SimpleNamespace
+
+    from demos import style_transfer as demo
+
+    first = tab_call(SimpleNamespace(session_hash="first"))
+    next(first)  # the first step's picture: it runs
+    second = SimpleNamespace(session_hash="second")
+    waiting, waited = run_in_thread(tab_call(second, steps=2))
+    wait_for(lambda: waited, 10, "the second optimisation said nothing")
+    assert demo.stop_tab(second) == "Stopped before it started (it was waiting its turn)."
+    waiting.join(timeout=5)
+    assert waited[-1][3] == "Stopped before it started (it was waiting its turn)."
+    steps = demo.LANE.steps_computed
+    first.close()  # what Gradio does on Cancel or when the client is gone
+    assert lane_is_empty() and demo.LANE.steps_computed == steps
 
 
 # ---- the endpoint --------------------------------------------------------------------------------
