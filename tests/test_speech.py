@@ -319,6 +319,95 @@ def test_silence_and_steady_noise_are_an_empty_transcript():
     assert "too short" in demo.no_speech(tone(500, 0.05)) and demo.transcribe((8000, tone(500, 0.05))) == ""
 
 
+def wav_claiming(path, rate: int, samples: np.ndarray, true_rate: int = SAMPLE_RATE):
+    """A valid 16-bit mono WAV whose header then claims `rate` (the sample-rate and byte-rate
+    fields patched, as a damaged or hostile file would)."""
+    soundfile.write(path, samples, true_rate, subtype="PCM_16")
+    raw = bytearray(path.read_bytes())
+    assert raw[12:16] == b"fmt " and int.from_bytes(raw[24:28], "little") == true_rate
+    raw[24:28] = rate.to_bytes(4, "little")
+    raw[28:32] = (2 * rate).to_bytes(4, "little")
+    path.write_bytes(bytes(raw))
+    return path
+
+
+@pytest.mark.parametrize("rate", [4_000_037, 2 ** 31 - 1, 1_000])
+def test_a_lying_sample_rate_is_refused_before_decoding(tmp_path, rate):
+    import time
+    import tracemalloc
+    path = wav_claiming(tmp_path / "liar.wav", rate, tone(440, 1.0))  # 16 KB
+    assert soundfile.info(str(path)).samplerate == rate
+    tracemalloc.start()
+    start = time.perf_counter()
+    with pytest.raises(BadInput, match=f"'Digits, spoken'.*sample rate is {rate:,} Hz"):
+        demo.analyse(str(path))
+    seconds, (_, peak) = time.perf_counter() - start, tracemalloc.get_traced_memory()
+    tracemalloc.stop()
+    assert seconds < 1 and peak < 2_000_000, (seconds, peak)  # the seed: 19 s and +3.7 GB at 4,000,037 Hz
+
+
+def test_an_odd_but_possible_rate_costs_little(tmp_path):
+    import tracemalloc
+    path = wav_claiming(tmp_path / "odd.wav", 191_999, tone(1000, 1.0, 191_999), true_rate=191_999)
+    tracemalloc.start()
+    wave = demo.read_audio(str(path))
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    assert peak < 10_000_000, peak  # the exact ratio 8000/191999 built a 184 MB filter
+    assert abs(len(wave) - SAMPLE_RATE) <= 1
+    spectrum = np.abs(np.fft.rfft(wave))
+    assert abs(np.argmax(spectrum) * SAMPLE_RATE / len(wave) - 1000) < 2  # the pitch is kept
+
+
+def test_resampling_keeps_common_rates_exact():
+    for rate in (11025, 16000, 22050, 44100, 48000, 96000, 192000):
+        assert len(demo.resample(np.zeros(rate, np.float32), rate)) == SAMPLE_RATE
+
+
+def test_a_long_file_is_refused_from_its_header(tmp_path):
+    path = tmp_path / "long.wav"
+    soundfile.write(path, np.zeros(4000 * 30, np.int16), 4000)  # 30 s
+    with pytest.raises(BadInput, match="'Digits, spoken': that recording is 30 s long; the limit is 20 s"):
+        demo.read_audio(str(path))
+    many = tmp_path / "many.wav"
+    soundfile.write(many, np.zeros((800, 12), np.float32), 8000)
+    with pytest.raises(BadInput, match="12 channels"):
+        demo.read_audio(str(many))
+
+
+@pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
+def test_non_finite_float_samples_are_refused(tmp_path, bad):
+    samples = tone(300, 1.0)
+    samples[100:110] = bad
+    path = tmp_path / "broken.wav"
+    soundfile.write(path, samples, SAMPLE_RATE, subtype="FLOAT")
+    with pytest.raises(BadInput, match=r"'Digits, spoken': 10 of its samples are not numbers \(NaN or infinity\)"):
+        demo.analyse(str(path))
+    with pytest.raises(BadInput, match="not numbers"):
+        demo.transcribe((SAMPLE_RATE, samples))  # the same samples as an array
+
+
+def test_absurd_float_samples_are_refused_and_loud_ones_scaled(tmp_path):
+    path = tmp_path / "huge.wav"
+    soundfile.write(path, tone(300, 1.0) * np.float32(1e30), SAMPLE_RATE, subtype="FLOAT")
+    with pytest.raises(BadInput, match="'Digits, spoken': its samples reach 5e\\+29.*not sound"):
+        demo.analyse(str(path))
+    loud = tmp_path / "loud.wav"
+    soundfile.write(loud, tone(300, 1.0, amplitude=4.0), SAMPLE_RATE, subtype="FLOAT")
+    wave = demo.read_audio(str(loud))
+    assert abs(np.abs(wave).max() - 1.0) < 1e-3  # scaled to full scale, not clipped into a square wave
+    np.testing.assert_allclose(wave, tone(300, 1.0) * 2, atol=1e-3)
+
+
+def test_silent_files_get_a_clear_answer(tmp_path):
+    for subtype in ("PCM_16", "FLOAT"):
+        path = tmp_path / f"silence-{subtype}.wav"
+        soundfile.write(path, np.zeros(SAMPLE_RATE * 2, np.float32), SAMPLE_RATE, subtype=subtype)
+        transcript, digits, spectrogram, alignment, note = demo.analyse(str(path))
+        assert (transcript, digits, alignment, note) == ("", "", None, "Only silence: nothing to transcribe.")
+        assert spectrogram is not None
+
+
 def test_checkpoint_name_and_train_command(tmp_path):
     assert checkpoint_name() == "speech" and train_command() == "python -m train.speech"
     with pytest.raises(checkpoints.MissingCheckpoint, match="python -m train.speech"):
@@ -333,7 +422,8 @@ def test_missing_checkpoint_tells_which_command_to_run(monkeypatch):
     burst = np.concatenate([np.zeros(800), tone(400, 0.3), np.zeros(800)]).astype(np.float32)
     transcript, digits, spectrogram, alignment, note = demo.analyse((8000, burst))
     assert transcript == "" and spectrogram is not None and "python -m train.speech" in note
-    assert "python -m train.speech" in demo.model_card() or "Tested on" in demo.model_card()
+    card = demo.model_card()
+    assert ("Tested on **theo**" in card) if committed else ("python -m train.speech" in card)
 
 
 @needs_mirror
