@@ -293,8 +293,10 @@ def lab_status(run: LabRun, note: str = "") -> str:
     seconds = time.monotonic() - run.started
     if not run.done.is_set():
         if run.stop.is_set():
-            return f"Stopping (after the current batch): {finished} epoch(s) finished" + (f", {accuracy}" if accuracy else "")
-        return f"Epoch {finished + 1}/{run.epochs} training, {seconds:.0f} s in" + (f"; epoch {finished}: {accuracy}" if accuracy else "") + note
+            return (f"Stopping (after the current batch): {finished} epoch(s) finished"
+                    + (f", {accuracy}" if accuracy else ""))
+        return (f"Epoch {finished + 1}/{run.epochs} training, {seconds:.0f} s in"
+                + (f"; epoch {finished}: {accuracy}" if accuracy else "") + note)
     if finished == run.epochs:
         return f"Epoch {finished}/{run.epochs}: {accuracy} after {run.history[-1]['wall_time_s']:.0f} s{note}"
     why = "" if run.stop.is_set() else f" (a run may take at most {LAB_LIMIT_S // 60} minutes on this shared server)"

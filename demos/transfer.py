@@ -253,9 +253,11 @@ def live_status(run: LabRun) -> str:
     accuracy = f"held-out accuracy {run.accs[-1]:.1%}" if finished else ""
     if not run.done.is_set():
         if run.stop.is_set():
-            return f"Stopping (after the current step): {finished} epoch(s) finished" + (f", {accuracy}" if accuracy else "")
+            return (f"Stopping (after the current step): {finished} epoch(s) finished"
+                    + (f", {accuracy}" if accuracy else ""))
         seconds = time.monotonic() - run.started
-        return f"Epoch {finished + 1}/{run.epochs} training, {seconds:.0f} s in" + (f"; epoch {finished}: {accuracy}" if accuracy else "")
+        return (f"Epoch {finished + 1}/{run.epochs} training, {seconds:.0f} s in"
+                + (f"; epoch {finished}: {accuracy}" if accuracy else ""))
     if finished == run.epochs:
         return f"Epoch {finished}/{run.epochs}: {accuracy}"
     why = "" if run.stop.is_set() else f" (a run may take at most {LAB_LIMIT_S // 60} minutes on this shared server)"

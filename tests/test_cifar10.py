@@ -20,7 +20,7 @@ from core.data import CIFAR10_CLASSES
 from core.errors import BadInput
 from core.training import bf16_is_fast
 from demos import cifar10
-from models.cifar10 import (ARCHITECTURES, INITIALIZERS, VGG, SimpleCNN, build_model, checkpoint_name, class_names,
+from models.cifar10 import (ARCHITECTURES, INITIALIZERS, STUDY, VGG, SimpleCNN, build_model, checkpoint_name, class_names,
                             init_weights, train_command)
 from train.cifar10 import augment, cutout
 
@@ -258,6 +258,22 @@ def test_accuracy_against_time_has_a_curve_per_trained_model():
     lines = fig.axes[0].get_lines()
     assert len(lines) == len(ten_class) + 2  # and the two target lines
     assert all(max(line.get_xdata()) > 0 for line in lines[:len(ten_class)])
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not STUDY.exists(), reason="the course study is not committed")
+def test_committed_study_baseline_first_epoch_is_remeasured():
+    """The study's table is read from study.json; rerun its baseline's first epoch (same
+    images, same schedule for its epochs, all 10,000 test images) and compare."""
+    study = json.loads(STUDY.read_text())
+    baseline = study["runs"][0]
+    run = cifar10.lab_train(epochs=study["epochs"], train_images=study["train_images"],
+                            test_images=study["test_images"], **baseline["settings"])
+    first = next(run)[0]
+    run.close()
+    committed = baseline["history"][0]
+    assert abs(first["test_accuracy"] - committed["test_accuracy"]) <= 0.005, (first, committed)
+    assert abs(first["train_loss"] - committed["train_loss"]) <= 0.02, (first, committed)
 
 
 def test_committed_study_has_every_variant():

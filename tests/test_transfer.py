@@ -157,6 +157,24 @@ def test_committed_digits_results_meet_targets():
         assert max(row["frozen"]["mean"], row["finetune"]["mean"]) > row["scratch"]["mean"], size
 
 
+@pytest.mark.slow
+def test_committed_digits_table_first_row_is_remeasured():
+    """The size study's first row (1 labelled digit a class, 3 draws, each strategy) rerun as
+    `python -m train.transfer --experiment digits` ran it, on the committed digits 0-4 backbone."""
+    if not checkpoints.find("transfer/digits"):
+        pytest.skip("digits experiment not committed")
+    from core.training import seed_everything
+
+    metrics = checkpoints.load_metrics("transfer/digits")
+    args = SimpleNamespace(data_dir=None, limit=0, checkpoint_dir=None)
+    train, test = training.digits_5_to_9("train", args), training.digits_5_to_9("test", args)
+    seed_everything(metrics["seed"])  # as run_digits does before its size study
+    row = training.size_study(metrics["backbone"], train, test, (1,), metrics["steps"], metrics["repeats"], args,
+                              torch.device("cpu"))["1"]
+    for strategy, committed in metrics["examples_per_class"]["1"].items():
+        assert abs(row[strategy]["mean"] - committed["mean"]) <= 0.01, (strategy, row[strategy], committed)
+
+
 # ---- torchvision's ImageNet ResNet-18, when torch's cache holds it ------------------------------
 
 @pytest.fixture
