@@ -60,6 +60,15 @@ def threshold(kind: str = "center") -> float:
     return float(metrics(kind)["threshold"])
 
 
+def band(kind: str = "center") -> dict | None:
+    """The uncertain band round the threshold (band.json, chosen on validation pairs by
+    `python -m train.faces --band`): low, high and what it gave; None for a checkpoint without one."""
+    path = checkpoints.find(checkpoint_name(WEIGHTS[_check_kind(kind)]), root=CHECKPOINT_ROOT)
+    if path is None or not (path / "band.json").exists():
+        return None
+    return json.loads((path / "band.json").read_text())
+
+
 # ---- photos and faces -------------------------------------------------------------------------
 
 _per_thread = threading.local()
@@ -78,25 +87,26 @@ def _cascade():
     return _per_thread.cascade
 
 
-def find_face(photo: Image.Image) -> tuple[Image.Image, str]:
-    """The face crop (square, framed like LFW's, 112x112) and a note: empty, or what was
-    done when there was no face or several."""
+class NoFace(BadInput):
+    """No face was found in a photo: no verdict, no names."""
+
+
+def find_face(photo: Image.Image, what: str = "photo") -> tuple[Image.Image, str]:
+    """The face crop (square, framed like LFW's, 112x112) and a note: empty, or which face
+    was used when there were several. Raises NoFace (a BadInput naming `what`) when there is none."""
     scale = min(1.0, DETECT_SIDE / max(photo.size))
     small = photo.resize((round(photo.width * scale), round(photo.height * scale))) if scale < 1 else photo
     grey = np.asarray(small.convert("L"))
     side = max(24, min(grey.shape) // 10)
     boxes = _cascade().detectMultiScale(grey, scaleFactor=1.1, minNeighbors=5, minSize=(side, side))
     if len(boxes) == 0:
-        s = min(photo.size)
-        box, note = ((photo.width - s) / 2, (photo.height - s) / 2, s), "No face found: used the centre square instead."
-    else:
-        x, y, w, h = (v / scale for v in max(boxes, key=lambda b: b[2] * b[3]))
-        s = min(w * CROP_SCALE, *photo.size)
-        left = min(max(x + w / 2 - s / 2, 0), photo.width - s)  # shift the crop inside the photo
-        top = min(max(y + h / 2 - s / 2, 0), photo.height - s)
-        box = (left, top, s)
-        note = f"{len(boxes)} faces found: used the largest." if len(boxes) > 1 else ""
-    left, top, s = box
+        raise NoFace(f"No face found in the {what}, so there is no answer. Try a photo where one face looks at "
+                     "the camera and fills a good part of the picture.")
+    x, y, w, h = (v / scale for v in max(boxes, key=lambda b: b[2] * b[3]))
+    s = min(w * CROP_SCALE, *photo.size)
+    left = min(max(x + w / 2 - s / 2, 0), photo.width - s)  # shift the crop inside the photo
+    top = min(max(y + h / 2 - s / 2, 0), photo.height - s)
+    note = f"{len(boxes)} faces found: used the largest." if len(boxes) > 1 else ""
     crop = photo.crop((round(left), round(top), round(left + s), round(top + s)))
     return crop.resize((112, 112), Image.Resampling.BICUBIC), note
 
@@ -111,36 +121,81 @@ def face_embedding(crop: Image.Image, kind: str) -> torch.Tensor:
 def _verify(image_a, image_b, kind: str):
     kind = _check_kind(kind)
     limit = threshold(kind)
-    crops, notes = [], []
-    for image, what in ((image_a, "first photo"), (image_b, "second photo")):
-        crop, note = find_face(read_picture(image, what, min_side=MIN_SIDE, max_side=MAX_SIDE))
+    photos = [(read_picture(image, what, min_side=MIN_SIDE, max_side=MAX_SIDE), what)
+              for image, what in ((image_a, "first photo"), (image_b, "second photo"))]
+    crops, notes, faceless = [], [], []
+    for photo, what in photos:
+        try:
+            crop, note = find_face(photo, what)
+        except NoFace:
+            faceless.append(what)
+            continue
         crops.append(crop)
         if note:
             notes.append(f"{what.capitalize()}: {note}")
+    if faceless:  # no verdict without both faces
+        raise NoFace(f"No face found in the {' or the '.join(faceless)}, so there is no answer. Try a photo where "
+                     "one face looks at the camera and fills a good part of the picture.")
     similarity = float(cosine_similarity(face_embedding(crops[0], kind), face_embedding(crops[1], kind))[0])
-    same = similarity >= limit
-    result = {"similarity": round(similarity, 4), "same_person": same,
-              "decision": "same person" if same else "different people", "threshold": round(limit, 4),
+    found = band(kind)
+    low, high = (found["low"], found["high"]) if found else (limit, limit)
+    if low <= similarity < high:
+        same, decision = None, "uncertain"
+    else:
+        same = similarity >= limit
+        decision = "same person" if same else "different people"
+    result = {"similarity": round(similarity, 4), "same_person": same, "decision": decision,
+              "threshold": round(limit, 4), "uncertain_band": [round(low, 4), round(high, 4)],
               "model": kind, "notes": notes}
     return result, crops
 
 
 def verify(image_a, image_b, kind: str = "center") -> dict:
-    """Same person or not: similarity (cosine, -1..1), decision, the threshold it was taken
-    at (chosen on LFW pairs of people the model never saw), the model, and notes."""
+    """Same person or not: similarity (cosine, -1..1), decision ("same person", "different
+    people", or "uncertain" inside the uncertain band, where same_person is None), the
+    threshold and band (both chosen on LFW pairs of people the model never saw, not the test
+    pairs), the model, and notes. Raises NoFace (a BadInput) naming a photo without a face."""
     return _verify(image_a, image_b, kind)[0]
 
 
 def compare(image_a, image_b, kind: str = "center"):
     """The tab's action: the two face crops and a sentence."""
     result, crops = _verify(image_a, image_b, kind)
-    m = metrics(kind)
-    text = (f"### {result['decision'].capitalize()}\nCosine similarity **{result['similarity']:.3f}**; the "
-            f"threshold is {result['threshold']:.3f} (at it, {m.get('test_accuracy', 0):.1%} of LFW's test pairs "
-            "were decided right).")
+    m, found = metrics(kind), band(kind)
+    low, high = result["uncertain_band"]
+    if result["decision"] == "uncertain":
+        side = "same person" if result["similarity"] >= result["threshold"] else "different people"
+        text = (f"### Uncertain\nCosine similarity **{result['similarity']:.3f}** is too near the threshold "
+                f"({result['threshold']:.3f}) to tell: between {low:.3f} and {high:.3f}, at least one answer in "
+                f"three was wrong on the validation pairs. It leans to *{side}*.")
+    else:
+        text = (f"### {result['decision'].capitalize()}\nCosine similarity **{result['similarity']:.3f}**; the "
+                f"threshold is {result['threshold']:.3f} (at it, {m.get('test_accuracy', 0):.1%} of LFW's test pairs "
+                "were decided right).")
+    if found:
+        text += (f" Outside the uncertain band ({low:.3f} to {high:.3f}), {found['test_accuracy_outside_band']:.1%} "
+                 f"of the {found['test_coverage']:.0%} of test pairs it answers were right.")
     if result["notes"]:
         text += "\n\n" + "\n".join(f"- {n}" for n in result["notes"])
     return crops[0], crops[1], text
+
+
+def compare_in_tab(image_a, image_b, kind: str = "center"):
+    """compare() for the tab's button: the two photos (a refused one emptied, so it does not
+    stay in the preview), the two crops and the verdict. A refusal is said once, in the
+    verdict's place, and the previous answer's crops go: nothing is shown for photos no longer there."""
+    photos = [gr.update(), gr.update()]
+    try:
+        for k, (image, what) in enumerate(((image_a, "first photo"), (image_b, "second photo"))):
+            try:
+                read_picture(image, what, min_side=MIN_SIDE, max_side=MAX_SIDE)
+            except BadInput:
+                if image is not None:
+                    photos[k] = None
+                raise
+        return (*photos, *compare(image_a, image_b, kind))
+    except (BadInput, checkpoints.MissingCheckpoint) as e:
+        return (*photos, None, None, f"### No answer\n{e}")
 
 
 # ---- who is this: the nearest LFW people --------------------------------------------------------
@@ -178,7 +233,7 @@ def gallery(kind: str = "center") -> dict:
 
 def who_is_this(image, kind: str = "center", k: int = 5) -> list[tuple[str, float]]:
     """The k LFW people (with at least 10 photos) whose faces are nearest, with similarities."""
-    crop, _ = find_face(read_picture(image, "photo", min_side=MIN_SIDE, max_side=MAX_SIDE))
+    crop, _ = find_face(read_picture(image, "photo", min_side=MIN_SIDE, max_side=MAX_SIDE), "photo")
     return _nearest(crop, _check_kind(kind), k)
 
 
@@ -192,7 +247,7 @@ def _nearest(crop: Image.Image, kind: str, k: int) -> list[tuple[str, float]]:
 def search(image, kind: str = "center"):
     """The tab's gallery action: the face crop, the five nearest people's photos, a note."""
     # read and searched once, not again by who_is_this
-    crop, note = find_face(read_picture(image, "photo", min_side=MIN_SIDE, max_side=MAX_SIDE))
+    crop, note = find_face(read_picture(image, "photo", min_side=MIN_SIDE, max_side=MAX_SIDE), "photo")
     matches = _nearest(crop, _check_kind(kind), 5)
     text = ("Nearest of the LFW people with at least 10 photos (similarity to the mean of 10 of theirs). "
             "Someone who is not in LFW still gets five names: the nearest, not a match.")
@@ -334,7 +389,12 @@ def build():
             gr.Plot(embedding_figure("plain"), label="Test faces, cross-entropy only (t-SNE)")
             gr.Plot(roc_figure(), label="ROC")
 
-    compare_btn.click(user_errors(compare), inputs=[photo_a, photo_b, kind], outputs=[face_a, face_b, verdict],
-                      api_name="faces_compare")
+    # The page's button says a refusal in the verdict's place and empties the refused photo;
+    # API callers keep /faces_compare (three outputs, a refusal is an error), on a hidden trigger.
+    compare_btn.click(compare_in_tab, inputs=[photo_a, photo_b, kind],
+                      outputs=[photo_a, photo_b, face_a, face_b, verdict], api_name="faces_compare_in_tab",
+                      api_visibility="private")
+    gr.Button(visible=False).click(user_errors(compare), inputs=[photo_a, photo_b, kind],
+                                   outputs=[face_a, face_b, verdict], api_name="faces_compare")
     search_btn.click(user_errors(search), inputs=[photo_q, kind], outputs=[face_q, matches, search_note],
                      api_name="faces_who_is_this")

@@ -189,15 +189,106 @@ def test_verify_two_copies_of_one_photo(tab):
     assert set(result) >= {"similarity", "decision", "threshold"}
 
 
-def test_verify_odd_photos_with_notes(tab):
+def test_verify_notes_which_face_of_several_it_used(tab):
     face = Image.open(tab.ASTRONAUT).convert("RGB")
     two = Image.new("RGB", (1024, 512))
     two.paste(face, (0, 0))
     two.paste(face, (512, 0))
+    result = tab.verify(two, face)
+    assert len(result["notes"]) == 1 and "used the largest" in result["notes"][0]
+
+
+def test_no_verdict_without_a_face(tab):
+    """A photo without a face gets a message naming it, never a verdict on some other square."""
     grey = np.full((90, 120), 128, dtype=np.uint8)
-    result = tab.verify(two, grey)
-    assert "used the largest" in result["notes"][0] and "No face found" in result["notes"][1]
-    assert -1 <= result["similarity"] <= 1
+    with pytest.raises(tab.NoFace, match="No face found in the second photo, so there is no answer"):
+        tab.verify(str(tab.ASTRONAUT), grey)
+    with pytest.raises(BadInput, match="No face found in the first photo or the second photo"):
+        tab.verify(grey, grey)
+    with pytest.raises(BadInput, match="No face found in the photo"):
+        tab.who_is_this(grey)
+    *photos, face_a, face_b, text = tab.compare_in_tab(grey, str(tab.ASTRONAUT))
+    assert face_a is None and face_b is None  # the previous answer's crops go
+    assert text.startswith("### No answer") and "first photo" in text and "person" not in text.lower()
+
+
+def test_the_tab_empties_a_refused_photo_and_says_why_once(tab, tmp_path):
+    text_file = tmp_path / "notes.png"
+    text_file.write_text("not an image")
+    photo_a, photo_b, face_a, face_b, text = tab.compare_in_tab(str(tab.ASTRONAUT), str(text_file))
+    assert photo_b is None and photo_a == tab.gr.update()  # the refused one leaves the preview, the other stays
+    assert (face_a, face_b) == (None, None) and text.count("Could not read the second photo") == 1
+    *_, text = tab.compare_in_tab(str(tab.ASTRONAUT), str(tab.ASTRONAUT))
+    assert text.startswith("### Same person")
+
+
+def test_uncertain_band_on_made_up_scores():
+    # below the threshold 0.5: 0.45 and 0.4 are wrong, 0.35 right, 0.1 and 0.0 right;
+    # at or above it: 0.55 wrong, 0.6 and 0.9 right
+    scores = [0.0, 0.1, 0.35, 0.4, 0.45, 0.55, 0.6, 0.9]
+    same = [False, False, False, True, True, False, True, True]
+    low, high = training.choose_uncertain_band(scores, same, 0.5, max_error=1 / 3)
+    # taking in 0.45 and 0.4 (both wrong) gains 2 - 2/3; taking in 0.35 (right) too would lose 1/3
+    assert low == pytest.approx(0.375)
+    assert high == pytest.approx(0.575)  # 0.55 (wrong) in, 0.6 (right) out
+    m = training.band_metrics(scores, same, 0.5, (low, high))
+    assert m["coverage"] == pytest.approx(5 / 8) and m["accuracy_outside_band"] == 1.0
+    assert m["accuracy_inside_band"] == 0.0
+    # no wrong answers: no band
+    assert training.choose_uncertain_band(scores, [s >= 0.5 for s in scores], 0.5) == (0.5, 0.5)
+
+
+def _pair_at(tab, monkeypatch, similarity: float):
+    """verify() on two photos whose embeddings are made to have this cosine similarity."""
+    vectors = iter([torch.tensor([[1.0, 0.0]]), torch.tensor([[similarity, (1 - similarity ** 2) ** 0.5]])])
+    monkeypatch.setattr(tab, "face_embedding", lambda crop, kind: next(vectors))
+    return tab.verify(str(tab.ASTRONAUT), str(tab.ASTRONAUT))
+
+
+def test_a_pair_near_the_threshold_is_uncertain(tab, monkeypatch):
+    band = tab.band("center")
+    assert band["low"] < tab.threshold("center") < band["high"]
+    # the issue's Obama and Bush pair: 0.426 against the threshold 0.400
+    result = _pair_at(tab, monkeypatch, 0.426)
+    assert result["decision"] == "uncertain" and result["same_person"] is None
+    assert result["uncertain_band"] == [round(band["low"], 4), round(band["high"], 4)]
+    assert _pair_at(tab, monkeypatch, band["high"] + 0.01)["decision"] == "same person"
+    assert _pair_at(tab, monkeypatch, band["low"] - 0.01)["decision"] == "different people"
+    assert _pair_at(tab, monkeypatch, band["low"] + 0.001)["decision"] == "uncertain"
+    vectors = iter([torch.tensor([[1.0, 0.0]]), torch.tensor([[0.426, (1 - 0.426 ** 2) ** 0.5]])])
+    monkeypatch.setattr(tab, "face_embedding", lambda crop, kind: next(vectors))
+    *_, text = tab.compare(str(tab.ASTRONAUT), str(tab.ASTRONAUT))
+    assert text.startswith("### Uncertain") and "Same person" not in text and "leans to *same person*" in text
+
+
+def test_committed_bands_were_chosen_on_validation_pairs():
+    for center_loss in (0.01, 0):
+        path = checkpoints.find(checkpoint_name(center_loss))
+        band = json.loads((path / "band.json").read_text())
+        assert band["threshold"] == pytest.approx(checkpoints.load_metrics(checkpoint_name(center_loss))["threshold"])
+        assert band["low"] < band["threshold"] < band["high"]
+        assert "validation" in band["chosen_on"] and band["max_error"] == pytest.approx(1 / 3)
+
+
+@pytest.mark.slow
+@needs_lfw
+def test_committed_band_recomputed_from_the_validation_pairs():
+    """The band in band.json is what choose_uncertain_band gives on the validation pairs'
+    scores, recomputed now (the test pairs are not looked at)."""
+    import argparse
+
+    model = checkpoints.load(FaceNet, checkpoint_name(0.01), "")
+    split = training.load_split(argparse.Namespace(data_dir=None, min_images=4, limit=0, image_size=model.image_size))
+    scores, same = training.pair_scores(model, split["faces"], split["index"], split["threshold_pairs"], "cpu")
+    assert len(same) == 1400
+    threshold = training.choose_threshold(scores, same)
+    low, high = training.choose_uncertain_band(scores, same, threshold)
+    band = json.loads((checkpoints.find(checkpoint_name(0.01)) / "band.json").read_text())
+    assert (threshold, low, high) == pytest.approx((band["threshold"], band["low"], band["high"]), abs=1e-5)
+    inside = (scores >= low) & (scores < high)
+    wrong = (scores >= threshold) != same
+    assert wrong[inside].mean() > 1 / 3  # the band's validation answers were wrong more than once in three
+    assert band["validation_coverage"] == pytest.approx(1 - inside.mean(), abs=1e-6)
 
 
 @pytest.mark.parametrize("bad, message", [

@@ -5,12 +5,15 @@
     python -m train.faces --center-loss 0.01 --eval   # re-evaluate the committed checkpoint
     python -m train.faces --epochs 1 --limit 400 --checkpoint-dir /tmp/ck   # a smoke run
     python -m train.faces --center-loss 0.01 --gallery   # rebuild the tab's who-is-this gallery
+    python -m train.faces --center-loss 0.01 --band      # re-choose the committed checkpoint's uncertain band
 
 No person is both trained on and evaluated. The test pairs are LFW's pairsDevTest.txt
 (500 same, 500 different). Training uses everyone else with at least --min-images
 photos (453 people, 5,135 photos at 4). The similarity threshold is chosen on the pairs
 of pairsDevTrain.txt in which neither person is a training identity (517 same, 883
-different), so it, too, is set on people the model has never seen.
+different), so it, too, is set on people the model has never seen. So is the "uncertain"
+band round it (band.json, --band): where those validation answers were wrong at least
+once in three times, the tab gives no verdict.
 
 Recipe: identity classification with cross-entropy (label smoothing 0.2) plus
 --center-loss x center loss on the embedding (the centres have their own SGD, lr 0.5, as in
@@ -39,6 +42,9 @@ from models.faces import (CenterLoss, FaceNet, build_gallery, center_optimizer, 
 DEFAULTS = dict(epochs=30, lr=2e-3, batch_size=128, weight_decay=0.05, label_smoothing=0.2, center_lr=0.5,
                 min_images=4, image_size=64, dims=(32, 64, 128, 256), depths=(1, 1, 3, 1), embedding_dim=128,
                 drop_path=0.1)
+# The uncertain band holds the validation pairs near the threshold that were decided wrong
+# more often than this (at least one answer in three wrong: a verdict there is close to a guess).
+MAX_UNCERTAIN_ERROR = 1 / 3
 PROJECTION_PEOPLE, PROJECTION_PHOTOS = 12, 25  # the test people with the most photos, at most 25 photos each
 
 
@@ -191,6 +197,55 @@ def choose_threshold(scores, same) -> float:
     return float((s[k] + s[k + 1]) / 2)
 
 
+def choose_uncertain_band(scores, same, threshold: float, max_error: float = MAX_UNCERTAIN_ERROR) -> tuple[float, float]:
+    """The band [low, high) round the threshold in which the answer is "uncertain", chosen on
+    these pairs. Each edge moves out from the threshold as far as maximises the number of
+    wrong answers in the band minus max_error per pair in it: so the pairs inside were
+    decided wrong more often than max_error, and those just outside it less often."""
+    scores, same = np.asarray(scores, dtype=np.float64), np.asarray(same, dtype=bool)
+    edges = []
+    for side in (-1, 1):  # below the threshold ("different"), then at or above it ("same")
+        mine = scores < threshold if side < 0 else scores >= threshold
+        s, wrong = scores[mine], (same[mine] if side < 0 else ~same[mine])
+        order = np.argsort(side * s)  # nearest the threshold first
+        s, wrong = s[order], wrong[order]
+        gain = np.concatenate([[0.0], np.cumsum(wrong - max_error)])
+        k = int(np.argmax(gain))  # how many of the nearest pairs the band takes in (the fewest on a tie)
+        if k == 0:
+            edges.append(float(threshold))
+        elif k == len(s):
+            edges.append(float(s[-1] + side * 1e-6))
+        else:
+            edges.append(float((s[k - 1] + s[k]) / 2))
+    return edges[0], edges[1]
+
+
+def band_metrics(scores, same, threshold: float, band: tuple[float, float]) -> dict:
+    """How many pairs get a verdict outside the band (coverage), and how many of those are right."""
+    scores, same = np.asarray(scores, dtype=np.float64), np.asarray(same, dtype=bool)
+    sure = (scores < band[0]) | (scores >= band[1])
+    right = (scores >= threshold) == same
+    return {"coverage": float(sure.mean()), "accuracy_outside_band": float(right[sure].mean()) if sure.any() else 0.0,
+            "accuracy_inside_band": float(right[~sure].mean()) if (~sure).any() else None}
+
+
+def uncertain_band(model, split, device) -> dict:
+    """The threshold and the uncertain band, both chosen on the validation (threshold) pairs;
+    what they give there, and once on the test pairs. Written to band.json."""
+    scores, same = pair_scores(model, split["faces"], split["index"], split["threshold_pairs"], device)
+    threshold = choose_threshold(scores, same)
+    low, high = choose_uncertain_band(scores, same, threshold)
+    test = band_metrics(*pair_scores(model, split["faces"], split["index"], split["test_pairs"], device), threshold,
+                        (low, high))
+    return {"threshold": threshold, "low": low, "high": high, "max_error": MAX_UNCERTAIN_ERROR,
+            "chosen_on": f"{len(same)} pairsDevTrain pairs of people not trained on (validation); not the test pairs",
+            "rule": "each edge moves out from the threshold as far as maximises (wrong answers - max_error x pairs) "
+                    "inside the band",
+            **{f"validation_{k}": v for k, v in band_metrics(scores, same, threshold, (low, high)).items()},
+            **{f"test_{k}": v for k, v in test.items()},
+            "command": checkpoints.command_line("train.faces")}
+
+
 def tar_at_far(fpr, tpr, far: float) -> float:
     """The share of same pairs accepted when at most `far` of different pairs are."""
     ok = np.asarray(fpr) <= far + 1e-12
@@ -306,6 +361,12 @@ def run(args) -> dict:
         gallery = build_gallery(model, data.lfw_dir(args.data_dir) / "images", device)
         save_gallery(checkpoints.find(name, root=args.checkpoint_dir), gallery)
         return {"gallery_people": len(gallery["names"])}
+    if args.band:
+        model = load_facenet(args.center_loss, device, root=args.checkpoint_dir)
+        args.image_size = model.image_size
+        band = uncertain_band(model, load_split(args), device)
+        (checkpoints.find(name, root=args.checkpoint_dir) / "band.json").write_text(json.dumps(band, indent=1) + "\n")
+        return band
     if args.eval:
         model = load_facenet(args.center_loss, device, root=args.checkpoint_dir)
         args.image_size = model.image_size
@@ -361,6 +422,7 @@ def run(args) -> dict:
     path = checkpoints.save(net.cpu(), name, metrics, root=args.checkpoint_dir)
     analysis = {"roc": result["roc"], "threshold": result["threshold"], "projection": projection(net, split, "cpu")}
     (path / "analysis.json").write_text(json.dumps(analysis) + "\n")
+    (path / "band.json").write_text(json.dumps(uncertain_band(net, split, "cpu"), indent=1) + "\n")
     if not args.limit:  # a smoke run's few people make no gallery
         save_gallery(path, build_gallery(net, data.lfw_dir(args.data_dir) / "images", "cpu"))
     return {k: metrics[k] for k in ("test_accuracy", "test_auc", "test_tar_at_far_1e-2", "threshold",
@@ -386,6 +448,8 @@ def main(argv=None):
     parser.add_argument("--drop-path", type=float, default=DEFAULTS["drop_path"], help="stochastic depth of the last block")
     parser.add_argument("--gallery", action="store_true",
                         help="only rebuild the committed checkpoint's who-is-this gallery (gallery.safetensors)")
+    parser.add_argument("--band", action="store_true",
+                        help="only re-choose the committed checkpoint's uncertain band on the validation pairs (band.json)")
     add_run_arguments(parser)
     args = parse_run_arguments(parser, argv)
     result = run(args)
