@@ -54,6 +54,11 @@ def predict_all(image):
     return (*labels, seen, "")
 
 
+def cleared() -> tuple:
+    """What the outputs of predict_all show for an empty canvas: no answers, no image, no note."""
+    return (*[None] * len(ARCHS), None, "")
+
+
 def mistakes_gallery(model: str = "cnn") -> list[tuple[Image.Image, str]]:
     """Test digits the model gets wrong, as (image, caption) pairs, from the saved
     mistakes in its checkpoint folder."""
@@ -140,9 +145,15 @@ def build():
         plot = gr.Plot(fig, label="Training curves")
         gallery = gr.Gallery(wrong, label="Test digits this model gets wrong", columns=8, height=320)
 
-    gr.on([sketch.change, predict_btn.click], predict_all, inputs=sketch, outputs=[*outputs, seen, status],
-          api_name="mnist_predict", trigger_mode="always_last", show_progress="hidden")
+    predicting = gr.on([sketch.change, predict_btn.click], predict_all, inputs=sketch, outputs=[*outputs, seen, status],
+                       api_name="mnist_predict", trigger_mode="always_last", show_progress="hidden",
+                       concurrency_id="mnist_predict")
     # Setting the editor's value to None from Python leaves it unable to draw, so Clear
-    # presses the editor's own clear button; its change event then empties the outputs.
-    clear_btn.click(None, js=CLEAR_JS, api_name="mnist_clear", api_visibility="private")
+    # presses the editor's own clear button (the js), then empties the outputs itself and
+    # cancels a prediction still pending for the last stroke, which would otherwise land
+    # beside the empty canvas. One concurrency queue with the predictions: a prediction
+    # already running when Clear is pressed finishes (and shows) before the clearing does.
+    clear_btn.click(cleared, outputs=[*outputs, seen, status], js=CLEAR_JS, cancels=[predicting],
+                    api_name="mnist_clear", api_visibility="private", show_progress="hidden",
+                    concurrency_id="mnist_predict")
     chosen.change(user_errors(show_model), inputs=chosen, outputs=[card, plot, gallery], api_name="mnist_model_card")

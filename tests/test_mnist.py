@@ -192,3 +192,44 @@ def test_every_model_reads_the_project_example_drawings(model):
     for digit in EXAMPLE_BOXES:
         probs = mnist.classify(np.asarray(draw_digit(digit, box=EXAMPLE_BOXES[digit])), model)
         assert max(probs, key=probs.get) == str(digit), (model, digit, probs)
+
+
+def test_clear_empties_every_output_and_cancels_a_pending_prediction():
+    """Clear presses the editor's own clear button (js), empties the outputs from the server
+    and cancels a prediction still pending for the last stroke; it waits in the predictions'
+    queue, so one already running lands before the clearing, not after it."""
+    import gradio as gr
+
+    with gr.Blocks() as demo:
+        mnist.build()
+    fns = {fn.api_name: fn for fn in demo.fns.values()}
+    predict, clear = fns["mnist_predict"], fns["mnist_clear"]
+    assert clear.js and "Clear canvas" in clear.js
+    assert [b._id for b in clear.outputs] == [b._id for b in predict.outputs]
+    assert clear.fn() == mnist.cleared() == (None, None, None, None, "")
+    assert clear.concurrency_id == predict.concurrency_id
+    index = {fn: k for k, fn in demo.fns.items()}
+    cancellers = [fn for fn in demo.fns.values() if fn.is_cancel_function and index[predict] in fn.cancels]
+    assert any(fn.targets == clear.targets for fn in cancellers)  # pressing Clear cancels it
+    # an empty canvas (what the editor's clear leaves) gives the same empty outputs plus a hint
+    *labels, seen, note = mnist.predict_all({"background": None, "layers": [], "composite": None})
+    assert labels == [None] * 3 and seen is None and "empty" in note
+
+
+def test_only_the_sketchpad_composite_is_read(tmp_path):
+    """Gradio is told to decode the composite only: background and layers are dropped
+    before preprocessing, however many a request names."""
+    import gradio as gr
+    from gradio.data_classes import FileData
+    from PIL import Image
+
+    with gr.Blocks():
+        pad = mnist.drawing_canvas("Your digit", elem_id="x")
+    ink = np.zeros((280, 280, 4), np.uint8)
+    ink[60:220, 130:150, 3] = 255  # a "1"
+    path = tmp_path / "one.png"
+    Image.fromarray(ink).save(path)
+    missing = FileData(path=str(tmp_path / "never-written.png"))  # decoding it would fail
+    value = pad.preprocess(pad.data_model(background=missing, layers=[missing] * 20, composite=FileData(path=str(path))))
+    assert value["background"] is None and value["layers"] == []
+    assert mnist.classify(value, "cnn")["1"] > 0.5
