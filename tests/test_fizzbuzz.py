@@ -63,3 +63,22 @@ def test_fizzbuzz_gets_all_of_1_to_100_right():
     result = run_cli("train.fizzbuzz", "--eval")
     assert result["test_correct"] == 100, result["test_wrong"]
     assert [fizzbuzz.play(n) for n in (3, 5, 15, 98)] == ["fizz", "buzz", "fizzbuzz", "98"]
+
+
+@pytest.mark.parametrize("api_name, inputs", [("fizzbuzz_play", [3.5]), ("fizzbuzz_play_range", [1, 3.5])])
+def test_a_fraction_through_the_app_is_a_message_not_rounded(api_name, inputs):
+    """gr.Number(precision=0) would round 3.5 to 4 before the handler sees it; the app's input
+    check (core.ui.readable_input_errors) refuses it with a sentence naming the box."""
+    import asyncio
+
+    import gradio as gr
+
+    from core.ui import readable_input_errors
+
+    with gr.Blocks() as demo:
+        fizzbuzz.build()
+    readable_input_errors(demo)
+    block_fn = next(fn for fn in demo.fns.values() if fn.api_name == api_name)
+    with pytest.raises(gr.Error, match=r"must be a whole number, not 3\.5"):
+        asyncio.run(demo.preprocess_data(block_fn, inputs, None))
+    assert asyncio.run(demo.preprocess_data(block_fn, [4.0] * len(inputs), None)) == [4] * len(inputs)
