@@ -16,8 +16,8 @@ from core.errors import BadInput
 from core.plots import curves, curves_image
 from core.results import Entry, Figure
 from core.ui import user_errors
-from models.translation import (BOS, EOS, NEVER_GENERATED, beam_search, checkpoint_name, greedy_decode, inverse_sqrt,
-                                load_model, positional_encoding, train_command)
+from models.translation import (BOS, EOS, NEVER_GENERATED, beam_search, checkpoint_name, clean_text, greedy_decode,
+                                inverse_sqrt, load_model, positional_encoding, train_command)
 
 TITLE = "Translation (Transformer)"
 # The first four are the seed's sample sentences (from the Multi30K training split).
@@ -30,6 +30,8 @@ EXAMPLES = [
     "A woman is riding a bicycle down a busy street.",
 ]
 MAX_SENTENCES, MAX_CHARS = 20, 1000  # longer text: the first sentences within both limits, with a note
+MAX_INPUT_CHARS = 10_000  # the box's own limit; longer text (only the API can send it) is refused unread
+INPUT_LABEL = "English"
 MAX_SOURCE_TOKENS = 100  # a longer "sentence" (no full stops) is cut here; Multi30K's longest has 55
 MAX_BEAM = 8
 MAX_LABELLED = 40  # attention maps over more tokens than this are drawn without token labels
@@ -45,7 +47,12 @@ def load():
 
 def split_sentences(text: str) -> tuple[list[str], str]:
     """Sentences (split after . ! ? and at line breaks) within MAX_SENTENCES and MAX_CHARS,
-    and a note when some were left out."""
+    and a note when some were left out. Invisible characters are removed first (clean_text)."""
+    if isinstance(text, str) and len(text) > MAX_INPUT_CHARS:
+        raise BadInput(f"{INPUT_LABEL!r}: the text is {len(text):,} characters long; up to {MAX_INPUT_CHARS:,} are "
+                       f"read (and the first {MAX_CHARS:,} translated). Please paste less.")
+    surrogates = sum(unicodedata.category(c) == "Cs" for c in text) if isinstance(text, str) else 0
+    text = clean_text(text) if isinstance(text, str) else text
     if not isinstance(text, str) or not any(unicodedata.category(c)[0] in "LN" for c in text):
         raise BadInput("Type an English sentence first: this has only spaces, punctuation or symbols.")
     sentences = [s.strip() for s in re.split(r"(?<=[.!?])\s+|\n+", text.strip()) if s.strip()]
@@ -63,6 +70,8 @@ def split_sentences(text: str) -> tuple[list[str], str]:
         note = f"Only the first {len(kept)} of {len(sentences)} sentences were translated {limit}. "
     elif len(kept[0]) < len(sentences[0]):
         note = f"Only the first {len(kept[0]):,} characters were translated {limit}. "
+    if surrogates:
+        note += f"Left out {surrogates} character(s) that are not valid text (lone UTF-16 surrogates). "
     if not re.search(r"[A-Za-z]", "".join(kept)):
         note += "The model learned from English image captions; this has no English letters, so the answer means little. "
     return kept, note
@@ -256,7 +265,7 @@ def build():
     card, history_fig = model_card()
     with gr.Row():
         with gr.Column(scale=3):
-            text = gr.Textbox(label="English", lines=3, max_length=10_000, elem_id="translation-input",
+            text = gr.Textbox(label=INPUT_LABEL, lines=3, max_length=MAX_INPUT_CHARS, elem_id="translation-input",
                               placeholder=EXAMPLES[0])
             with gr.Row():
                 beam = gr.Slider(1, MAX_BEAM, value=4, step=1, label="Beam size (1 = greedy)")

@@ -17,6 +17,7 @@ trains stably on small data, where post-LN needs a longer warmup and often diver
     sp.decode(beam_search(model, src, beam_size=4))            # "Ein Hund rennt."
 """
 import math
+import unicodedata
 
 import sentencepiece as spm
 import torch
@@ -27,6 +28,18 @@ from core import checkpoints
 
 PAD, UNK, BOS, EOS = 0, 1, 2, 3
 NEVER_GENERATED = (PAD, UNK, BOS)  # decoding never emits these (an <unk> in German helps nobody)
+
+
+def clean_text(text: str) -> str:
+    """Text as the tokenizer should see it: NFKC (full-width letters and ligatures become
+    plain ones), and nothing one cannot see: format characters (Unicode category Cf: zero-width
+    joiners, soft hyphens, byte-order marks, bidi marks), control characters other than
+    whitespace, and lone surrogates (not text at all; SentencePiece fails on them). A
+    zero-width space separates words, so it becomes a space. Left in, a soft hyphen or a
+    zero-width joiner split a word into pieces the model never saw and garbled the sentence."""
+    text = "".join(" " if c == "\u200b" else c for c in text if unicodedata.category(c) != "Cs")
+    return "".join(c for c in unicodedata.normalize("NFKC", text)
+                   if unicodedata.category(c) != "Cf" and (unicodedata.category(c) != "Cc" or c.isspace()))
 
 
 def positional_encoding(length: int, dim: int) -> torch.Tensor:

@@ -11,8 +11,9 @@ from safetensors.torch import load_file
 
 from core import checkpoints
 from core.errors import BadInput
-from models.translation import (BOS, EOS, NEVER_GENERATED, PAD, Transformer, beam_search, checkpoint_name, greedy_decode,
-                                inverse_sqrt, length_penalty, load_model, positional_encoding, train_command)
+from models.translation import (BOS, EOS, NEVER_GENERATED, PAD, Transformer, beam_search, checkpoint_name, clean_text,
+                                greedy_decode, inverse_sqrt, length_penalty, load_model, positional_encoding,
+                                train_command)
 from conftest import run_cli
 from train.translation import Pair, average, token_batches, train_tokenizer
 
@@ -232,7 +233,7 @@ def test_the_tab_reads_what_the_cli_trained(trained, monkeypatch):
     monkeypatch.delenv("DLP_HUB_REPO", raising=False)
     translation.load.cache_clear()
     german, note, figure, steps = translation.translate_tab("A dog runs.", 2, 0.6, "cross")
-    assert isinstance(german, str) and figure is not None and steps[-1][1] == "</s>"
+    assert german == translation.translate("A dog runs.", 2) and figure is not None and steps[-1][1] == "</s>"
     translation.load.cache_clear()
 
 
@@ -286,12 +287,36 @@ def test_long_input_is_cut_at_the_stated_limit(demo):
     sentences, note = demo.split_sentences("word " * 1000)  # one sentence of 5,000 characters
     assert len(sentences) == 1 and len(sentences[0]) <= demo.MAX_CHARS and "Only the first" in note
     german, note = demo.translate_with_note("a dog " * 900, beam_size=1)
-    assert isinstance(german, str) and "first" in note
+    kept = demo.split_sentences("a dog " * 900)[0]
+    assert german == demo.translate(kept[0], beam_size=1) and "first" in note  # the cut text, translated
+
+
+def test_clean_text_removes_what_cannot_be_seen():
+    assert clean_text("stand\u00ading on a la\u200dd\u200cder\u2060") == "standing on a ladder"  # soft hyphen, joiners
+    assert clean_text("\ufeffA dog\u200e runs\u202e.\u2066") == "A dog runs."  # BOM, bidi marks and isolates
+    assert clean_text("Hello\u200bworld") == "Hello world"  # a zero-width space is a word break
+    assert clean_text("Ａ ｄｏｇ ﬁnds it\x00\x07.") == "A dog finds it."  # NFKC; controls dropped
+    assert clean_text("A dog \ud800runs.\udfff") == "A dog runs."  # lone surrogates dropped
+    assert clean_text("Two lines\n\tand a tab") == "Two lines\n\tand a tab"  # whitespace kept
+
+
+def test_a_lone_surrogate_is_left_out_with_a_note(demo):
+    german, note = demo.translate_with_note("A dog \ud800runs.", beam_size=1)
+    assert german == demo.translate("A dog runs.", beam_size=1)
+    assert note == "Left out 1 character(s) that are not valid text (lone UTF-16 surrogates)."
+    with pytest.raises(BadInput, match="English sentence"):
+        demo.translate("\ud800\udc00\u200b")  # nothing left to translate
+
+
+def test_text_longer_than_the_box_is_refused_unread(demo):
+    with pytest.raises(BadInput, match="'English': the text is 1,000,000 characters long; up to 10,000 are read"):
+        demo.translate("a" * 1_000_000)
+    assert demo.split_sentences("A dog runs. " * 833)[0][0] == "A dog runs."  # 9,996 characters: read
 
 
 def test_the_tab_shows_attention_and_decoding_steps(demo):
     german, note, figure, steps = demo.translate_tab("A dog runs. A man walks.", 2, 0.6, "cross")
-    assert isinstance(german, str) and "first sentence" in note
+    assert german == demo.translate("A dog runs. A man walks.", 2) and "first sentence" in note
     assert figure is not None and len(steps) >= 1 and steps[-1][1] == "</s>"
     for kind in demo.KINDS:
         assert demo.attention_tab("A dog runs.", 1, 0.6, kind) is not None
@@ -326,3 +351,25 @@ def test_committed_checkpoint_reproduces_its_bleu():
     for key in ("test_bleu_greedy", "test_bleu_beam4", "test_chrf_greedy", "test_chrf_beam4"):
         assert evaluated[key] == pytest.approx(recorded[key], abs=0.05), key
     assert evaluated["test_bleu_beam4"] >= 35.0 and evaluated["test_bleu_beam4"] >= evaluated["test_bleu_greedy"]
+
+
+INVISIBLE = [  # (with invisible characters, the same text as typed without them)
+    ("A man in a blue shirt is stand\u00ading on a la\u200dd\u200cder.", "A man in a blue shirt is standing on a ladder."),
+    ("\ufeffTwo dogs are play\u2060ing with a red ball\u200e in the snow.\u202c",
+     "Two dogs are playing with a red ball in the snow."),
+    ("A woman is riding a\u200bbicycle down a busy street.", "A woman is riding a bicycle down a busy street."),
+]
+
+
+@pytest.mark.skipif(not committed, reason="no committed translation checkpoint yet")
+@pytest.mark.parametrize("beam_size", [1, 4])
+def test_invisible_characters_do_not_change_the_translation(beam_size):
+    from demos import translation
+
+    translation.load.cache_clear()
+    try:
+        for hidden, plain in INVISIBLE:
+            assert translation.translate_with_note(hidden, beam_size) == translation.translate_with_note(plain, beam_size)
+        assert translation.translate(INVISIBLE[0][1], beam_size) == "Ein Mann in einem blauen Hemd steht auf einer Leiter."
+    finally:
+        translation.load.cache_clear()
