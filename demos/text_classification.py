@@ -13,13 +13,15 @@ from core.errors import BadInput
 from core.plots import confusion_figure, curves_image
 from core.results import Entry, Figure
 from core.ui import user_errors
-from models.text_classification import (MAX_LEN, MODELS, UNK, checkpoint_name, load_model, normalize_text, predict,
-                                        train_command)
+from models.text_classification import (MAX_LEN, MODELS, UNK, checkpoint_name, clean_text, load_model, normalize_text,
+                                        predict, train_command)
 
 TITLE = "Chinese headlines (text classification)"
 LABELS = {"textcnn": "TextCNN", "bilstm": "BiLSTM", "textrnn_hand": "TextRNN (hand-written LSTM cell)"}
 DISPLAY = {en: f"{en} {zh}" for en, zh in zip(THUCNEWS_CLASSES, THUCNEWS_CLASSES_ZH)}
 MAX_CHARS = 200  # longer input is cut (with a note); headlines are about 19 characters
+MAX_INPUT_CHARS = 10_000  # the box's own limit; longer text (only the API can send it) is refused unread
+INPUT_LABEL = "Headline"
 # Headlines written for this project (not from the dataset), one per class.
 EXAMPLES = [
     "央行宣布下调存款准备金率0.5个百分点",       # finance
@@ -48,10 +50,16 @@ def load(model: str):
 
 
 def check_text(text) -> tuple[str, str]:
-    """(text to classify, a note for the user). Raises BadInput when nothing is left."""
+    """(text to classify, a note for the user), invisible characters removed (clean_text).
+    Raises BadInput when nothing is left or the text is longer than the box allows."""
+    if isinstance(text, str) and len(text) > MAX_INPUT_CHARS:
+        raise BadInput(f"{INPUT_LABEL!r}: the text is {len(text):,} characters long; up to {MAX_INPUT_CHARS:,} are "
+                       f"read (and the first {MAX_CHARS} classified). Please paste a headline.")
+    surrogates = sum(unicodedata.category(c) == "Cs" for c in text) if isinstance(text, str) else 0
+    text = clean_text(text) if isinstance(text, str) else text
     if not isinstance(text, str) or all(unicodedata.category(c)[0] in "PZC" for c in normalize_text(text)):
         raise BadInput("Type or paste a Chinese news headline first (this has only spaces or punctuation).")
-    note = ""
+    note = f"Left out {surrogates} character(s) that are not valid text (lone UTF-16 surrogates). " if surrogates else ""
     if len(text) > MAX_CHARS:
         text, note = text[:MAX_CHARS], f"Only the first {MAX_CHARS} characters were read (headlines are short). "
     if not CHINESE.search(text):
@@ -178,7 +186,7 @@ def build():
                 "character in turn.")
     with gr.Row():
         with gr.Column(scale=2):
-            text = gr.Textbox(label="Headline", lines=2, max_length=10_000, elem_id="text-input",
+            text = gr.Textbox(label=INPUT_LABEL, lines=2, max_length=MAX_INPUT_CHARS, elem_id="text-input",
                               placeholder="例如：央行宣布下调存款准备金率")
             model = gr.Radio([(LABELS[m], m) for m in MODELS], value="textcnn", label="Explain the decision of")
             with gr.Row():

@@ -28,10 +28,21 @@ PAD, UNK = 0, 1
 MAX_LEN = 40  # characters read of a title; the longest training title has 38
 
 
+def clean_text(text: str) -> str:
+    """NFKC (full-width letters and digits become ASCII), and nothing one cannot see: format
+    characters (Unicode category Cf: zero-width spaces and joiners, soft hyphens, byte-order
+    marks, bidi marks), control characters other than whitespace and lone surrogates (not
+    text at all). Left in, each became an unknown token between the characters around it.
+    No training, validation or test title has any of them."""
+    text = "".join(c for c in text if unicodedata.category(c) not in ("Cf", "Cs"))
+    return "".join(c for c in unicodedata.normalize("NFKC", text)
+                   if unicodedata.category(c) not in ("Cf", "Cc") or c.isspace())
+
+
 def normalize_text(text: str) -> str:
-    """NFKC (full-width letters and digits become ASCII) and lower case; whitespace removed,
-    since Chinese has none between words and headlines use it only as punctuation."""
-    return "".join(unicodedata.normalize("NFKC", text).lower().split())
+    """clean_text, lower case, and whitespace removed, since Chinese has none between words
+    and headlines use it only as punctuation."""
+    return "".join(clean_text(text).lower().split())
 
 
 class Vocab:

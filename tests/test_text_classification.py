@@ -170,6 +170,23 @@ def test_english_and_long_text_get_a_note():
     assert len(text) == demo.MAX_CHARS and "first" in note
 
 
+def test_invisible_characters_are_removed_before_reading():
+    from models.text_classification import clean_text
+    assert clean_text("央行\u200b宣布\u00ad下调\u200d存款\ufeff\u200e准备金率\x07\ud800") == "央行宣布下调存款准备金率"
+    assert normalize_text("Ａ\u200bＢ\u2060 新闻") == "ab新闻"
+    vocab = Vocab(list("央行宣布"))
+    assert vocab.encode("央\u200c行\u202e宣\u00ad布", 10) == vocab.encode("央行宣布", 10)  # no UNK between them
+
+
+def test_a_lone_surrogate_is_left_out_with_a_note_and_long_text_refused():
+    text, note = demo.check_text("央行\ud800宣布降息")
+    assert text == "央行宣布降息" and note == "Left out 1 character(s) that are not valid text (lone UTF-16 surrogates). "
+    with pytest.raises(BadInput, match="'Headline': the text is 20,000 characters long; up to 10,000 are read"):
+        demo.check_text("股市" * 10_000)
+    with pytest.raises(BadInput, match="headline"):
+        demo.check_text("\u200b\ud800\u00ad")  # nothing visible
+
+
 committed = [m for m in MODELS if checkpoints.find(checkpoint_name(m))]
 
 
@@ -196,6 +213,15 @@ def test_comparison_shows_confusion_matrix_and_confident_mistakes(model):
     assert "test accuracy" in demo.model_card(model)
     with pytest.raises(BadInput):
         demo.compare("bert")
+
+
+HIDDEN = "央行\u200b宣布\u00ad下调存款\u200d准备金率\ufeff0.5个\u200e百分点"  # EXAMPLES[0] with invisible characters
+
+
+@pytest.mark.parametrize("model", committed)
+def test_invisible_characters_do_not_change_the_answer(model):
+    assert demo.classify(HIDDEN, model) == demo.classify(demo.EXAMPLES[0], model)
+    assert demo.occlusion(HIDDEN, model) == demo.occlusion(demo.EXAMPLES[0], model)
 
 
 @pytest.mark.parametrize("model", committed[:1])
