@@ -408,6 +408,22 @@ def test_silent_files_get_a_clear_answer(tmp_path):
         assert spectrogram is not None
 
 
+@pytest.mark.app
+def test_the_app_names_the_problem_of_a_lying_or_broken_wav(app_url, tmp_path):
+    """Through the real upload path: the message reaches the client, not a bare "Error"."""
+    from gradio_client import Client, handle_file
+    client = Client(app_url, verbose=False)
+    liar = wav_claiming(tmp_path / "liar.wav", 2 ** 31 - 1, tone(440, 1.0))  # the seed: MemoryError, "Error"
+    with pytest.raises(Exception, match="sample rate is 2,147,483,647 Hz"):
+        client.predict(handle_file(str(liar)), api_name="/speech_transcribe")
+    samples = tone(300, 1.0)
+    samples[::7] = np.nan
+    broken = tmp_path / "nan.wav"
+    soundfile.write(broken, samples, SAMPLE_RATE, subtype="FLOAT")  # the seed: "rrrr"
+    with pytest.raises(Exception, match="not numbers"):
+        client.predict(handle_file(str(broken)), api_name="/speech_transcribe")
+
+
 def test_checkpoint_name_and_train_command(tmp_path):
     assert checkpoint_name() == "speech" and train_command() == "python -m train.speech"
     with pytest.raises(checkpoints.MissingCheckpoint, match="python -m train.speech"):

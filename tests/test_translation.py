@@ -373,3 +373,14 @@ def test_invisible_characters_do_not_change_the_translation(beam_size):
         assert translation.translate(INVISIBLE[0][1], beam_size) == "Ein Mann in einem blauen Hemd steht auf einer Leiter."
     finally:
         translation.load.cache_clear()
+
+
+@pytest.mark.app
+@pytest.mark.skipif(not committed, reason="no committed translation checkpoint yet")
+def test_the_app_reads_invisible_characters_and_a_lone_surrogate(app_url):
+    from gradio_client import Client
+    client = Client(app_url, verbose=False)
+    hidden, plain = INVISIBLE[0]
+    german, note, *_ = client.predict(hidden + " \ud800", 1, 0.6, "cross", api_name="/translation_translate")
+    assert german == "Ein Mann in einem blauen Hemd steht auf einer Leiter."
+    assert note == "Left out 1 character(s) that are not valid text (lone UTF-16 surrogates)."
