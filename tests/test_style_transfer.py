@@ -561,6 +561,172 @@ def test_stylize_endpoint_streams_and_stops_cleanly():
         app.close()
 
 
+@pytest.fixture(scope="module")
+def style_app():
+    """The style-transfer tab served in this process, so its LANE (what runs, steps taken) is
+    observable beside what the HTTP clients see."""
+    from app import build_app
+
+    port = free_port()
+    app = build_app(["style_transfer"])
+    app.launch(server_port=port, prevent_thread_lock=True, quiet=True)
+    yield f"http://127.0.0.1:{port}/"
+    app.close()
+
+
+@pytest.fixture
+def style_app_url(style_app):
+    """The in-process app's URL; whatever a test leaves in the lane is stopped afterwards."""
+    from demos import style_transfer as demo
+
+    yield style_app
+    for ticket in list(demo.LANE.tickets):
+        demo.LANE.stop(ticket.session)
+    wait_for(lane_is_empty, 10, "an optimisation outlived its test")
+
+
+def optimisation(steps=500, size=64):
+    """The Stylise endpoint's inputs for an optimisation with the best feature network."""
+    from gradio_client import handle_file
+
+    from demos import style_transfer as demo
+
+    network = FEATURE_NETWORKS[st.best_feature_network()]
+    return (handle_file(str(demo.CONTENT_EXAMPLES[1])), handle_file(str(demo.made_examples()[1])), "optimize", None,
+            "auto", 10, 1, steps, size, "adam", "content", network.style_layers, network.content_layers)
+
+
+def running_at_step(step: int, timeout: float = 120):
+    from demos import style_transfer as demo
+
+    wait_for(lambda: demo.LANE.running() is not None and demo.LANE.running().step >= step, timeout,
+             f"no optimisation reached step {step}")
+    return demo.LANE.running()
+
+
+def assert_no_more_steps(seconds: float = 1.5):
+    import time
+
+    from demos import style_transfer as demo
+
+    wait_for(lane_is_empty, 2, "the optimisation did not end within 2 s")
+    steps = demo.LANE.steps_computed
+    time.sleep(seconds)
+    assert demo.LANE.steps_computed == steps
+
+
+@pytest.mark.app
+def test_stop_through_the_app_answers_at_once_and_ends_the_optimisation(style_app_url):
+    import re
+    import time
+
+    from gradio_client import Client
+
+    client = Client(style_app_url, verbose=False)
+    job = client.submit(*optimisation(), api_name="/style_transfer_stylize")
+    running_at_step(2)
+    start = time.perf_counter()
+    said = client.predict(api_name="/style_transfer_stop")  # the Stop button's event, same session
+    answered = time.perf_counter() - start
+    assert answered < 2, answered
+    assert re.fullmatch(r"Stopped at step \d+/500\.", said), said
+    assert_no_more_steps()
+    *_, status, download = job.result(timeout=30)  # the run ends with the picture so far
+    assert status.startswith(said) and download
+
+
+@pytest.mark.app
+def test_cancel_and_a_client_that_leaves_end_the_optimisation(style_app_url, tmp_path):
+    import subprocess
+    import sys
+    import time
+
+    from gradio_client import Client
+
+    client = Client(style_app_url, verbose=False)
+    job = client.submit(*optimisation(), api_name="/style_transfer_stylize")
+    running_at_step(2)
+    start = time.perf_counter()
+    job.cancel()  # gradio_client's cancel: the /cancel route, as the browser's Stop also calls
+    assert time.perf_counter() - start < 2
+    assert_no_more_steps()
+    # a client that goes away mid-run (its process killed) ends the run too
+    script = tmp_path / "leaving_client.py"
+    script.write_text("import json, sys, time\nfrom gradio_client import Client, handle_file\n"
+                      "content, style, *rest = json.loads(sys.argv[2])\n"
+                      "Client(sys.argv[1], verbose=False).submit(handle_file(content), handle_file(style), *rest,\n"
+                      "                                          api_name='/style_transfer_stylize')\n"
+                      "time.sleep(600)\n")
+    content, style, *rest = optimisation()
+    arguments = json.dumps([content["path"], style["path"], *rest])
+    leaving = subprocess.Popen([sys.executable, str(script), style_app_url, arguments])
+    try:
+        running_at_step(2)
+    finally:
+        leaving.kill()
+        leaving.wait()
+    assert_no_more_steps()
+
+
+@pytest.mark.app
+def test_a_feed_forward_run_finishes_within_3_s_while_an_optimisation_runs(style_app_url):
+    """Before: one queue, so a 1-second feed-forward run waited 43.5 s behind a 200-step
+    optimisation."""
+    import time
+
+    from gradio_client import Client, handle_file
+
+    from demos import style_transfer as demo
+
+    if not demo.fast_paintings():
+        pytest.skip("no trained feed-forward network")
+    heavy = Client(style_app_url, verbose=False)
+    job = heavy.submit(*optimisation(), api_name="/style_transfer_stylize")
+    ticket = running_at_step(1)
+    light = Client(style_app_url, verbose=False)
+    start = time.perf_counter()
+    result, _, _, status, _ = light.predict(handle_file(str(demo.CONTENT_EXAMPLES[2])), None, "fast",
+                                            demo.fast_paintings()[0], *optimisation()[4:8], 256,
+                                            *optimisation()[9:], api_name="/style_transfer_stylize")
+    took = time.perf_counter() - start
+    assert took < 3, took
+    assert status.startswith("Feed-forward") and max(Image.open(result).size) == 256
+    assert demo.LANE.running() is ticket and not job.done()  # the optimisation ran on meanwhile
+    heavy.predict(api_name="/style_transfer_stop")
+    assert_no_more_steps(0.5)
+
+
+@pytest.mark.app
+def test_a_waiting_optimisation_is_told_its_place_and_a_true_time(style_app_url):
+    """A second optimisation waits, says so with the time until its turn, and that time is
+    about right (measured from the running one's pace)."""
+    import re
+    import time
+
+    from gradio_client import Client
+
+    first, second = Client(style_app_url, verbose=False), Client(style_app_url, verbose=False)
+    running = first.submit(*optimisation(steps=40, size=256), api_name="/style_transfer_stylize")
+    running_at_step(5)
+    waiting = second.submit(*optimisation(steps=2), api_name="/style_transfer_stylize")
+    estimate = turn = None
+    deadline = time.time() + 300
+    while turn is None and time.time() < deadline:
+        statuses = [out[3] for out in waiting.outputs()]
+        said = [m for m in map(re.compile(r"your turn in about (\d+) s").search, statuses) if m]
+        if estimate is None and said:
+            estimate = float(said[0].group(1)), time.perf_counter()
+        if any(status.startswith("Step") for status in statuses):
+            turn = time.perf_counter()
+        time.sleep(0.05)
+    assert waiting.outputs()[0][3].startswith("Waiting for 1 optimisation ahead of yours (the running one is at step")
+    assert estimate is not None and turn is not None
+    seconds, when = estimate
+    assert 0.5 * seconds - 3 <= turn - when <= 1.5 * seconds + 3, (seconds, turn - when)
+    assert waiting.result(timeout=120)[3].startswith("Step 2/2") and running.result()[3].startswith("Step 40/40")
+    assert lane_is_empty()
+
+
 # ---- the committed feed-forward networks --------------------------------------------------------
 
 # Known shortfall: networks that do not yet measure closer to the painting than the photo is.
