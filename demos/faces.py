@@ -15,7 +15,7 @@ from PIL import Image
 
 from core import checkpoints, data
 from core.errors import BadInput
-from core.pictures import read_picture
+from core.pictures import open_picture, read_picture
 from core.plots import curves_image
 from core.results import Entry, Figure
 from core.ui import user_errors
@@ -196,6 +196,20 @@ def compare_in_tab(image_a, image_b, kind: str = "center"):
         return (*photos, *compare(image_a, image_b, kind))
     except (BadInput, checkpoints.MissingCheckpoint) as e:
         return (*photos, None, None, f"### No answer\n{e}")
+
+
+def refuse_upload(upload: dict | None, what: str, upload_folder: str):
+    """For the tab, as a picture arrives and before Gradio decodes anything: a file that is not a
+    picture, or too big, leaves the preview at once (None) and is said once in the verdict's
+    place; anything else keeps it. Either way the last comparison's crops and verdict go."""
+    path = (upload or {}).get("path")
+    if not path or not Path(path).resolve().is_relative_to(Path(upload_folder).resolve()):
+        return gr.update(), None, None, ""
+    try:
+        open_picture(path, what).close()
+    except BadInput as e:
+        return None, None, None, f"### No answer\n{e}"
+    return gr.update(), None, None, ""
 
 
 # ---- who is this: the nearest LFW people --------------------------------------------------------
@@ -394,6 +408,12 @@ def build():
     compare_btn.click(compare_in_tab, inputs=[photo_a, photo_b, kind],
                       outputs=[photo_a, photo_b, face_a, face_b, verdict], api_name="faces_compare_in_tab",
                       api_visibility="private")
+    # A refusal before the handler (Gradio decoding a huge upload) would be a toast plus an
+    # "Error" on every output, and the picture would stay: check each upload's header first.
+    for photo, what, name in ((photo_a, "first photo", "a"), (photo_b, "second photo", "b")):
+        photo.upload(functools.partial(refuse_upload, what=what, upload_folder=photo.GRADIO_CACHE), inputs=photo,
+                     outputs=[photo, face_a, face_b, verdict], preprocess=False, api_name=f"faces_check_photo_{name}",
+                     api_visibility="private", show_progress="hidden")
     gr.Button(visible=False).click(user_errors(compare), inputs=[photo_a, photo_b, kind],
                                    outputs=[face_a, face_b, verdict], api_name="faces_compare")
     search_btn.click(user_errors(search), inputs=[photo_q, kind], outputs=[face_q, matches, search_note],
