@@ -4,9 +4,7 @@ course's study, and a training lab that trains a small CNN live."""
 import functools
 import json
 import math
-import threading
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import gradio as gr
@@ -15,7 +13,7 @@ import skimage
 import torch
 from PIL import Image
 
-from core import checkpoints
+from core import checkpoints, labs
 from core.errors import BadInput
 from core.plots import confusion_figure, curves, curves_image
 from core.results import Entry, Figure
@@ -202,92 +200,12 @@ def lab_plot(history, title="Training lab"):
 
 
 # ---- the training lab: one run at a time, stopped within a batch --------------------------------
-# Gradio runs a generator handler in a worker thread it cannot interrupt and cancels it only
-# between two of its yields: a lab that yielded once an epoch answered Stop after a minute, and
-# its thread trained on after Gradio had freed the slot. So the training runs in a thread of its
-# own that holds LAB_LOCK and checks the run's stop flag every batch, while the handler only
-# watches it and yields four times a second: a Stop or a client that left closes the handler
-# at once, and its `finally` sets the flag.
-
-LAB_LOCK = threading.Lock()  # one lab training in this process at a time (2 CPU cores)
-LAB_WAIT_S = 30  # a new run waits this long for a stopped one to end its batch (or test pass)
-LAB_LIMIT_S = 30 * 60  # on a shared server a run ends after this long
-HEARTBEAT_S = 0.25
+# The lab trains in a thread of its own, one training at a time, stopped within a batch by
+# Stop or by the client leaving (core/labs.py says why).
+LAB = labs.Lab(limit_s=30 * 60, busy="The lab is busy: one training at a time on this server. Try again in a minute.")
 
 
-@dataclass
-class LabRun:
-    session: str | None  # whose Stop may stop it
-    epochs: int
-    stop: threading.Event = field(default_factory=threading.Event)
-    done: threading.Event = field(default_factory=threading.Event)
-    history: list = field(default_factory=list)
-    error: BaseException | None = None
-    started: float = field(default_factory=time.monotonic)
-    ended: float = 0.0
-
-    def should_stop(self) -> bool:
-        return self.stop.is_set() or time.monotonic() - self.started > LAB_LIMIT_S
-
-    def end(self) -> None:
-        self.ended = time.monotonic()
-        self.done.set()
-
-
-lab_runs: dict = {}  # session -> its latest run, for its Stop (forgotten ten minutes after it ended)
-
-
-def remember(run: LabRun) -> None:
-    for session, old in list(lab_runs.items()):
-        if old.done.is_set() and time.monotonic() - old.ended > 600:
-            lab_runs.pop(session, None)
-    lab_runs[run.session] = run
-
-
-def lab_thread(run: LabRun, training) -> None:
-    try:
-        for history in training:
-            run.history = list(history)
-    except BaseException as e:
-        run.error = e
-    finally:
-        LAB_LOCK.release()  # only now: the training has really ended
-        run.end()
-
-
-def watch_lab(run: LabRun, training):
-    """Start `training` (a generator of histories that checks run.should_stop) in a thread of
-    its own once LAB_LOCK is free; yields four times a second until it ends, then re-raises its
-    error; each is False while it waits for the lock, True once it trains. Closing this
-    generator (Stop, a client that left) stops the training."""
-    started = False
-    try:
-        waited = 0.0
-        while not LAB_LOCK.acquire(timeout=HEARTBEAT_S):
-            waited += HEARTBEAT_S
-            if run.stop.is_set():
-                return
-            if waited >= LAB_WAIT_S:
-                raise BadInput("The lab is busy: one training at a time on this server. Try again in a minute.")
-            yield False
-        try:
-            threading.Thread(target=lab_thread, args=(run, training), name="lab", daemon=True).start()
-        except BaseException:
-            LAB_LOCK.release()
-            raise
-        started = True
-        while not run.done.wait(HEARTBEAT_S):
-            yield True
-    finally:
-        if not run.done.is_set():
-            run.stop.set()
-        if not started:
-            run.end()
-    if run.error is not None:
-        raise run.error
-
-
-def lab_status(run: LabRun, note: str = "") -> str:
+def lab_status(run: labs.Run, note: str = "") -> str:
     finished = len(run.history)
     accuracy = f"test accuracy {run.history[-1]['test_accuracy']:.1%}" if finished else ""
     seconds = time.monotonic() - run.started
@@ -299,7 +217,7 @@ def lab_status(run: LabRun, note: str = "") -> str:
                 + (f"; epoch {finished}: {accuracy}" if accuracy else "") + note)
     if finished == run.epochs:
         return f"Epoch {finished}/{run.epochs}: {accuracy} after {run.history[-1]['wall_time_s']:.0f} s{note}"
-    why = "" if run.stop.is_set() else f" (a run may take at most {LAB_LIMIT_S // 60} minutes on this shared server)"
+    why = f" (a run may take at most {run.limit_s // 60:.0f} minutes on this shared server)" if run.timed_out() else ""
     if not finished:
         return f"Stopped during epoch 1{why}: no epoch finished."
     return f"Stopped after epoch {finished} of {run.epochs}{why}: {accuracy}."
@@ -313,12 +231,11 @@ def run_lab(activation, initializer, optimizer, augment, batch_norm, frozen_stag
         raise BadInput(f"The initializer must be one of {', '.join(INITIALIZERS)}, not {initializer!r}.")
     note = " (frozen stages come from the committed 3-layer CNN: ReLU and batch norm)" if frozen_stages else ""
     yield gr.skip(), f"Loading data and starting{note}..."
-    run = LabRun(getattr(request, "session_hash", None), int(epochs))
-    remember(run)
+    run = LAB.new_run(getattr(request, "session_hash", None), epochs)
     training = lab_train(activation, initializer, optimizer, augment, batch_norm, frozen_stages, epochs, train_images,
                          should_stop=run.should_stop)
     shown = 0
-    for training_now in watch_lab(run, training):
+    for training_now in LAB.watch(run, training):
         status = lab_status(run, note) if training_now else "Waiting for the training before yours to end..."
         yield (lab_plot(run.history) if len(run.history) > shown else gr.skip()), status
         shown = len(run.history)
@@ -328,11 +245,9 @@ def run_lab(activation, initializer, optimizer, augment, batch_norm, frozen_stag
 def stop_lab(request: gr.Request = None) -> str:
     """The Stop button (besides cancelling the lab's event): stops this session's training
     within a batch and says so at once."""
-    run = lab_runs.get(getattr(request, "session_hash", None))
+    run = LAB.stop(getattr(request, "session_hash", None))
     if run is None:
-        return "No training of yours is running " + ("(another one is)." if LAB_LOCK.locked() else "(the lab is free).")
-    run.stop.set()
-    run.done.wait(0.5)  # the thread usually ends its batch by then: say "Stopped" rather than "Stopping"
+        return "No training of yours is running " + ("(another one is)." if labs.LOCK.locked() else "(the lab is free).")
     return lab_status(run)
 
 
@@ -406,7 +321,7 @@ def build():
     with gr.Accordion("Training lab: train a small CNN now and watch the curves", open=False):
         gr.Markdown("Trains the course's 3-layer CNN on a random subset of CIFAR-10 training images and tests "
                     "it on 2,000 test images after every epoch. One run at a time on this server (up to "
-                    f"{LAB_LIMIT_S // 60} minutes); Stop ends it after the current batch.")
+                    f"{LAB.limit_s // 60:.0f} minutes); Stop ends it after the current batch.")
         with gr.Row():
             activation = gr.Dropdown(["relu", "sigmoid", "tanh"], value="relu", label="Activation")
             initializer = gr.Dropdown(list(INITIALIZERS), value="he", label="Initializer")

@@ -1,15 +1,14 @@
 """Transfer learning: the committed experiments' curves, live training of the three
 strategies, and "bring your own classes" (a head on frozen features, fitted in a second)."""
-import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import gradio as gr
 import numpy as np
 import torch
 import torch.nn.functional as F
 
-from core import checkpoints
+from core import checkpoints, labs
 from core.errors import BadInput
 from core.pictures import read_picture
 from core.plots import curves_image
@@ -165,92 +164,14 @@ def live_plot(accs, experiment, strategy):
     return fig
 
 
-# ---- live training: one run at a time, stopped within a step -------------------------------------
-# As in the CIFAR-10 lab (demos/cifar10.py): Gradio cancels a generator only between its yields
-# and cannot interrupt its thread, so the training runs in a thread of its own holding LAB_LOCK
-# and checks the run's stop flag every step, while the handler watches it and yields four times
-# a second; closing the handler (Stop, a client that left) sets the flag.
+# ---- live training: one run at a time, stopped within a step (core/labs.py says how) ----------
 
-LAB_LOCK = threading.Lock()  # one live training in this process at a time (2 CPU cores)
-LAB_WAIT_S = 30  # a new run waits this long for a stopped one to end its step (or evaluation)
-LAB_LIMIT_S = 20 * 60  # on a shared server a run ends after this long
-HEARTBEAT_S = 0.25
+LAB = labs.Lab(limit_s=20 * 60, busy="Live training is busy: one run at a time on this server. Try again in a minute.")
 
 
-@dataclass
-class LabRun:
-    session: str | None  # whose Stop may stop it
-    epochs: int
-    stop: threading.Event = field(default_factory=threading.Event)
-    done: threading.Event = field(default_factory=threading.Event)
-    accs: list = field(default_factory=list)
-    error: BaseException | None = None
-    started: float = field(default_factory=time.monotonic)
-    ended: float = 0.0
-
-    def should_stop(self) -> bool:
-        return self.stop.is_set() or time.monotonic() - self.started > LAB_LIMIT_S
-
-    def end(self) -> None:
-        self.ended = time.monotonic()
-        self.done.set()
-
-
-lab_runs: dict = {}  # session -> its latest run, for its Stop (forgotten ten minutes after it ended)
-
-
-def remember(run: LabRun) -> None:
-    for session, old in list(lab_runs.items()):
-        if old.done.is_set() and time.monotonic() - old.ended > 600:
-            lab_runs.pop(session, None)
-    lab_runs[run.session] = run
-
-
-def lab_thread(run: LabRun, training) -> None:
-    try:
-        for accs in training:
-            run.accs = list(accs)
-    except BaseException as e:
-        run.error = e
-    finally:
-        LAB_LOCK.release()  # only now: the training has really ended
-        run.end()
-
-
-def watch_lab(run: LabRun, training):
-    """Start `training` (a generator of accuracy lists that checks run.should_stop) in a thread
-    of its own once LAB_LOCK is free; yields False while waiting for the lock, True while it
-    trains, then re-raises its error. Closing this generator stops the training."""
-    started = False
-    try:
-        waited = 0.0
-        while not LAB_LOCK.acquire(timeout=HEARTBEAT_S):
-            waited += HEARTBEAT_S
-            if run.stop.is_set():
-                return
-            if waited >= LAB_WAIT_S:
-                raise BadInput("Live training is busy: one run at a time on this server. Try again in a minute.")
-            yield False
-        try:
-            threading.Thread(target=lab_thread, args=(run, training), name="transfer-lab", daemon=True).start()
-        except BaseException:
-            LAB_LOCK.release()
-            raise
-        started = True
-        while not run.done.wait(HEARTBEAT_S):
-            yield True
-    finally:
-        if not run.done.is_set():
-            run.stop.set()
-        if not started:
-            run.end()
-    if run.error is not None:
-        raise run.error
-
-
-def live_status(run: LabRun) -> str:
-    finished = len(run.accs)
-    accuracy = f"held-out accuracy {run.accs[-1]:.1%}" if finished else ""
+def live_status(run: labs.Run) -> str:
+    finished = len(run.history)
+    accuracy = f"held-out accuracy {run.history[-1]:.1%}" if finished else ""
     if not run.done.is_set():
         if run.stop.is_set():
             return (f"Stopping (after the current step): {finished} epoch(s) finished"
@@ -260,7 +181,7 @@ def live_status(run: LabRun) -> str:
                 + (f"; epoch {finished}: {accuracy}" if accuracy else ""))
     if finished == run.epochs:
         return f"Epoch {finished}/{run.epochs}: {accuracy}"
-    why = "" if run.stop.is_set() else f" (a run may take at most {LAB_LIMIT_S // 60} minutes on this shared server)"
+    why = f" (a run may take at most {run.limit_s // 60:.0f} minutes on this shared server)" if run.timed_out() else ""
     if not finished:
         return f"Stopped during epoch 1{why}: no epoch finished."
     return f"Stopped after epoch {finished} of {run.epochs}{why}: {accuracy}."
@@ -270,25 +191,22 @@ def run_live(experiment, strategy, per_class, epochs, backbone_name=None, reques
     """The Train button: streams the curve after every epoch and the status four times a second; Stop
     (or leaving the page) ends the training within a step."""
     yield gr.skip(), "Starting..."
-    run = LabRun(getattr(request, "session_hash", None), int(epochs))
-    remember(run)
+    run = LAB.new_run(getattr(request, "session_hash", None), epochs)
     training = live_train(experiment, strategy, per_class, epochs, backbone_name, should_stop=run.should_stop)
     shown = 0
-    for training_now in watch_lab(run, training):
+    for training_now in LAB.watch(run, training):
         status = live_status(run) if training_now else "Waiting for the training before yours to end..."
-        yield (live_plot(run.accs, experiment, strategy) if len(run.accs) > shown else gr.skip()), status
-        shown = len(run.accs)
-    yield (live_plot(run.accs, experiment, strategy) if run.accs else None), live_status(run)
+        yield (live_plot(run.history, experiment, strategy) if len(run.history) > shown else gr.skip()), status
+        shown = len(run.history)
+    yield (live_plot(run.history, experiment, strategy) if run.history else None), live_status(run)
 
 
 def stop_live(request: gr.Request = None) -> str:
     """The Stop button (besides cancelling the training's event): stops this session's run
     within a step and says so at once."""
-    run = lab_runs.get(getattr(request, "session_hash", None))
+    run = LAB.stop(getattr(request, "session_hash", None))
     if run is None:
-        return "No training of yours is running " + ("(another one is)." if LAB_LOCK.locked() else "(live training is free).")
-    run.stop.set()
-    run.done.wait(0.5)  # the thread usually ends its batch by then: say "Stopped" rather than "Stopping"
+        return "No training of yours is running " + ("(another one is)." if labs.LOCK.locked() else "(live training is free).")
     return live_status(run)
 
 

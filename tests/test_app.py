@@ -22,6 +22,17 @@ def sketch(path):
     return {"background": None, "layers": [handle_file(str(path))], "composite": handle_file(str(path))}
 
 
+def test_every_tab_built(client):
+    """A tab whose build() raises is replaced by a message and the others still serve, so
+    only the page says so: no component of the page may hold that message."""
+    import app
+
+    texts = [str(c.get("props", {}).get("value", "")) for c in client.config["components"]]
+    assert not [t for t in texts if "This tab failed to load" in t]
+    labels = {c["props"].get("label") for c in client.config["components"] if c["type"] == "tabitem"}
+    assert len(app.TABS) == len(labels), labels
+
+
 def test_fizzbuzz_endpoints(client):
     assert client.predict(15, api_name="/fizzbuzz_play") == "fizzbuzz"
     assert client.predict(98, api_name="/fizzbuzz_play") == "98"

@@ -15,7 +15,7 @@ import torch
 from PIL import Image
 
 from conftest import run_cli, running_app
-from core import checkpoints
+from core import checkpoints, labs
 from core.data import CIFAR10_CLASSES
 from core.errors import BadInput
 from core.training import bf16_is_fast
@@ -333,11 +333,11 @@ def test_closing_the_lab_handler_stops_its_training_within_a_batch(monkeypatch):
     monkeypatch.setattr(cifar10, "lab_train", fake_lab_train(batches))
     run = cifar10.run_lab(*lab_settings(), request=session("a"))
     statuses = [next(run)[1] for _ in range(6)]  # three seconds of a 20-epoch run
-    assert statuses[0].startswith("Loading data") and "training" in statuses[-1] and cifar10.LAB_LOCK.locked()
+    assert statuses[0].startswith("Loading data") and "training" in statuses[-1] and labs.LOCK.locked()
     start = time.monotonic()
     run.close()  # what Gradio's cancel, and a client that left, do to the handler
     assert time.monotonic() - start < 0.5
-    wait_for(lambda: not cifar10.LAB_LOCK.locked(), timeout=1)
+    wait_for(lambda: not labs.LOCK.locked(), timeout=1)
     trained = len(batches)
     time.sleep(0.2)
     assert len(batches) == trained  # the thread trains no more
@@ -350,19 +350,19 @@ def test_stop_button_stops_only_its_own_sessions_run_and_says_so(monkeypatch):
     run = cifar10.run_lab(*lab_settings(epochs=50), request=session("mine"))
     wait_for(lambda: "training" in next(run)[1])
     assert cifar10.stop_lab(session("someone else")) == "No training of yours is running (another one is)."
-    assert not cifar10.lab_runs["mine"].stop.is_set()
+    assert not cifar10.LAB.runs["mine"].stop.is_set()
     start = time.monotonic()
     answer = cifar10.stop_lab(session("mine"))
     assert time.monotonic() - start < 0.6 and answer.startswith(("Stopped", "Stopping"))
     *_, (plot, status) = run  # the handler ends by itself, with a final status
     assert status.startswith("Stopped after epoch") or status == "Stopped during epoch 1: no epoch finished."
-    assert not cifar10.LAB_LOCK.locked()
+    assert not labs.LOCK.locked()
     assert cifar10.stop_lab(session("nobody")) == "No training of yours is running (the lab is free)."
 
 
 def test_a_second_run_waits_for_the_first_then_says_busy(monkeypatch):
     monkeypatch.setattr(cifar10, "lab_train", fake_lab_train([]))
-    monkeypatch.setattr(cifar10, "LAB_WAIT_S", 1.0)
+    monkeypatch.setattr(labs, "WAIT_S", 1.0)
     first = cifar10.run_lab(*lab_settings(), request=session("a"))
     wait_for(lambda: "training" in next(first)[1])
     second = cifar10.run_lab(*lab_settings(), request=session("b"))
@@ -372,14 +372,14 @@ def test_a_second_run_waits_for_the_first_then_says_busy(monkeypatch):
         for _ in second:
             pass
     first.close()
-    wait_for(lambda: not cifar10.LAB_LOCK.locked(), timeout=1)
+    wait_for(lambda: not labs.LOCK.locked(), timeout=1)
 
 
 def test_lab_run_ends_by_itself_with_its_curves(monkeypatch):
     monkeypatch.setattr(cifar10, "lab_train", fake_lab_train([], batch_s=0.001))
     *_, (plot, status) = cifar10.run_lab(*lab_settings(epochs=2), request=session("a"))
     assert status == "Epoch 2/2: test accuracy 50.0% after 1 s" and plot is not None
-    assert not cifar10.LAB_LOCK.locked()
+    assert not labs.LOCK.locked()
 
 
 def server_pid(url: str) -> int:
@@ -421,7 +421,7 @@ def test_stop_through_the_app_answers_at_once_and_ends_the_training(lab_app):
         job = client.submit(*lab_settings(epochs=20)[:-1], 50000, api_name="/cifar10_lab_train")
         # the previous run ends its batch first (at most LAB_WAIT_S); then this one trains
         wait_for(lambda: any(" training, " in str(out[1]) for out in job.outputs()) or job.done(),
-                 timeout=cifar10.LAB_WAIT_S + 120)
+                 timeout=labs.WAIT_S + 120)
         assert not job.done(), job.exception()
         if cycle % 2 == 0:  # the Stop button's own handler, then the cancel it sends
             start = time.monotonic()
@@ -436,7 +436,7 @@ def test_stop_through_the_app_answers_at_once_and_ends_the_training(lab_app):
     # no training runs on: the lab is free and the server idles (under 0.3 s of CPU in 2 s)
     checker = Client(lab_app, verbose=False)
     wait_for(lambda: checker.predict(api_name="/cifar10_lab_stop").endswith("(the lab is free)."),
-             timeout=cifar10.LAB_WAIT_S + 60)
+             timeout=labs.WAIT_S + 60)
     before = cpu_seconds(pid)
     time.sleep(2)
     assert cpu_seconds(pid) - before < 0.3

@@ -10,7 +10,7 @@ import torch
 from PIL import Image, ImageDraw
 
 from conftest import run_cli, running_app
-from core import checkpoints
+from core import checkpoints, labs
 from core.errors import BadInput
 from demos import transfer
 from demos.examples.draw_digits import draw_digit
@@ -333,7 +333,7 @@ def test_closing_the_live_handler_stops_its_training_within_a_step(monkeypatch):
     start = time.monotonic()
     run.close()  # what Gradio's cancel, and a client that left, do to the handler
     assert time.monotonic() - start < 0.5
-    wait_for(lambda: not transfer.LAB_LOCK.locked(), timeout=1)
+    wait_for(lambda: not labs.LOCK.locked(), timeout=1)
     trained = len(steps)
     time.sleep(0.2)
     assert len(steps) == trained
@@ -348,9 +348,9 @@ def test_stop_button_stops_its_own_live_run_and_says_so(monkeypatch):
     assert transfer.stop_live(SimpleNamespace(session_hash="mine")).startswith(("Stopped", "Stopping"))
     *_, (plot, status) = run
     assert status.startswith("Stopped after epoch") or status == "Stopped during epoch 1: no epoch finished."
-    assert not transfer.LAB_LOCK.locked()
-    monkeypatch.setattr(transfer, "LAB_WAIT_S", 0.5)
-    with transfer.LAB_LOCK:  # another run holds the lab
+    assert not labs.LOCK.locked()
+    monkeypatch.setattr(labs, "WAIT_S", 0.5)
+    with labs.LOCK:  # another run holds the lab
         with pytest.raises(BadInput, match="busy: one run at a time"):
             list(transfer.run_live("digits", "frozen", 5, 2, request=SimpleNamespace(session_hash="late")))
 
@@ -375,7 +375,7 @@ def test_stop_through_the_app_answers_at_once_and_frees_the_lab(live_app):
     for cycle in range(4):
         job = client.submit("ants", "finetune", 120, 30, "cifar10_resnet20", api_name="/transfer_train")
         wait_for(lambda: any(" training, " in str(out[1]) for out in job.outputs()) or job.done(),
-                 timeout=transfer.LAB_WAIT_S + 120)
+                 timeout=labs.WAIT_S + 120)
         assert not job.done(), job.exception()
         if cycle % 2 == 0:
             start = time.monotonic()
@@ -389,4 +389,4 @@ def test_stop_through_the_app_answers_at_once_and_frees_the_lab(live_app):
     assert max(latencies) < 2, latencies
     checker = Client(live_app, verbose=False)
     wait_for(lambda: checker.predict(api_name="/transfer_stop").endswith("(live training is free)."),
-             timeout=transfer.LAB_WAIT_S + 60)
+             timeout=labs.WAIT_S + 60)
