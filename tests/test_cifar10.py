@@ -218,9 +218,14 @@ committed = [a for a in TARGETS if checkpoints.find(checkpoint_name(a))]
 
 
 @functools.cache
+def evaluated_all() -> dict:
+    """`--arch all --eval`: every committed checkpoint re-measured in one process (thirteen
+    processes would load torch and the test split thirteen times), once per test session."""
+    return run_cli("train.cifar10", "--arch", "all", "--eval", timeout=1800)
+
+
 def evaluated(arch: str) -> dict:
-    """`--eval` of a committed checkpoint, run once per test session."""
-    return run_cli("train.cifar10", "--arch", arch, "--eval")[arch]
+    return evaluated_all()[arch]
 
 
 @pytest.mark.slow
