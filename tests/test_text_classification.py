@@ -12,8 +12,8 @@ from models.text_classification import (MAX_LEN, MODELS, PAD, UNK, LSTMByHand, T
                                         checkpoint_name, load_model, normalize_text, predict, train_command)
 from conftest import run_cli
 
-# The issue's targets: TextCNN >= 0.90 and BiLSTM >= 0.89.
-TARGETS = {"textcnn": 0.90, "bilstm": 0.89}
+# The issue's targets: TextCNN >= 0.90 and BiLSTM >= 0.89; the hand-written TextRNN aims at the BiLSTM's (issue 27).
+TARGETS = {"textcnn": 0.90, "bilstm": 0.89, "textrnn_hand": 0.89}
 
 
 def test_normalize_and_vocab():
@@ -195,6 +195,19 @@ committed = [m for m in MODELS if checkpoints.find(checkpoint_name(m))]
 def test_committed_checkpoint_meets_target(model):
     result = run_cli("train.text_classification", "--model", model, "--eval")[model]
     assert result["test_titles"] == 10000 and result["test_accuracy"] >= TARGETS[model]
+    recorded = checkpoints.load_metrics(checkpoint_name(model))
+    assert result["test_accuracy"] == pytest.approx(recorded["test_accuracy"], abs=1e-4)  # what the tab shows
+
+
+def test_every_model_in_the_tab_has_a_checkpoint():
+    """No card shows a training command instead of an answer (the TextRNN did, issue 27)."""
+    assert committed == list(MODELS)
+    *labels, _, note = demo.analyse(demo.EXAMPLES[0])
+    assert all(label is not None for label in labels) and "python -m train" not in note
+    assert all("python -m train.text_classification --model" not in demo.model_card(m).split("Reproduce")[0]
+               for m in MODELS)
+    card = demo.model_card("textrnn_hand")
+    assert "epoch 6 chosen on validation, 88.79%" in card and "test accuracy **89.44%**" in card
 
 
 @pytest.mark.parametrize("model", committed)
