@@ -8,9 +8,11 @@ their hashed bigrams and trigrams, and jieba words.
 
 The character and word vocabularies are built from the titles trained on and saved beside
 the weights (vocab.json). With --fit-on train the epoch kept is the one with the best
-accuracy on the validation split (how the settings were chosen); the committed models use
---fit-on train+val, the default: every non-test title, a fixed number of epochs, the last
-kept. The test split is read once, at the end (the seed let test batches into training).
+accuracy on the validation split (how the settings were chosen); the committed TextCNN and
+BiLSTM use --fit-on train+val, their default: every non-test title, a fixed number of
+epochs, the last kept. The hand-written TextRNN keeps its --fit-on train run (train it with
+OMP_NUM_THREADS=1: its small per-step operations are slower with two threads on two busy
+cores). The test split is read once, at the end (the seed let test batches into training).
 """
 import argparse
 import json
