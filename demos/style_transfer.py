@@ -5,6 +5,7 @@ Optimisations take minutes and feed-forward runs a second, so they never share a
 the tab's one event lets feed-forward runs through at once and sends optimisations to
 LANE, which runs one at a time (the others wait, told their place and the time left) and
 which Stop empties within half a step."""
+import contextlib
 import functools
 import os
 import tempfile
@@ -51,6 +52,9 @@ WAITING_AT_MOST = 2  # optimisations waiting behind the running one; more are re
 # 1 + WAITING_AT_MOST of these, so feed-forward runs always find two free.
 SLOTS = 1 + WAITING_AT_MOST + 2
 WAIT_UPDATE_S = 1.0  # a waiting optimisation says its place and time left this often
+# The running optimisation pauses between half steps while a feed-forward run computes (both
+# want every core), but for at most this long at a time, so a stream of them cannot starve it.
+YIELD_TO_LIGHT_AT_MOST_S = 5.0
 PREVIEW_EVERY_S = 0.7  # the tab shows a new picture at most this often
 
 
@@ -173,7 +177,7 @@ def stylize_stream(content, style, steps: int = 60, size: int = 256, method: str
                                                    content_weight, optimizer, init, style_layers, content_layers, lr),
                              should_stop)
         return
-    size = _check_number(size, "The output size", *SIZES[method], integer=True)
+    size = _check_number(size, "The output size", *SIZES["fast"], integer=True)
     device = pick_device("auto")
     if not isinstance(style, str) or style not in PAINTINGS:
         raise BadInput("The feed-forward method has one trained network per painting: choose one of "
@@ -181,7 +185,7 @@ def stylize_stream(content, style, steps: int = 60, size: int = 256, method: str
     net, name = load_fast(style, str(device), fast_network)
     photo, notes = load_picture(content, "content photo", size, MIN_SIDE)
     start = time.perf_counter()
-    with torch.inference_mode():
+    with LANE.light_run(), torch.inference_mode():
         out = stylise(net, to_tensor(photo).to(device), PAINTINGS.index(style)).clamp(0, 1)
     info = {"step": 1, "steps": 1, "feature_network": checkpoints.load_metrics(name).get("feature_network", "?"),
             "fast_network": "multi" if isinstance(net, MultiStyleNet) else "single", "notes": notes,
@@ -264,6 +268,24 @@ class OptimisationLane:
         self.tickets: list[Ticket] = []  # the first one runs
         self.changed = threading.Condition()
         self.steps_computed = 0  # every optimisation step taken here (for tests and the soak benchmark)
+        self.light_runs = 0  # feed-forward runs computing now
+
+    @contextlib.contextmanager
+    def light_run(self):
+        """Around a feed-forward run: the running optimisation pauses meanwhile."""
+        with self.changed:
+            self.light_runs += 1
+        try:
+            yield
+        finally:
+            with self.changed:
+                self.light_runs -= 1
+                self.changed.notify_all()
+
+    def yield_to_light(self, ticket: Ticket, at_most: float):
+        """Pause while feed-forward runs compute (at most `at_most` seconds, less when stopped)."""
+        with self.changed:
+            self.changed.wait_for(lambda: self.light_runs == 0 or ticket.stop.is_set(), at_most)
 
     def join(self, ticket: Ticket):
         with self.changed:
@@ -349,7 +371,11 @@ def _in_turn(prepared: dict, session: str | None):
                 break
             yield ("waiting", waiting_status(*LANE.ahead_of(ticket)))
         else:
-            for picture, info in _optimise(prepared, ticket.stop.is_set):
+            def pause_or_stop():  # asked every half step
+                LANE.yield_to_light(ticket, YIELD_TO_LIGHT_AT_MOST_S)
+                return ticket.stop.is_set()
+
+            for picture, info in _optimise(prepared, pause_or_stop):
                 if not LANE.record(ticket, info["step"], info["seconds"]):
                     break
                 yield "step", picture, info

@@ -1,6 +1,6 @@
 """Neural style transfer: the losses of Gatys et al., the networks that see the
 features, the feed-forward TransformerNet of Johnson et al., and what the experiment
-shares between training and the tab: the paintings and test photos, checkpoint names,
+shares between training and the tab: the paintings, test and validation photos, checkpoint names,
 loading the feature networks, and pictures to tensors and back.
 
 Images everywhere here are float (N, 3, H, W) in [0, 1]; each feature network applies
@@ -34,6 +34,8 @@ PAINTINGS = ("vangogh_starry_night", "munch_the_scream", "hokusai_great_wave", "
              "turner_shipwreck", "picabia_udnie")
 PHOTOS = ("tubingen_neckarfront", "golden_gate", "hoover_tower_night", "chicago_skyline", "amber_doorway",
           "obama_portrait")
+# Photos to make choices on (scikit-image's; see validation_photos()): never trained on, not PHOTOS.
+VALIDATION_PHOTOS = ("astronaut.png", "chelsea.png", "coffee.png", "rocket.jpg", "motorcycle_left.png")
 MULTI = "multi"  # the style name of the one MultiStyleNet for every painting
 # Where the mirror's style-images came from (its SOURCES.tsv), to download them elsewhere.
 STYLE_IMAGE_SOURCES = {
@@ -578,6 +580,19 @@ def painting(name: str, long_side: int | None = None, root=None) -> torch.Tensor
         raise ValueError(f"unknown painting {name!r}; choose from {PAINTINGS}")
     with Image.open(style_images_dir(root) / "paintings" / f"{name}.jpg") as image:
         return to_tensor(image, long_side)
+
+
+def validation_photos(long_side: int = MEASURE_SIZE) -> dict[str, torch.Tensor]:
+    """Five colour photos that ship with scikit-image (a dependency): never trained on and not
+    the test photos, so choices such as a painting's style weight are made on them."""
+    import skimage
+
+    folder = Path(skimage.__file__).parent / "data"
+    out = {}
+    for name in VALIDATION_PHOTOS:
+        with Image.open(folder / name) as image:
+            out[Path(name).stem] = to_tensor(image, long_side)
+    return out
 
 
 def test_photos(long_side: int = MEASURE_SIZE, root=None) -> dict[str, torch.Tensor]:

@@ -441,6 +441,35 @@ def test_the_lane_runs_one_optimisation_at_a_time_in_order():
     assert lane.wait_turn(third, 0) and lane.running() is third and lane.steps_computed == 2
 
 
+def test_the_running_optimisation_pauses_while_a_feed_forward_run_computes():
+    import threading
+    import time
+
+    from demos.style_transfer import OptimisationLane, Ticket
+
+    lane, ticket = OptimisationLane(waiting_at_most=0), Ticket("a", 10, 64 * 64)
+    lane.join(ticket)
+    start = time.perf_counter()
+    lane.yield_to_light(ticket, 5)  # nothing light is running: no pause
+    assert time.perf_counter() - start < 0.1
+    with lane.light_run():
+        threading.Timer(0.3, lane.stop, ["a"]).start()  # a Stop ends the pause too
+        start = time.perf_counter()
+        lane.yield_to_light(ticket, 5)
+        assert 0.25 < time.perf_counter() - start < 2
+        start = time.perf_counter()
+        lane.yield_to_light(Ticket("b", 1, 1), 0.2)  # never longer than asked
+        assert 0.15 < time.perf_counter() - start < 1
+    assert lane.light_runs == 0
+
+
+def test_validation_photos_are_neither_test_nor_training_photos():
+    photos = st.validation_photos(64)
+    assert list(photos) == ["astronaut", "chelsea", "coffee", "rocket", "motorcycle_left"]
+    assert not set(photos) & set(st.PHOTOS)
+    assert all(p.shape[0] == 1 and p.shape[1] == 3 and max(p.shape[2:]) == 64 for p in photos.values())
+
+
 def lane_is_empty():
     from demos import style_transfer as demo
 
@@ -777,3 +806,31 @@ def test_committed_multi_style_network_takes_on_every_painting_and_keeps_the_pho
     photo = list(st.test_photos(128).values())[0]
     for k, painting in enumerate(st.PAINTINGS):
         assert_stylised(judge, lambda x: net(x, k), photo, painting, 0.5)
+
+
+@pytest.mark.slow
+def test_the_overviews_headline_is_what_the_committed_network_measures_now():
+    """The Overview shows the multi-style network's style loss from its metrics.json: measured
+    again here (36 test pairs at 256 px), every pair and the mean must be what was written."""
+    import argparse
+
+    from demos import style_transfer as demo
+
+    name = st.checkpoint_name(st.MULTI)
+    if checkpoints.find(name) is None:
+        pytest.skip("no committed multi-style network")
+    if st.style_images_dir(download=False) is None:
+        pytest.skip("no style-images data (set DLP_DATA_MIRROR)")
+    committed = checkpoints.load_metrics(name)
+    if committed["measured_with"] != st.best_feature_network():
+        pytest.skip(f"measured with {committed['measured_with']}; {st.best_feature_network()} is the best here")
+    assert [f.key for f in demo.OVERVIEW.ours][0] == "style_loss" and demo.OVERVIEW.ours[0].checkpoint == name
+    args = argparse.Namespace(eval_photos=len(st.PHOTOS), latency_runs=1, data_dir=None, eval_split="test")
+    measured = training.evaluate(st.load_network(st.MULTI), st.MULTI, args, "cpu")
+    for painting, numbers in committed["per_painting"].items():
+        for photo, losses in numbers["per_photo"].items():
+            assert measured["per_painting"][painting]["per_photo"][photo] == pytest.approx(losses, rel=1e-3), \
+                (painting, photo)
+    assert measured["style_loss"] == pytest.approx(committed["style_loss"], rel=1e-3)
+    assert measured["content_loss"] == pytest.approx(committed["content_loss"], rel=1e-3)
+    assert measured["style_loss"] < 0.5 * measured["photo_style_loss"]  # far closer to the paintings than the photos

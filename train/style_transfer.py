@@ -42,13 +42,14 @@ from core.training import (add_run_arguments, load_state, parse_run_arguments, p
 from models.style_transfer import (FEATURE_NETWORKS, MEASURE_SIZE, MULTI, PAINTINGS, PHOTOS, MultiStyleNet,
                                    TransformerNet, checkpoint_name, content_targets, load_feature_network,
                                    load_network, measure, painting, paintings_of, perceptual_losses, style_targets,
-                                   stylise, test_photos, total_variation)
+                                   stylise, test_photos, total_variation, validation_photos)
 
 # About 5 minutes a painting on a free 2-core CPU: 4 x 150 steps of 2 crops, ~0.5 s a step.
 DEFAULTS = dict(width=16, blocks=5, epochs=4, steps=150, batch_size=2, crop=160, lr=2e-3, style_weight=10.0,
                 content_weight=4.0, tv_weight=0.0, style_size=256, lfw=400)
 # Paintings whose networks stayed as far from the painting's style as the photo itself at weight 10
-# (as pytorch/examples' fast_neural_style, the style weight is chosen per painting).
+# (as pytorch/examples' fast_neural_style, the style weight is chosen per painting). Chosen on the
+# six test photos, before there were validation photos: re-choose with --eval-split val.
 STYLE_WEIGHTS = {"hokusai_great_wave": 30.0, "picabia_udnie": 60.0}
 # The multi-style network trains for about an hour: 9 x 600 steps, one painting per step in
 # turn. At a constant 2e-3 it diverged in epoch 6 (style loss 0.63 -> 2,071): half the rate,
@@ -138,22 +139,30 @@ def latency_ms(net, runs: int = 5, size: int = LATENCY_SIZE, device="cpu") -> fl
 
 @torch.inference_mode()
 def evaluate(net, name: str, args, device) -> dict:
-    """Style and content loss on the six test photos, and the time for a 512 px photo. For
-    the multi-style network: the same per painting, and their means."""
+    """Style and content loss on the six test photos (--eval-split val: the validation photos,
+    for choices), the unstylised photos' style loss beside it (a network must come closer to
+    the painting than that), and the time for a 512 px photo. For the multi-style network: the
+    same per painting, and their means."""
     extractor = load_feature_network("auto", device)
-    photos = list(test_photos(MEASURE_SIZE, args.data_dir).items())[:args.eval_photos]
+    split = getattr(args, "eval_split", "test")
+    photos = validation_photos(MEASURE_SIZE) if split == "val" else test_photos(MEASURE_SIZE, args.data_dir)
+    photos = list(photos.items())[:args.eval_photos]
     per_painting = {}
     for k, painting_name in enumerate(paintings_of(name)):
         style = painting(painting_name, MEASURE_SIZE, args.data_dir).to(device)
-        per_photo = {}
+        per_photo, unstylised = {}, []
         for photo_name, photo in photos:
             photo = photo.to(device)
             per_photo[photo_name] = measure(extractor, stylise(net, photo, k).clamp(0, 1), photo, style)
+            unstylised.append(measure(extractor, photo, photo, style)["style_loss"])
         per_painting[painting_name] = {
             "style_loss": float(np.mean([m["style_loss"] for m in per_photo.values()])),
-            "content_loss": float(np.mean([m["content_loss"] for m in per_photo.values()])), "per_photo": per_photo}
+            "content_loss": float(np.mean([m["content_loss"] for m in per_photo.values()])),
+            "photo_style_loss": float(np.mean(unstylised)), "per_photo": per_photo}
     result = {"style_loss": float(np.mean([m["style_loss"] for m in per_painting.values()])),
               "content_loss": float(np.mean([m["content_loss"] for m in per_painting.values()])),
+              "photo_style_loss": float(np.mean([m["photo_style_loss"] for m in per_painting.values()])),
+              "eval_split": split,
               "ms_per_512px_image": round(latency_ms(net, args.latency_runs, device=device), 1),
               "measured_with": extractor.name, "measure_size": MEASURE_SIZE}
     if name == MULTI:
@@ -290,7 +299,10 @@ def main(argv=None):
     parser.add_argument("--style-size", type=int, default=DEFAULTS["style_size"],
                         help="the painting's longer side when its Gram matrices are taken")
     parser.add_argument("--lfw", type=int, default=DEFAULTS["lfw"], help="LFW faces among the training photos")
-    parser.add_argument("--eval-photos", type=int, default=len(PHOTOS), help="test photos to measure on")
+    parser.add_argument("--eval-photos", type=int, default=len(PHOTOS), help="test (or validation) photos to measure on")
+    parser.add_argument("--eval-split", choices=["test", "val"], default="test",
+                        help="measure on the six test photos, or on the five validation photos (scikit-image's) "
+                             "to make a choice such as a painting's style weight")
     parser.add_argument("--latency-runs", type=int, default=5, help="timed runs for ms per 512 px image")
     add_run_arguments(parser)
     args = parse_run_arguments(parser, argv)
