@@ -378,9 +378,18 @@ def test_invisible_characters_do_not_change_the_translation(beam_size):
 @pytest.mark.app
 @pytest.mark.skipif(not committed, reason="no committed translation checkpoint yet")
 def test_the_app_reads_invisible_characters_and_a_lone_surrogate(app_url):
-    from gradio_client import Client
-    client = Client(app_url, verbose=False)
+    """Over plain HTTP, as the issue's probe sent it: JSON's "\\ud800" escape decodes to a lone
+    surrogate on the server (gradio_client cannot even encode one)."""
+    import re
+    import httpx
     hidden, plain = INVISIBLE[0]
-    german, note, *_ = client.predict(hidden + " \ud800", 1, 0.6, "cross", api_name="/translation_translate")
+    body = json.dumps({"data": [hidden + " \ud800", 1, 0.6, "cross"]})  # ensure_ascii: sent as \\ud800
+    assert "\\ud800" in body
+    r = httpx.post(f"{app_url}gradio_api/call/translation_translate", content=body,
+                   headers={"content-type": "application/json"}, timeout=30)
+    events = httpx.get(f"{app_url}gradio_api/call/translation_translate/{r.json()['event_id']}", timeout=300).text
+    kind, payload = re.findall(r"event: (\w+)\ndata: (.*)", events)[-1]
+    assert kind == "complete", payload
+    german, note, *_ = json.loads(payload)
     assert german == "Ein Mann in einem blauen Hemd steht auf einer Leiter."
     assert note == "Left out 1 character(s) that are not valid text (lone UTF-16 surrogates)."
