@@ -42,6 +42,7 @@ def user_errors(fn):
 # readable_input_errors() turns each into a gr.Error that says which input and why.
 
 UPLOAD_HINT = "from Python: gradio_client.handle_file(path)"
+MAX_TEXT = 10_000  # characters in any text box (a headline, a sentence to translate)
 TAKES = {"Image": f"a picture uploaded to the app ({UPLOAD_HINT})",
          "ImageEditor": f"a drawing: a dict of 'background', 'layers' and 'composite' pictures ({UPLOAD_HINT})",
          "Audio": f"a sound file uploaded to the app ({UPLOAD_HINT})",
@@ -78,6 +79,9 @@ def input_problem(block, value) -> str | None:
             bounds = (f"from {low:g} to {high:g}" if low is not None and high is not None
                       else f"at least {low:g}" if low is not None else f"at most {high:g}")
             return f"{_name(block)} must be {bounds}, not {value:g}."
+    if isinstance(block, gr.Textbox) and isinstance(value, str) and len(value) > MAX_TEXT:
+        # the page's max_length is the browser's; a client of the API can send megabytes
+        return f"{_name(block)} takes at most {MAX_TEXT:,} characters, not {len(value):,}."
     if isinstance(block, gr.Checkbox) and not isinstance(value, bool):
         return f"{_name(block)} must be true or false, not {_show(value)}."
     if isinstance(block, (gr.Dropdown, gr.Radio)) and value is not None and not getattr(block, "allow_custom_value", False):

@@ -210,6 +210,8 @@ def unclear(message: str | None) -> str | None:
     (lambda gr: gr.Number(label="Seed"), "abc", "'Seed' must be a number, not 'abc'"),
     (lambda gr: gr.Number(label="One number", precision=0), 3.5, "'One number' must be a whole number, not 3.5"),
     (lambda gr: gr.Number(label="Style weight"), 3.5, None),
+    (lambda gr: gr.Textbox(label="English"), "a" * 10_001, "'English' takes at most 10,000 characters, not 10,001"),
+    (lambda gr: gr.Textbox(label="English"), "a" * 10_000, None),
     (lambda gr: gr.Checkbox(label="Batch norm"), "yes", "'Batch norm' must be true or false"),
     (lambda gr: gr.Radio(["a", "b"], label="Model"), "x" * 100_000, "'Model' must be one of 'a', 'b'; not a text of 100,000"),
     (lambda gr: gr.Image(label="Your picture"), "hello", "'Your picture' cannot take 'hello': it takes a picture"),
