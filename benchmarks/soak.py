@@ -97,7 +97,8 @@ def run_probe(url: str, pid: int, what: str, calls: list) -> dict:
     time.sleep(SETTLE_S)
     after = memory_mb(pid)["rss_mb"]
     return {"probe": what, "before_mb": round(before), "peak_mb": round(peak), "after_mb": round(after),
-            "seconds": round(max(s for s, _ in answers), 1), "answers": sorted({e or "ok" for _, e in answers})}
+            "seconds": round(max(s for s, _ in answers), 1),
+            "answers": sorted({f"{c[0]}: {e or 'answered'}" for c, (_, e) in zip(calls, answers)})}
 
 
 def traffic(url: str, config: dict, files: dict, users: int, seconds: float, pid: int, probe_calls: list) -> list[dict]:
