@@ -108,15 +108,16 @@ def read_picture(image, what: str = "picture", min_side: int = 1, max_side: int 
     """Any picture a user can send -> an upright RGB PIL image.
 
     `image`: a file path, a PIL image, an HxW/HxWx1/HxWx3/HxWx4 array (uint8, uint16,
-    bool, or float in [0, 1]), or a Sketchpad/ImageEditor dict (its "composite").
+    bool, or float in [0, 1]), a Sketchpad/ImageEditor dict (its "composite"), or an upload's
+    file dict (its "path": what a handler with preprocess=False gets, a path Gradio checked).
     `min_side`: smaller pictures are refused with a message. `max_side`: the result is
     shrunk (keeping its aspect ratio) so its longer side is at most this; JPEG files are
     decoded at a reduced size on the way. `draft`: a JPEG file is decoded at the smallest
     reduced size still covering draft x draft (a 12-megapixel photo at 1/8 of its sides, ten
     times faster) and nothing else is resized. `notes`: when a list, sentences describing
     what was changed (transparency filled, grayscale) are appended to it."""
-    if isinstance(image, dict):
-        image = image.get("composite")
+    if isinstance(image, dict):  # a Sketchpad value, or an upload as Gradio passes it unprocessed
+        image = image.get("composite") if "composite" in image else image.get("path")
     if image is None or (isinstance(image, str) and not image):
         raise BadInput(f"No {what}: upload one or pick an example.")
     try:

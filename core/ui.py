@@ -11,6 +11,7 @@ from gradio.exceptions import ComponentProcessingError, InvalidPathError
 from PIL import Image, UnidentifiedImageError
 
 from core.errors import BadInput
+from core.pictures import MAX_ASPECT, open_picture
 
 
 def user_errors(fn):
@@ -155,6 +156,31 @@ def readable_input_errors(demo: gr.Blocks) -> gr.Blocks:
 
     demo.preprocess_data = preprocess_data
     return demo
+
+
+# ---- a refused upload leaves the box ---------------------------------------------------------
+# A picture Gradio cannot decode (over the megapixel limit, not a picture) failed before any
+# handler ran: a red "Error" on every output, and the refused picture stayed in the box. A tab
+# reads its pictures itself instead (preprocess=False; read_picture takes the upload's file
+# dict) and says what is wrong in its own status, and this removes the refused file from view.
+
+def clear_refused_uploads(picture: gr.Image, what: str, api_name: str) -> None:
+    """As a picture arrives, read its header only: one that read_picture would refuse leaves
+    the box at once. The tab's own handler says why."""
+    def check(upload):
+        path = upload.get("path") if isinstance(upload, dict) else None
+        if not path:
+            return gr.skip()
+        try:
+            with open_picture(path, what) as probe:
+                if max(probe.size) > MAX_ASPECT * min(probe.size):
+                    return None
+        except BadInput:
+            return None
+        return gr.skip()
+
+    picture.upload(check, inputs=picture, outputs=picture, preprocess=False, queue=False, show_progress="hidden",
+                   api_name=api_name, api_visibility="private")
 
 
 # The Sketchpad opens with no tool selected ("select the draw tool to start"), so a first

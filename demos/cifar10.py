@@ -17,7 +17,7 @@ from core import checkpoints, labs
 from core.errors import BadInput
 from core.plots import confusion_figure, curves, curves_image
 from core.results import Entry, Figure
-from core.ui import user_errors
+from core.ui import clear_refused_uploads, user_errors
 from models.cifar10 import (ARCHITECTURES, INITIALIZERS, OPTIMIZERS, STUDY, checkpoint_name, class_names, normalize,
                             predict, preprocess_image, train_command)
 from models.cifar10 import load_model as load_committed
@@ -338,8 +338,11 @@ def build():
         lab_status = gr.Markdown()
         lab_curves = gr.Plot(label="Curves")
 
-    gr.on([picture.change, classify_btn.click], user_errors(classify_all), inputs=picture,
-          outputs=[*outputs, seen, status], api_name="cifar10_classify", trigger_mode="always_last")
+    # The tab reads the upload itself (preprocess=False): a refused picture is said once in the
+    # status and leaves the box, instead of a red "Error" on all 13 cards (core.ui).
+    clear_refused_uploads(picture, "picture", api_name="cifar10_check_upload")
+    gr.on([picture.input, classify_btn.click], user_errors(classify_all), inputs=picture,
+          outputs=[*outputs, seen, status], api_name="cifar10_classify", trigger_mode="always_last", preprocess=False)
     chosen.change(user_errors(show_model), inputs=chosen, outputs=[card, plot, confusion_plot, gallery],
                   api_name="cifar10_model_card")
     maps_btn.click(user_errors(feature_maps), inputs=[picture, chosen], outputs=maps, api_name="cifar10_feature_maps")

@@ -13,7 +13,7 @@ from core.errors import BadInput
 from core.pictures import read_picture
 from core.plots import curves, curves_image
 from core.results import Entry, Figure
-from core.ui import user_errors
+from core.ui import clear_refused_uploads, user_errors
 from models.detection import (CLASSES, MAX_SIDE, FaceMaskDetector, checkpoint_name, detect_faces, image_path,
                               load_annotations, load_detector, shrink, split, train_command)
 
@@ -82,6 +82,15 @@ def detect_and_draw(image, score_threshold):
         return draw(picture, []), f"**No detector trained yet.** {e}", []
     rows = [[d["label"], d["score"], *d["box"]] for d in detections]
     return draw(picture, detections), summary(detections, score_threshold), rows
+
+
+def detect_in_tab(image, score_threshold):
+    """detect_and_draw for the tab's events: a picture it cannot use is said in the status
+    (once, with nothing drawn), not raised as an error on every output."""
+    try:
+        return detect_and_draw(image, score_threshold)
+    except BadInput as e:
+        return None, f"**No answer:** {e}", []
 
 
 def redetect(image, score_threshold):
@@ -209,8 +218,12 @@ def build():
             gr.Plot(fig, label="Training loss and validation mAP@0.5")
         gr.Gallery(failures, label="Test photos it gets most wrong (score >= 0.5)", columns=4, height=320)
 
-    handler = user_errors(detect_and_draw)
-    picture.upload(handler, inputs=[picture, threshold], outputs=outputs, api_name="detection_upload")
-    detect_btn.click(handler, inputs=[picture, threshold], outputs=outputs, api_name="detection_detect")
+    # The tab reads the upload itself (preprocess=False): a refused picture is said once in the
+    # status and leaves the box, instead of a red "Error" on every output (core.ui).
+    clear_refused_uploads(picture, "photo", api_name="detection_check_upload")
+    handler = user_errors(detect_in_tab)
+    picture.upload(handler, inputs=[picture, threshold], outputs=outputs, api_name="detection_upload", preprocess=False)
+    detect_btn.click(handler, inputs=[picture, threshold], outputs=outputs, api_name="detection_detect",
+                     preprocess=False)
     threshold.release(user_errors(redetect), inputs=[picture, threshold], outputs=outputs,
-                      api_name="detection_threshold")
+                      api_name="detection_threshold", preprocess=False)
