@@ -114,7 +114,7 @@ def results_figures(experiment: str):
                 epochs = [c["epoch"] for c in run["curve"]]
                 ax.plot(epochs, [c["holdout_accuracy"] for c in run["curve"]], color=f"C{k}", alpha=1 if chosen else 0.35,
                         linestyle="-" if chosen else "--", marker="." if chosen else None,
-                        label=f"{strategy} (lr {max(run['rates'].values()):g})")
+                        label=f"{strategy} ({run['rates'].get('optimizer', 'adam')} {run['rates'].get('features', run['rates']['head']):g})")
         ax.set(xlabel="epoch", ylabel="held-out accuracy", ylim=(0.4, 1.0),
                title=f"Ants vs bees: {metrics['train_images']} photos, {metrics['holdout_images']} held out")
         ax.grid(alpha=0.3)
@@ -126,8 +126,9 @@ def results_figures(experiment: str):
     for strategy in STRATEGIES:
         ax.plot(range(len(sizes)), [table[s][strategy]["mean"] for s in sizes], marker="o", label=strategy)
     ax.set_xticks(range(len(sizes)), sizes)
-    held_out = "test photos" if experiment == "ants" else "held-out accuracy"
-    ax.set(xlabel="labelled examples per class", ylabel=held_out, title=EXPERIMENTS[experiment].title)
+    ylabel = f"accuracy on the {metrics.get('test_images', '')} test photos" if experiment == "ants" else "held-out accuracy"
+    title = "Ants vs bees, ImageNet EfficientNet-Lite0" if experiment == "ants" else EXPERIMENTS[experiment].title
+    ax.set(xlabel="labelled examples per class", ylabel=ylabel, title=title)
     ax.grid(alpha=0.3)
     ax.legend()
     size_fig.tight_layout()

@@ -530,3 +530,18 @@ def test_stop_through_the_app_answers_at_once_and_frees_the_lab(live_app):
     checker = Client(live_app, verbose=False)
     wait_for(lambda: checker.predict(api_name="/transfer_stop").endswith("(live training is free)."),
              timeout=labs.WAIT_S + 60)
+
+
+@pytest.mark.app
+@pytest.mark.slow
+@needs_wheel
+def test_what_it_sees_through_the_app(live_app, tmp_path):
+    """An upload through the real API path: the top-5 label and the heat map over the 224x224 crop."""
+    from gradio_client import Client, handle_file
+
+    images, labels = data.hymenoptera("val", 256)
+    path = tmp_path / "bee.jpg"
+    Image.fromarray(images[-1].permute(1, 2, 0).numpy()).save(path)
+    top, overlay, note = Client(live_app, verbose=False).predict(handle_file(str(path)), api_name="/transfer_what_it_sees")
+    assert top["label"] == "bee" and len(top["confidences"]) == 5
+    assert Image.open(overlay).size == (224, 224) and "**bee**" in note
