@@ -9,6 +9,7 @@
   strategy, the first run in the process (cold: data and weights loaded) and again; target < 30 s
 
     python -m benchmarks.transfer
+    python -m benchmarks.transfer --threads 1    # one thread: 10x faster when other jobs share the 2 cores
     python -m benchmarks.transfer --repeats 5 --skip-live
 """
 import argparse
@@ -37,8 +38,11 @@ def timed(fn, *args) -> float:
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--repeats", type=int, default=20, help="photos timed through the network")
+    parser.add_argument("--threads", type=int, help="torch's CPU threads (default: torch's choice)")
     parser.add_argument("--skip-live", action="store_true", help="leave out the live training runs")
     args = parser.parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads")
     ants, bees, val_ants, val_bees = photo_files()
 

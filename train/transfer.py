@@ -248,8 +248,9 @@ def lab_train(experiment: str, strategy: str, per_class: int, epochs: int, backb
               should_stop=None):
     """The tab's live training: one strategy on `per_class` examples of each class (seed 0),
     for `epochs` passes; yields the held-out accuracies so far after every epoch (digits:
-    1,000 of MNIST's test digits 5-9; ants: the 153 test photos, at the backbone's size;
-    frozen ImageNet features are computed once, then each epoch takes a blink)."""
+    1,000 of MNIST's test digits 5-9; ants: the 153 test photos, at the backbone's size,
+    with the committed run's learning rates; frozen features are computed once, then each
+    epoch takes a blink)."""
     args = SimpleNamespace(data_dir=None, limit=0)
     try:
         if experiment == "ants":
@@ -263,19 +264,31 @@ def lab_train(experiment: str, strategy: str, per_class: int, epochs: int, backb
     images, labels = train
     picked = pick_per_class(labels, per_class, seed=0)
     accs = []
-    if experiment == "ants" and strategy == "frozen":
+    if experiment == "ants" and strategy in ("frozen", "finetune"):
+        # frozen features of the photos once; a frozen run trains its head on them (an epoch
+        # as many steps as one on all photos), a fine-tune starts from such a head (LP-FT)
         features = frozen_features(backbone, images[picked], mirror=True, should_stop=should_stop)
-        val_features = None if features is None else frozen_features(backbone, val[0], should_stop=should_stop)
-        if val_features is None:
+        if features is None:
             return
         torch.manual_seed(0)
         head = FrozenHead(backbone, 2)
-        for _ in fit_frozen_head(head, features, labels[picked], epochs, chosen_rates("frozen", backbone), seed=0,
+        passes = max(1, round(len(labels) / len(picked)))
+        if strategy == "frozen":
+            val_features = frozen_features(backbone, val[0], should_stop=should_stop)
+            if val_features is None:
+                return
+            for epoch in fit_frozen_head(head, features, labels[picked], epochs * passes, chosen_rates("frozen", backbone),
+                                         seed=0, should_stop=should_stop):
+                if epoch % passes == 0:
+                    accs.append(head_accuracy_and_loss(head, val_features, val[1])[0])
+                    yield accs
+            return
+        for _ in fit_frozen_head(head, features, labels[picked], 10 * passes, chosen_rates("frozen", backbone), seed=0,
                                  should_stop=should_stop):
-            accs.append(head_accuracy_and_loss(head, val_features, val[1])[0])
-            yield accs
-        return
+            pass
     model = build(backbone, strategy, int(labels.max()) + 1)
+    if experiment == "ants" and strategy == "finetune":
+        model.head.load_state_dict(head.head.state_dict())
     rates = chosen_rates(strategy, backbone) if experiment == "ants" else None
     for _, acc in fit(model, strategy, images[picked], labels[picked], steps=0, seed=0, batch_size=32, val=val,
                       epochs=epochs, should_stop=should_stop, rates=rates):
