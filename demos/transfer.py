@@ -11,7 +11,6 @@ import torch.nn.functional as F
 
 from core import checkpoints, labs
 from core.errors import BadInput
-from core.pictures import read_picture
 from core.plots import curves_image
 from core.results import Entry, Figure
 from core.ui import drawing_canvas, user_errors

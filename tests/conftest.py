@@ -31,6 +31,14 @@ def pytest_addoption(parser):
                           "(the README's: docs/screenshots)")
 
 
+def wait_for(condition, timeout: float = 10.0):
+    """Poll `condition()` every 20 ms until it is true; fail after `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.02)
+
+
 def run_cli(*args, timeout: float = 900) -> dict:
     """Run `python -m <args>` as a user would; the last stdout line is a JSON object."""
     result = subprocess.run([sys.executable, "-m", *args], cwd=REPO, capture_output=True, text=True, timeout=timeout)

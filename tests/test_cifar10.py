@@ -4,7 +4,6 @@ import functools
 import json
 import math
 import os
-import threading
 import time
 from pathlib import Path
 from types import SimpleNamespace
@@ -14,7 +13,7 @@ import pytest
 import torch
 from PIL import Image
 
-from conftest import run_cli, running_app
+from conftest import run_cli, running_app, wait_for
 from core import checkpoints, labs
 from core.data import CIFAR10_CLASSES
 from core.errors import BadInput
@@ -324,13 +323,6 @@ def lab_settings(epochs=20):
 
 def session(name):
     return SimpleNamespace(session_hash=name)
-
-
-def wait_for(condition, timeout=10.0):
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, "timed out"
-        time.sleep(0.02)
 
 
 def test_closing_the_lab_handler_stops_its_training_within_a_batch(monkeypatch):

@@ -11,7 +11,7 @@ import pytest
 import torch
 from PIL import Image, ImageDraw
 
-from conftest import run_cli, running_app
+from conftest import run_cli, running_app, wait_for
 from core import checkpoints, data, labs
 from core.errors import BadInput
 from demos import transfer
@@ -478,13 +478,6 @@ def fake_lab_train(steps: list, step_s: float = 0.02):
             accs.append(0.75)
             yield accs
     return train
-
-
-def wait_for(condition, timeout=10.0):
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, "timed out"
-        time.sleep(0.02)
 
 
 def test_closing_the_live_handler_stops_its_training_within_a_step(monkeypatch):
