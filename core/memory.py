@@ -5,6 +5,7 @@ few probes, and malloc_trim gave 2.4 GB back."""
 import ctypes
 import ctypes.util
 import threading
+import time
 
 M_MMAP_THRESHOLD, M_ARENA_MAX = -3, -8
 
@@ -29,9 +30,9 @@ def keep_memory_flat(every_s: float = 5.0) -> bool:
     libc.mallopt(M_MMAP_THRESHOLD, 1 << 20)  # a fixed threshold also stops glibc raising it to 32 MB
 
     def trim():
-        while not stop.wait(every_s):
+        while True:
+            time.sleep(every_s)
             libc.malloc_trim(0)
 
-    stop = threading.Event()
     threading.Thread(target=trim, name="malloc_trim", daemon=True).start()
     return True

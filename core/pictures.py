@@ -44,7 +44,20 @@ def open_picture(path, what: str = "picture") -> Image.Image:
         image.close()
         raise BadInput(f"The {what} is a {image.format or 'picture'} of {image.width}x{image.height}: over "
                        f"{MAX_FULL_DECODE_PIXELS // 1_000_000} megapixels. Please upload a smaller one, or a JPEG.")
+    try:
+        check_aspect(image.size, what)
+    except BadInput:
+        image.close()
+        raise
     return image
+
+
+def check_aspect(size: tuple[int, int], what: str = "picture") -> None:
+    """Refuse a picture too long and thin to use (shrunk to fit a tab it would be a line)."""
+    width, height = size
+    if max(width, height) > MAX_ASPECT * min(width, height):
+        raise BadInput(f"The {what} is {width}x{height} pixels: too long and thin to use "
+                       f"(at most {MAX_ASPECT} times longer than wide).")
 
 
 def uint8_pixels(image, what: str = "picture") -> np.ndarray:
@@ -131,9 +144,7 @@ def read_picture(image, what: str = "picture", min_side: int = 1, max_side: int 
             image = ImageOps.exif_transpose(image)
         else:
             image = _from_array(image, what)
-        if max(image.size) > MAX_ASPECT * min(image.size):
-            raise BadInput(f"The {what} is {image.width}x{image.height} pixels: too long and thin to use "
-                           f"(at most {MAX_ASPECT} times longer than wide).")
+        check_aspect(image.size, what)
         if min(image.size) < min_side:
             raise BadInput(f"The {what} is only {image.width}x{image.height} pixels: too small "
                            f"(at least {min_side}x{min_side}).")
