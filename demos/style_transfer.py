@@ -27,7 +27,7 @@ from core.gpu import on_gpu
 from core.pictures import open_picture, read_picture
 from core.results import Entry, Figure
 from core.training import pick_device
-from core.ui import user_errors
+from core.ui import clear_refused_uploads, user_errors
 from models.style_transfer import (FEATURE_NETWORKS, MULTI, PAINTINGS, FeatureNetworkUnavailable, MultiStyleNet,
                                    available_feature_networks, best_feature_network, checkpoint_name,
                                    load_feature_network, load_network, style_images_dir, stylise, stylize_steps,
@@ -88,11 +88,11 @@ def load_picture(image, what: str, size: int, min_side: int = 1) -> tuple[Image.
 def _original_size(image) -> tuple[int, int]:
     """The size of the picture as uploaded (a file's from its header: read_picture has
     already decoded it smaller)."""
+    if isinstance(image, dict):  # a Sketchpad value, or an upload's file dict (preprocess=False)
+        image = image.get("composite") if "composite" in image else image.get("path")
     if isinstance(image, (str, Path)):
         with open_picture(image) as probe:
             return probe.size
-    if isinstance(image, dict):
-        image = image.get("composite")
     if isinstance(image, Image.Image):
         return image.size
     array = np.asarray(image)
@@ -521,6 +521,18 @@ def run_tab(content, style, method, painting, feature_net, style_weight, content
                    describe(info, method), save_result(picture) if done else None)
 
 
+def stylise_in_tab(content, style, method, painting, feature_net, style_weight, content_weight, steps, size, optimizer,
+                   init, style_layers, content_layers, progress=gr.Progress(), request: gr.Request = None):
+    """run_tab for the Stylise button, which reads the uploads itself (preprocess=False): a
+    picture it cannot use (or any other mistake) is said once in the status with the other
+    outputs emptied, not raised as a red "Error" on every output."""
+    try:
+        yield from run_tab(content, style, method, painting, feature_net, style_weight, content_weight, steps, size,
+                           optimizer, init, style_layers, content_layers, progress=progress, request=request)
+    except (BadInput, checkpoints.MissingCheckpoint) as e:
+        yield None, None, None, str(e), None
+
+
 def stop_tab(request: gr.Request = None):
     """The Stop button: stops this session's optimisation (running or waiting) within half a
     step and says where it stopped, at once. (Its event also cancels the Stylise event, which
@@ -661,11 +673,16 @@ def build():
                     label="Finished examples (instant when the app runs with --cache-examples)",
                     api_name="style_transfer_example")
 
-    run = go.click(user_errors(run_tab),
+    # The tab reads the uploads itself (preprocess=False): a refused picture is said once in the
+    # status and leaves its box, instead of a red "Error" on every output (core.ui).
+    clear_refused_uploads(content, "content photo", api_name="style_transfer_check_content")
+    clear_refused_uploads(style, "style image", api_name="style_transfer_check_style")
+    run = go.click(user_errors(stylise_in_tab),
                    inputs=[content, style, method, painting, feature_net, style_weight, content_weight, steps, size,
                            optimizer, init, style_layers, content_layers],
                    outputs=[result, compare, curves, status, download], api_name="style_transfer_stylize",
-                   concurrency_limit=SLOTS, concurrency_id="style_transfer", show_progress_on=[status])
+                   concurrency_limit=SLOTS, concurrency_id="style_transfer", show_progress_on=[status],
+                   preprocess=False)
     # Not queued: Stop must answer at once, however busy the queue is.
     stop.click(user_errors(stop_tab), None, status, api_name="style_transfer_stop", queue=False, cancels=[run],
                show_progress="hidden")

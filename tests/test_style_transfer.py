@@ -341,6 +341,76 @@ def test_uploads_are_read_by_the_one_picture_reader(tmp_path):
     assert photo.getpixel((30, 10)) == (255, 255, 255) and photo.getpixel((5, 10)) == (0, 0, 255)
 
 
+def test_plain_functions_take_a_path_or_an_upload_file_dict_alike(tmp_path):
+    """The tab reads its uploads itself (preprocess=False): the plain functions take the file
+    dict Gradio sends as they take a path, a PIL image or an array."""
+    from demos import style_transfer as demo
+
+    huge = tmp_path / "huge.png"
+    Image.new("RGB", (3000, 2000), (200, 40, 40)).save(huge)
+    photo, notes = demo.load_picture({"path": str(huge), "orig_name": "huge.png"}, "content photo", 96)
+    assert photo.size == (96, 64) and any("3000x2000" in n for n in notes), notes
+    content, style = tmp_path / "content.png", tmp_path / "style.png"
+    picture().save(content)
+    picture(seed=1).save(style)
+    call = dict(steps=1, size=64, feature_net="random_vgg19")
+    from_paths = demo.stylize(str(content), str(style), **call)
+    from_uploads = demo.stylize({"path": str(content)}, {"path": str(style)}, **call)
+    from_pictures = demo.stylize(picture(), np.asarray(picture(seed=1)), **call)
+    assert from_paths.size == (64, 43)
+    assert np.array_equal(np.asarray(from_paths), np.asarray(from_uploads))
+    assert np.array_equal(np.asarray(from_paths), np.asarray(from_pictures))
+
+
+def refused_pictures(tmp_path) -> dict[str, tuple[str, str]]:
+    """A text file named .png and a 2x2 picture: (path, what the message must say)."""
+    notes, tiny = tmp_path / "notes.png", tmp_path / "tiny.png"
+    notes.write_text("this is not a picture")
+    Image.new("RGB", (2, 2), (255, 0, 0)).save(tiny)
+    return {"a text file named .png": (str(notes), "it is not a picture this tab can read"),
+            "a 2x2 picture": (str(tiny), "is only 2x2 pixels: too small")}
+
+
+@pytest.mark.parametrize("method", ["optimize", "fast"])
+def test_the_tab_says_a_refused_picture_once_in_its_status(tmp_path, no_trained_networks, method):
+    """Not a red "Error" on all five outputs: one sentence in the status, every other output
+    emptied (a result shown beside a refused picture would be for another picture)."""
+    from demos import style_transfer as demo
+
+    checkpoints.save(TransformerNet(width=4, blocks=1), st.checkpoint_name("picabia_udnie"), {})
+    for what, (path, said) in refused_pictures(tmp_path).items():
+        for content, style, whose in ((path, picture(seed=1), "content photo"), (picture(), path, "style image")):
+            if method == "fast" and whose == "style image":
+                continue  # feed-forward takes a painting's name, not a picture
+            items = list(demo.stylise_in_tab({"path": content} if isinstance(content, str) else content,
+                                             {"path": style} if isinstance(style, str) else style, method,
+                                             "picabia_udnie", "random_vgg19", 10, 1, 1, 64, "adam", "content", None,
+                                             None))
+            assert len(items) == 1, (what, items)
+            result, compare, curves, status, download = items[0]
+            assert (result, compare, curves, download) == (None, None, None, None), what
+            assert f"{whose}" in status and said in status, (what, status)
+    assert demo.LANE.running() is None
+
+
+def test_a_refused_upload_leaves_its_box(tmp_path):
+    """As a picture arrives, its header is read: one the tab would refuse is removed from the
+    content and style boxes at once; a good one stays."""
+    from demos import style_transfer as demo
+
+    with gr.Blocks() as blocks:
+        demo.build()
+    checks = {fn.api_name: fn.fn for fn in blocks.fns.values()
+              if fn.api_name in ("style_transfer_check_content", "style_transfer_check_style")}
+    assert len(checks) == 2
+    notes, _ = refused_pictures(tmp_path)["a text file named .png"]
+    long_thin = tmp_path / "long.png"
+    Image.new("RGB", (3000, 20)).save(long_thin)
+    for check in checks.values():
+        assert check({"path": notes}) is None and check({"path": str(long_thin)}) is None
+        assert check({"path": str(demo.CONTENT_EXAMPLES[1])}) == gr.skip()
+
+
 def test_missing_fast_network_names_the_command_in_the_tab(no_trained_networks):
     from demos import style_transfer as demo
 
@@ -583,9 +653,9 @@ def test_stylize_endpoint_streams_and_stops_cleanly():
         *_, status, _ = client.predict(content, style, "optimize", None, "random_vgg19", 10, 1, 1, 64, "adam",
                                        "content", ["conv1_1"], ["conv2_1"], api_name="/style_transfer_stylize")
         assert "Step 1/1" in status
-        with pytest.raises(Exception, match="No content photo"):
-            client.predict(None, style, "optimize", None, "random_vgg19", 10, 1, 2, 64, "adam", "content",
-                           ["conv1_1"], ["conv2_1"], api_name="/style_transfer_stylize")
+        *emptied, status, _ = client.predict(None, style, "optimize", None, "random_vgg19", 10, 1, 2, 64, "adam",
+                                             "content", ["conv1_1"], ["conv2_1"], api_name="/style_transfer_stylize")
+        assert status.startswith("No content photo") and emptied == [None, None, None]
     finally:
         app.close()
 
@@ -642,6 +712,36 @@ def assert_no_more_steps(seconds: float = 1.5):
     steps = demo.LANE.steps_computed
     time.sleep(seconds)
     assert demo.LANE.steps_computed == steps
+
+
+@pytest.mark.app
+def test_refused_uploads_through_the_app_are_one_status_message(style_app_url, tmp_path):
+    """Through the real upload path (the tab reads it with preprocess=False): a text file named
+    .png and a 2x2 picture, as the content photo and as the style image, give one sentence in
+    the status and every other output empty; a server path nobody uploaded is refused."""
+    from gradio_client import Client, handle_file
+
+    from benchmarks.api import http_call
+    from demos import style_transfer as demo
+
+    client = Client(style_app_url, verbose=False)
+    good = handle_file(str(demo.CONTENT_EXAMPLES[1]))
+    settings = ["random_vgg19", 10, 1, 1, 64, "adam", "content", ["conv1_1"], ["conv2_1"]]
+    for what, (path, said) in refused_pictures(tmp_path).items():
+        refused = handle_file(path)
+        for content, style, method, whose in ((refused, good, "optimize", "content photo"),
+                                              (good, refused, "optimize", "style image"),
+                                              (refused, None, "fast", "content photo")):
+            painting = demo.showcase_painting(demo.fast_paintings()) if method == "fast" else None
+            result, compare, curves, status, download = client.predict(content, style, method, painting, *settings,
+                                                                       api_name="/style_transfer_stylize")
+            assert whose in status and said in status, (what, method, status)
+            assert (result, compare, curves, download) == (None, None, None, None), (what, method)
+    passwd = {"path": "/etc/passwd", "meta": {"_type": "gradio.FileData"}}
+    for data, raw in (([passwd, good, "optimize", None, *settings], (0,)), ([good, passwd, "optimize", None, *settings], (1,))):
+        outcome, message = http_call(style_app_url, "/style_transfer_stylize", data, raw_values=raw)
+        assert outcome == "error" and "not uploaded" in message, message
+    assert demo.LANE.running() is None
 
 
 @pytest.mark.app
