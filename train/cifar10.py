@@ -292,12 +292,20 @@ def main(argv=None):
                         help=f"training images held out for the per-epoch curve and every choice (a new model: "
                              f"{VAL_IMAGES}; the committed recipes: 0, their curve is on the test split)")
     parser.add_argument("--tensorboard", metavar="DIR", help="write TensorBoard scalars and histograms to DIR/<arch>")
+    parser.add_argument("--record-check", action="store_true",
+                        help="with --eval --limit N: store the accuracy re-measured on that fixed subset of the test "
+                             "split in metrics.json as \"check\" (what the tests re-measure in a fraction of the time)")
     add_run_arguments(parser)
     args = parse_run_arguments(parser, argv)
 
+    if args.record_check and not (args.eval and args.limit):
+        parser.error("--record-check needs --eval and --limit")
     results = {}
     for arch in ARCHITECTURES if args.arch == "all" else [args.arch]:
         results[arch] = run(with_defaults(args, "arch", arch, DEFAULTS))
+        if args.record_check:
+            checkpoints.record_check(checkpoint_name(arch), {k: results[arch][k] for k in ("test_images", "test_accuracy")},
+                                     f"python -m train.cifar10 --arch {arch} --eval --limit {args.limit}", args.checkpoint_dir)
     print(json.dumps(results))
     return results
 

@@ -266,11 +266,15 @@ def pair_metrics(scores, same, threshold: float) -> dict:
 
 
 def evaluate(model, split, device) -> dict:
-    """Threshold from the unseen DevTrain pairs, metrics on the DevTest pairs."""
+    """Threshold (and the uncertain band) from the unseen DevTrain pairs, metrics on the DevTest pairs."""
     scores, same = pair_scores(model, split["faces"], split["index"], split["threshold_pairs"], device)
     threshold = choose_threshold(scores, same)
+    low, high = choose_uncertain_band(scores, same, threshold)  # band.json's, recomputed from the same scores
+    band = band_metrics(scores, same, threshold, (low, high))
     test = pair_metrics(*pair_scores(model, split["faces"], split["index"], split["test_pairs"], device), threshold)
     return {"test_accuracy": test["accuracy"], "threshold": threshold, "test_auc": test["auc"],
+            "band_low": low, "band_high": high, "validation_band_coverage": band["coverage"],
+            "validation_accuracy_inside_band": band["accuracy_inside_band"],
             "test_tar_at_far_1e-2": test["tar_at_far_1e-2"], "test_tar_at_far_1e-3": test["tar_at_far_1e-3"],
             "test_pairs": test["pairs"], "threshold_pairs": len(same),
             "test_mean_similarity_same": test["mean_same"], "test_mean_similarity_different": test["mean_different"],
