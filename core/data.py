@@ -5,6 +5,7 @@ source) into the data directory: `--data-dir`, else $DLP_DATA_DIR, else `data/` 
 repo. With $DLP_DATA_MIRROR set (an offline copy laid out like `../shared/data`), it is
 read from there instead and nothing is downloaded.
 """
+import fcntl
 import gzip
 import os
 import threading
@@ -23,6 +24,21 @@ def data_dir(override=None) -> Path:
 def mirror_dir() -> Path | None:
     path = os.environ.get("DLP_DATA_MIRROR")
     return Path(path) if path else None
+
+
+def _write_atomically(path: Path, write) -> None:
+    """`write(scratch_path)`, then move the file into place: a process that reads `path`
+    (another test worker, an app started meanwhile) sees all of it or none, never half."""
+    scratch = path.with_name(f".{os.getpid()}-{threading.get_ident()}-{path.name}")
+    try:
+        write(scratch)
+        os.replace(scratch, path)
+    finally:
+        scratch.unlink(missing_ok=True)
+
+
+def _save_npz(path: Path, **arrays) -> None:
+    _write_atomically(path, lambda scratch: np.savez(scratch, **arrays))  # the name ends in .npz: kept as is
 
 
 def _read_idx(path: Path) -> np.ndarray:
@@ -65,7 +81,10 @@ _unpack_lock = threading.Lock()
 def _unpack(tarball: Path, dest: Path, marker: str) -> Path:
     """Unpack a mirrored tarball into the data directory once; returns dest. The members go
     to a scratch folder first and are moved in after, so another process never sees half."""
-    with _unpack_lock:  # threads of one app: the first unpacks, the others wait
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    # threads of one app, and other processes (test workers): the first unpacks, the others wait
+    with _unpack_lock, open(dest.parent / f".{dest.name}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
         if not (dest / marker).exists():
             import shutil
             import tarfile
@@ -90,7 +109,7 @@ def lfw_dir(root=None) -> Path:
         _unpack(mirror / "lfw" / "lfw-deepfunneled-112.tar.gz", dest, "images")
         for name in ("pairs.txt", "pairsDevTrain.txt", "pairsDevTest.txt"):
             if not (dest / name).exists():
-                (dest / name).write_bytes((mirror / "lfw" / name).read_bytes())
+                _write_atomically(dest / name, lambda scratch: scratch.write_bytes((mirror / "lfw" / name).read_bytes()))
         return dest
     if not (dest / "images").exists():
         _download_lfw(dest)
@@ -144,7 +163,7 @@ def cifar10(split: str = "train", root=None):
         mirror = mirror_dir()
         images, labels = (_cifar10_from_jpeg(_unpack(mirror / "cifar10" / "cifar10-jpg.tar.gz", dest, "test"), split)
                           if mirror is not None else _cifar10_download(dest, split))
-        np.savez(cache, images=images, labels=labels)
+        _save_npz(cache, images=images, labels=labels)
     with np.load(cache) as f:
         return torch.from_numpy(f["images"]), torch.from_numpy(f["labels"].astype(np.int64))
 
@@ -199,7 +218,7 @@ def hymenoptera(split: str = "train", size: int = 72, root=None):
             for path in sorted((dest / "hymenoptera_data" / split / name).glob("*.jpg")):
                 images.append(np.asarray(square(Image.open(path).convert("RGB"), size)))
                 labels.append(label)
-        np.savez(cache, images=np.stack(images).transpose(0, 3, 1, 2), labels=np.array(labels))
+        _save_npz(cache, images=np.stack(images).transpose(0, 3, 1, 2), labels=np.array(labels))
     with np.load(cache) as f:
         return torch.from_numpy(f["images"]), torch.from_numpy(f["labels"].astype(np.int64))
 
@@ -239,7 +258,7 @@ def fsdd(root=None, download: bool = True):
         waves = [_read_wav16(path) for path in paths]
         digit, speaker, take = zip(*(path.stem.split("_") for path in paths))
         dest.mkdir(parents=True, exist_ok=True)
-        np.savez(cache, samples=np.concatenate(waves), starts=np.cumsum([0] + [len(w) for w in waves]),
+        _save_npz(cache, samples=np.concatenate(waves), starts=np.cumsum([0] + [len(w) for w in waves]),
                  digits=np.array(digit, dtype=np.int64), speakers=np.array(speaker),
                  takes=np.array(take, dtype=np.int64))
     with np.load(cache, allow_pickle=False) as f:
@@ -331,7 +350,8 @@ def _thucnews_download(split: str, root=None) -> Path:
                 seen.add(t)
                 train.append((t, y))
         for name, rows in (("train", train), ("val", val), ("test", raw["test"])):
-            (dest / f"{name}.tsv").write_text("".join(f"{THUCNEWS_CLASSES[int(y)]}\t{t}\n" for t, y in rows), encoding="utf-8")
+            text = "".join(f"{THUCNEWS_CLASSES[int(y)]}\t{t}\n" for t, y in rows)
+            _write_atomically(dest / f"{name}.tsv", lambda scratch: scratch.write_text(text, encoding="utf-8"))
     return dest / f"{split}.tsv"
 
 

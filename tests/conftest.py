@@ -21,6 +21,11 @@ import pytest
 # No network here or in CI: never wait for the Hub, never phone home.
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
+# pytest-xdist runs the suite in several workers (`-n 2` in pyproject.toml): one torch thread
+# each, and for what they start (CLIs, servers), so that the workers share the cores instead
+# of fighting over them.
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    os.environ["OMP_NUM_THREADS"] = "1"
 
 from core.data import REPO  # noqa: E402
 
@@ -29,6 +34,23 @@ def pytest_addoption(parser):
     parser.addoption("--screenshots", metavar="DIR", default=None,
                      help="tests/test_browser.py: save a screenshot of every tab to DIR "
                           "(the README's: docs/screenshots)")
+
+
+def pytest_configure(config):
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        import torch
+
+        torch.set_num_threads(1)
+
+
+@pytest.hookimpl(tryfirst=True)  # before xdist's own hook reads the groups
+def pytest_collection_modifyitems(config, items):
+    """With xdist's --dist loadgroup: a module's tests run on one worker (so what a module
+    computes once, e.g. one --eval per session, is computed once), and every test that talks
+    to the session's server (app_url) on one worker, so the server starts once."""
+    for item in items:
+        group = "app" if "app_url" in getattr(item, "fixturenames", ()) else item.path.name
+        item.add_marker(pytest.mark.xdist_group(group))
 
 
 def wait_for(condition, timeout: float = 10.0):
