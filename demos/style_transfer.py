@@ -212,7 +212,9 @@ def _prepare_optimisation(content, style, steps, size, feature_net, style_weight
     extractor = feature_network(feature_net, pick_device("auto"))
     layers = FEATURE_NETWORKS[extractor.name].layers
     for chosen, kind in ((style_layers, "style"), (content_layers, "content")):
-        if chosen is not None and (not chosen or set(chosen) - set(layers)):
+        # the tab passes what the request sent (preprocess=False): it may be any JSON value
+        if chosen is not None and (not isinstance(chosen, (list, tuple)) or not chosen
+                                   or not all(isinstance(c, str) and c in layers for c in chosen)):
             raise BadInput(f"Pick at least one {kind} layer of {extractor.name}: {list(layers)}.")
     return {"extractor": extractor, "photo": photo, "painting": painting, "steps": steps, "notes": notes + style_notes,
             "settings": dict(style_weight=style_weight, content_weight=content_weight, optimizer=optimizer, lr=lr,

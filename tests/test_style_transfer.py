@@ -292,6 +292,8 @@ def test_multi_style_net_picks_and_blends_paintings():
     (dict(optimizer="sgd"), "optimizer"), (dict(init="zeros"), "Start from"),
     (dict(style_layers=["conv9_9"], feature_net="random_vgg19"), "style layer"),
     (dict(content_layers=[], feature_net="random_vgg19"), "content layer"),
+    (dict(style_layers=12345, feature_net="random_vgg19"), "style layer"),
+    (dict(content_layers="conv4_2", feature_net="random_vgg19"), "content layer"),
     (dict(feature_net="alexnet"), "feature network"), (dict(content=picture(4, 4)), "too small"),
     (dict(content=np.zeros((8, 8, 2), np.uint8)), "HxW"),
 ])
