@@ -1,8 +1,10 @@
 """Transfer learning: the committed experiments' curves, live training of the three
 strategies, "bring your own classes" (a head on frozen ImageNet features, fitted in seconds)
 and what the pretrained network itself sees in a photo (its ImageNet top-5 and a heat map)."""
+import functools
 import time
 from dataclasses import dataclass
+from pathlib import Path
 
 import gradio as gr
 import numpy as np
@@ -13,7 +15,8 @@ from core import checkpoints, labs
 from core.errors import BadInput
 from core.plots import curves_image
 from core.results import Entry, Figure
-from core.ui import drawing_canvas, user_errors
+from core.pictures import open_picture
+from core.ui import clear_refused_uploads, drawing_canvas, user_errors
 from models import efficientnet
 from models.transfer import (BACKBONES, EXPERIMENTS, STRATEGIES, available_backbones, backbone_inputs,
                              check_backbone, checkpoint_name, embed, imagenet_available, train_command)
@@ -150,8 +153,6 @@ def results_figures(experiment: str):
 
 def save_figures(directory: str = "docs") -> list[str]:
     """The committed experiments' figures as PNGs, for the docs."""
-    from pathlib import Path
-
     paths = []
     for experiment in EXPERIMENTS:
         _, curve_fig, size_fig = results_figures(experiment)
@@ -268,6 +269,7 @@ def train_head(backbone_name, drawings, *names_and_files):
     names, files = names_and_files[:MAX_CLASSES], names_and_files[MAX_CLASSES:]
     examples = {}
     for slot, (name, uploads) in enumerate(zip(names, files), start=1):
+        name = "" if name is None else str(name)  # the tab passes what the request sent (preprocess=False)
         images = list(uploads or []) + list((drawings or {}).get(str(slot), []))
         if len(images) > MAX_IMAGES_PER_CLASS:  # refused before any file is read
             raise BadInput(f"Class {slot} has {len(images)} images: at most {MAX_IMAGES_PER_CLASS} a class "
@@ -280,8 +282,43 @@ def train_head(backbone_name, drawings, *names_and_files):
     return head, f"Head trained on {', '.join(f'{n} ({len(v)})' for n, v in examples.items())}. Now classify a new image."
 
 
+def train_head_in_tab(backbone_name, drawings, *names_and_files):
+    """train_head for the Train head button, which reads the uploads itself (preprocess=False):
+    a file it cannot use (or any other mistake) is said once in the status and no head is kept."""
+    try:
+        return train_head(backbone_name, drawings, *names_and_files)
+    except BadInput as e:
+        return None, str(e)
+
+
 def classify_new(head, image):
     return None if image is None else predict(head, image)
+
+
+def classify_in_tab(head, image):
+    """classify_new for the tab: (prediction, status); a picture it cannot use, or no head yet,
+    is said in the status with no prediction shown."""
+    try:
+        return classify_new(head, image), ""
+    except BadInput as e:
+        return None, str(e)
+
+
+def drop_refused_files(files, slot: int):
+    """As a class's files arrive, read their headers only: those read_picture would refuse (not
+    a picture, too many megapixels, too long and thin) leave the box, and the status says which
+    and why. (gr.File's counterpart of core.ui.clear_refused_uploads.)"""
+    kept, refused = [], []
+    for upload in files or []:
+        name = upload.get("orig_name") or Path(upload.get("path") or "?").name
+        try:
+            open_picture(upload.get("path"), f"file {name}").close()
+            kept.append(upload["path"])
+        except BadInput as e:
+            refused.append(str(e))
+    if not refused:
+        return gr.skip(), gr.skip()
+    return kept or None, f"Left out of class {slot}: " + " ".join(refused)
 
 
 # ---- what the pretrained network sees ------------------------------------------------------------
@@ -313,7 +350,14 @@ def what_it_sees(image) -> tuple[dict[str, float], np.ndarray, str]:
 
 
 def see_upload(image):
-    return (None, None, "") if image is None else what_it_sees(image)
+    """what_it_sees for the tab: nothing for no photo, and a photo it cannot use said in the
+    note (once, with the top-5 and the map emptied) instead of raised."""
+    if image is None:
+        return None, None, ""
+    try:
+        return what_it_sees(image)
+    except BadInput as e:
+        return None, None, str(e)
 
 
 # ---- what the Overview shows -----------------------------------------------------------------
@@ -405,6 +449,7 @@ def build():
                 fit_status = gr.Markdown()
                 test_image = gr.Image(type="filepath", image_mode=None, label="New image to classify", height=220)
                 result = gr.Label(label="Prediction")
+                predict_status = gr.Markdown()
         drawings, head = gr.State({}), gr.State(None)
 
     live = train_btn.click(user_errors(run_live), [experiment, strategy, per_class, epochs, live_backbone],
@@ -413,7 +458,18 @@ def build():
     stop_btn.click(stop_live, outputs=live_status, cancels=[live], api_name="transfer_stop", concurrency_limit=None,
                    queue=False)
     add_btn.click(user_errors(add_drawing), [drawings, sketch, slot], [drawings, drawn], api_name="transfer_add_drawing")
-    fit_btn.click(user_errors(train_head), [backbone_name, drawings, *names, *uploads], [head, fit_status],
-                  api_name="transfer_fit_head")
-    test_image.change(user_errors(classify_new), [head, test_image], result, api_name="transfer_predict")
-    see_image.change(user_errors(see_upload), see_image, [see_top5, see_map, see_note], api_name="transfer_what_it_sees")
+    # The tab reads its uploads itself (preprocess=False): a refused picture is said once in a
+    # status and leaves its box, instead of a red "Error" on every output (core.ui). The pictures'
+    # events are .input (the user's upload or removal), so emptying a refused box runs nothing.
+    for number, files in enumerate(uploads, start=1):
+        files.upload(functools.partial(drop_refused_files, slot=number), files, [files, fit_status], preprocess=False,
+                     queue=False, show_progress="hidden", api_name=f"transfer_check_class_{number}",
+                     api_visibility="private")
+    fit_btn.click(user_errors(train_head_in_tab), [backbone_name, drawings, *names, *uploads], [head, fit_status],
+                  api_name="transfer_fit_head", preprocess=False)
+    clear_refused_uploads(test_image, "new image", api_name="transfer_check_new_image")
+    test_image.input(user_errors(classify_in_tab), [head, test_image], [result, predict_status],
+                     api_name="transfer_predict", preprocess=False)
+    clear_refused_uploads(see_image, "photo", api_name="transfer_check_what_it_sees")
+    see_image.input(user_errors(see_upload), see_image, [see_top5, see_map, see_note], api_name="transfer_what_it_sees",
+                    preprocess=False)

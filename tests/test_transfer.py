@@ -4,6 +4,7 @@ end, what the pretrained network sees, the experiments' smoke runs, and the comm
 re-measured."""
 import json
 import time
+from pathlib import Path
 from types import SimpleNamespace
 
 import numpy as np
@@ -400,6 +401,90 @@ def test_what_it_sees_names_a_bee_and_maps_it_on_the_crop():
         transfer.what_it_sees(None)
     with pytest.raises(BadInput, match="Could not read"):
         transfer.what_it_sees("/nonexistent.png")
+
+
+# ---- refused uploads: one message in a status, and out of the box ----------------------------------
+
+def refused_pictures(tmp_path) -> dict[str, tuple[str, str]]:
+    """A text file named .png and a 2x2 picture: (path, what the message must say)."""
+    notes, tiny = tmp_path / "notes.png", tmp_path / "tiny.png"
+    notes.write_text("this is not a picture")
+    Image.new("RGB", (2, 2), (255, 0, 0)).save(tiny)
+    return {"a text file named .png": (str(notes), "it is not a picture this tab can read"),
+            "a 2x2 picture": (str(tiny), "is only 2x2 pixels: too small")}
+
+
+@needs_wheel
+def test_what_it_sees_in_the_tab_says_a_refused_picture_once(tmp_path):
+    """The tab reads the upload itself (preprocess=False): a path or the file dict Gradio sends;
+    a picture it cannot use is one sentence in the note, with the top-5 and the map emptied."""
+    for what, (path, said) in refused_pictures(tmp_path).items():
+        for upload in (path, {"path": path}):
+            top, overlay, note = transfer.see_upload(upload)
+            assert top is None and overlay is None, what
+            assert note.startswith(("Could not read the photo", "The photo")) and said in note, note
+    photo = tmp_path / "disc.png"
+    shape_image("disc", 0).save(photo)
+    top, overlay, note = transfer.see_upload({"path": str(photo), "orig_name": "disc.png"})
+    assert (top, note) == transfer.see_upload(str(photo))[::2] and len(top) == 5 and overlay.shape == (224, 224, 3)
+
+
+@needs_resnet20
+def test_bring_your_own_classes_in_the_tab_says_a_refused_file_once(tmp_path):
+    """Uploads as Gradio sends them unprocessed (file dicts) or as paths train the same head; a
+    file it cannot use is said in the status and no head is kept (nor a prediction shown)."""
+    paths = {}
+    for kind in ("disc", "square"):
+        paths[kind] = []
+        for s in range(3):
+            paths[kind].append(str(tmp_path / f"{kind}{s}.png"))
+            shape_image(kind, s).save(paths[kind][-1])
+    discs = [{"path": p, "orig_name": Path(p).name} for p in paths["disc"]]
+
+    def train(disc_files):
+        return transfer.train_head_in_tab("cifar10_resnet20", {}, "discs", "squares", "", "", "", disc_files,
+                                          paths["square"], None, None, None)
+
+    head, status = train(discs)
+    assert status.startswith("Head trained on discs (3), squares (3)") and head.classes == ["discs", "squares"]
+    assert torch.equal(head.weight, train(paths["disc"])[0].weight)  # a path or its file dict: the same head
+    probe = tmp_path / "probe.png"
+    shape_image("disc", 42).save(probe)
+    probs, said = transfer.classify_in_tab(head, {"path": str(probe)})
+    assert max(probs, key=probs.get) == "discs" and said == ""
+    for what, (path, said) in refused_pictures(tmp_path).items():
+        refused_head, status = train(discs + [{"path": path}])
+        assert refused_head is None and "image 4 of 'discs'" in status and said in status, (what, status)
+        probs, status = transfer.classify_in_tab(head, {"path": path})
+        assert probs is None and said in status and "test image" in status, (what, status)
+    assert transfer.classify_in_tab(None, str(probe)) == (None, "Train a head first: name your classes, add images, "
+                                                                "press Train.")
+    assert transfer.classify_in_tab(head, None) == (None, "")
+    head, status = transfer.train_head_in_tab("cifar10_resnet20", {}, "discs", 12345, "", "", "", discs, None,
+                                              None, None, None)  # a name as a request may send it
+    assert head is None and status == "Class '12345' has no images: add a few, or remove its name."
+
+
+def test_refused_files_leave_their_class_box_and_the_status_says_why(tmp_path):
+    import gradio as gr
+
+    good, long_thin = tmp_path / "disc.png", tmp_path / "long.png"
+    shape_image("disc", 0).save(good)
+    Image.new("RGB", (3000, 20)).save(long_thin)
+    notes, _ = refused_pictures(tmp_path)["a text file named .png"]
+    files = [{"path": str(good), "orig_name": "disc.png"}, {"path": notes, "orig_name": "notes.png"},
+             {"path": str(long_thin), "orig_name": "long.png"}]
+    kept, status = transfer.drop_refused_files(files, slot=2)
+    assert kept == [str(good)]
+    assert status.startswith("Left out of class 2: Could not read the file notes.png: it is not a picture")
+    assert "The file long.png is 3000x20 pixels: too long and thin" in status
+    assert transfer.drop_refused_files(files[:1], slot=2) == (gr.skip(), gr.skip())
+    assert transfer.drop_refused_files(files[1:2], slot=1)[0] is None
+    with gr.Blocks() as blocks:  # wired to every class's box, and the two picture boxes have theirs
+        transfer.build()
+    names = {fn.api_name for fn in blocks.fns.values()}
+    assert {f"transfer_check_class_{k}" for k in range(1, transfer.MAX_CLASSES + 1)} <= names
+    assert {"transfer_check_new_image", "transfer_check_what_it_sees"} <= names
 
 
 # ---- bounded bring-your-own-classes state -------------------------------------------------------
