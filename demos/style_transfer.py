@@ -551,6 +551,8 @@ def run_example(content, style, method, painting):
     """A finished example: what Stylise gives at the tab's starting settings, as (result,
     before/after, status). Cached when the app runs with --cache-examples. Its optimisations
     wait their turn in LANE like the Stylise button's."""
+    if method not in SIZES:  # an API call may send none: a message, not a minute of optimisation
+        raise BadInput(f"method must be 'optimize' or 'fast', not {method!r}.")
     if method == "fast":
         picture, info = list(stylize_stream(content, painting, method="fast"))[-1]
     else:

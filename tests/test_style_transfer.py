@@ -413,6 +413,16 @@ def test_a_refused_upload_leaves_its_box(tmp_path):
         assert check({"path": str(demo.CONTENT_EXAMPLES[1])}) == gr.skip()
 
 
+def test_an_example_without_a_method_is_refused_at_once():
+    """An API call to the examples' function with no method used to run a 60-step optimisation."""
+    from demos import style_transfer as demo
+
+    steps = demo.LANE.steps_computed
+    with pytest.raises(BadInput, match="method must be 'optimize' or 'fast', not None"):
+        demo.run_example(picture(), picture(seed=1), None, None)
+    assert demo.LANE.steps_computed == steps
+
+
 def test_missing_fast_network_names_the_command_in_the_tab(no_trained_networks):
     from demos import style_transfer as demo
 
