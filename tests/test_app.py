@@ -147,11 +147,45 @@ def test_transfer_bring_your_own_classes_endpoints(client, tmp_path):
     assert "Head trained on discs (3), squares (3)" in head_status
     probe = tmp_path / "probe.png"
     shape_image("disc", 42).save(probe)
-    result = client.predict(handle_file(str(probe)), api_name="/transfer_predict")
-    assert result["label"] == "discs"
-    with pytest.raises(Exception, match="no images"):
-        client.predict("cifar10_resnet20", "discs", "squares", "", "", "", files["disc"], None,
-                       None, None, None, api_name="/transfer_fit_head")
+    result, status = client.predict(handle_file(str(probe)), api_name="/transfer_predict")
+    assert result["label"] == "discs" and status == ""
+    status = client.predict("cifar10_resnet20", "discs", "squares", "", "", "", files["disc"], None,
+                            None, None, None, api_name="/transfer_fit_head")
+    assert status == "Class 'squares' has no images: add a few, or remove its name."
+
+
+def test_transfer_refused_uploads_are_one_status_message(client, tmp_path):
+    """The tab reads its uploads itself (preprocess=False): a text file named .png and a 2x2
+    picture give one sentence in the status, the other outputs empty (not an "Error" on each),
+    and a server path nobody uploaded is still refused."""
+    from PIL import Image
+
+    from benchmarks.api import http_call
+    from test_transfer import shape_image
+
+    notes, tiny = tmp_path / "notes.png", tmp_path / "tiny.png"
+    notes.write_text("this is not a picture")
+    Image.new("RGB", (2, 2)).save(tiny)
+    good = []
+    for kind in ("disc", "square"):
+        shape_image(kind, 0).save(tmp_path / f"{kind}.png")
+        good.append(handle_file(str(tmp_path / f"{kind}.png")))
+    for path, said in ((notes, "it is not a picture this tab can read"), (tiny, "is only 2x2 pixels: too small")):
+        assert "Head trained" in client.predict("cifar10_resnet20", "discs", "squares", "", "", "", [good[0]],
+                                                [good[1]], None, None, None, api_name="/transfer_fit_head")
+        top5, heat_map, note = client.predict(handle_file(str(path)), api_name="/transfer_what_it_sees")
+        assert not top5 and heat_map is None and said in note, note
+        result, status = client.predict(handle_file(str(path)), api_name="/transfer_predict")
+        assert not result and "test image" in status and said in status, status
+        status = client.predict("cifar10_resnet20", "discs", "squares", "", "", "", [good[0], handle_file(str(path))],
+                                [good[1]], None, None, None, api_name="/transfer_fit_head")
+        assert "image 2 of 'discs'" in status and said in status, status
+    passwd = {"path": "/etc/passwd", "meta": {"_type": "gradio.FileData"}}
+    for api_name, data, raw in (("/transfer_what_it_sees", [passwd], (0,)), ("/transfer_predict", [passwd], (0,)),
+                                ("/transfer_fit_head", ["cifar10_resnet20", "discs", "squares", "", "", "", [passwd],
+                                                        [good[1]], None, None, None], (6,))):
+        outcome, message = http_call(client.src, api_name, data, raw_values=raw)
+        assert outcome == "error" and "not uploaded" in message, (api_name, message)
 
 
 def test_transfer_live_training_endpoint(client):
