@@ -48,9 +48,18 @@ def pytest_collection_modifyitems(config, items):
     """With xdist's --dist loadgroup: a module's tests run on one worker (so what a module
     computes once, e.g. one --eval per session, is computed once), and every test that talks
     to the session's server (app_url) on one worker, so the server starts once."""
+    groups = {}
     for item in items:
         group = "app" if "app_url" in getattr(item, "fixturenames", ()) else item.path.name
         item.add_marker(pytest.mark.xdist_group(group))
+        groups[item] = group
+    # The longest groups first (minutes with two workers, measured), so that no worker is
+    # left alone with a long one at the end while the other has nothing to do.
+    items.sort(key=lambda item: LONGEST_FIRST.index(groups[item]) if groups[item] in LONGEST_FIRST else len(LONGEST_FIRST))
+
+
+LONGEST_FIRST = ["app", "test_cifar10.py", "test_style_transfer.py", "test_app.py", "test_transfer.py", "test_faces.py",
+                 "test_detection.py", "test_translation.py"]
 
 
 def wait_for(condition, timeout: float = 10.0):
