@@ -30,6 +30,7 @@ LABELS = {
     "resnet": "ResNet-14 (wide)", "inception": "Small Inception",
     "mobilenet": "MobileNet (0.5x)", "plain20": "PlainNet-20 (no shortcuts)", "resnet20": "ResNet-20",
     "se_resnet20": "SE-ResNet-20", "densenet_bc": "DenseNet-BC-40",
+    "efficientnet": "EfficientNet-Lite0 (ImageNet-pretrained)",
 }
 SKIMAGE_DATA = Path(skimage.__file__).parent / "data"
 # Pictures that ship inside scikit-image (a dependency), none of them from CIFAR-10.
@@ -37,8 +38,9 @@ EXAMPLES = [SKIMAGE_DATA / name for name in ("chelsea.png", "rocket.jpg", "horse
 
 
 def models() -> list[str]:
-    """Every architecture of the zoo ("logistic" only tells airplanes from automobiles)."""
-    return list(ARCHITECTURES)
+    """Every architecture of the zoo ("logistic" only tells airplanes from automobiles); an
+    ImageNet-pretrained one only once it is trained (its training is a script of its own)."""
+    return [a for a in ARCHITECTURES if not ARCHITECTURES[a].pretrained or checkpoints.find(checkpoint_name(a))]
 
 
 def trained_models() -> list[str]:
@@ -95,8 +97,10 @@ def accuracy_against_time_figure():
         history = checkpoints.load_metrics(checkpoint_name(name)).get("history")
         if name == "logistic" or not history:
             continue
-        ax.plot([h["wall_time_s"] / 60 for h in history], [h["test_accuracy"] for h in history], marker=".",
-                label=LABELS[name])
+        # a model trained with held-out validation images has its curve on them, not on the test split
+        curve = "test_accuracy" if "test_accuracy" in history[0] else "val_accuracy"
+        ax.plot([h["wall_time_s"] / 60 for h in history], [h[curve] for h in history], marker=".",
+                label=LABELS[name] + ("" if curve == "test_accuracy" else " (validation)"))
     for target in (0.88, 0.92):
         ax.axhline(target, color="gray", linestyle="--", linewidth=1)
     ax.set_ylim(0.3, 0.95)
@@ -114,7 +118,7 @@ def classify_all(image):
         x = preprocess_image(image)
     except BadInput as e:
         # one update per card: Gradio consumes an update dict, so a shared one cleared only the first card
-        return [gr.update(value=None) for _ in ARCHITECTURES] + [None, str(e)]
+        return [gr.update(value=None) for _ in models()] + [None, str(e)]
     out = []
     for name in models():
         try:
@@ -153,9 +157,11 @@ def model_card(model: str):
             f"test images ({metrics['data']}), {metrics['parameters']:,} parameters, trained in "
             f"{metrics['train_wall_time_s'] / 60:.1f} min ({metrics['hyperparameters']['epochs']} epochs on "
             f"{metrics['device']})" + (f"; the course reported {seed:.1%} on its first 2,000 test images" if seed else "")
+            + (f"; it starts from the {metrics['pretrained']}" if metrics.get("pretrained") else "")
             + f". Reproduce: `{metrics['command']}`")
-    fig = curves(metrics["history"], {"loss": ["train_loss", "test_loss"],
-                                      "accuracy": ["train_accuracy", "test_accuracy"]}, LABELS[model])
+    curve = "test" if "test_accuracy" in metrics["history"][0] else "val"  # the held-out images' curve, if it has one
+    fig = curves(metrics["history"], {"loss": ["train_loss", f"{curve}_loss"],
+                                      "accuracy": ["train_accuracy", f"{curve}_accuracy"]}, LABELS[model])
     return text, fig, confusion_figure(metrics["confusion_matrix"], class_names(model)), mistakes_gallery(model)
 
 
@@ -175,6 +181,8 @@ def feature_maps(image, model: str, count: int = 16) -> Image.Image:
     finally:
         handle.remove()
     maps = captured["maps"][0, :count].float()
+    if maps.shape[-1] != 32:  # the ImageNet network's stem sees the picture upsampled
+        maps = torch.nn.functional.interpolate(maps[None], size=(32, 32), mode="area")[0]
     lo, hi = maps.amin(dim=(1, 2), keepdim=True), maps.amax(dim=(1, 2), keepdim=True)
     tiles = ((maps - lo) / (hi - lo).clamp_min(1e-6) * 255).byte().numpy()
     cols = 4

@@ -18,6 +18,7 @@ from torch import nn
 from core import checkpoints
 from core.data import CIFAR10_CLASSES
 from core.pictures import read_picture
+from models.efficientnet import EfficientNetLite0
 
 MEAN = (0.4914, 0.4822, 0.4465)
 STD = (0.2470, 0.2435, 0.2616)
@@ -334,6 +335,44 @@ class DenseNet(nn.Module, PyTorchModelHubMixin):
         return self.fc(self.features(x).mean(dim=(2, 3)))
 
 
+class PretrainedEfficientNet(nn.Module, PyTorchModelHubMixin):
+    """EfficientNet-Lite0 (models/efficientnet.py) started from its ImageNet-1k weights, with a
+    new 10-class layer. It takes the zoo's normalised images at any size: 32x32 ones are
+    upsampled to `input_size`. The stem and the first `frozen_stages` stages keep their
+    ImageNet weights (train/cifar10_efficientnet.py computes their output once and trains
+    the rest on it)."""
+
+    def __init__(self, input_size: int = 128, frozen_stages: int = 5, num_classes: int = 10):
+        super().__init__()
+        self.input_size, self.frozen_stages = input_size, frozen_stages
+        self.net = EfficientNetLite0(num_classes=num_classes)
+        self.split = self.net.stage_ends[frozen_stages - 1]  # the last frozen block
+        mean, std = torch.tensor(MEAN).view(1, 3, 1, 1), torch.tensor(STD).view(1, 3, 1, 1)
+        self.register_buffer("mean", mean, persistent=False)
+        self.register_buffer("std", std, persistent=False)
+
+    def frozen_features(self, x):
+        """The frozen part's output for zoo-normalised images (N, 3, H, W)."""
+        x = x * self.std + self.mean  # back to [0, 1] ...
+        if x.shape[-1] < self.input_size:
+            x = F.interpolate(x, size=(self.input_size, self.input_size), mode="bilinear", align_corners=False)
+        return self.net.feature_map((x - 0.5) / 0.5, upto=self.split)  # ... and to the range its weights expect
+
+    def head(self, h):
+        """Logits from the frozen part's output: the trained stages, the 1280-channel head, the new layer."""
+        for block in self.net._blocks[self.split + 1:]:
+            h = block(h)
+        h = F.relu6(self.net._bn1(self.net._conv_head(h))).mean((2, 3))
+        return self.net._fc(self.net.dropout(h))
+
+    def head_parameters(self) -> list[nn.Parameter]:
+        trained = [*self.net._blocks[self.split + 1:], self.net._conv_head, self.net._bn1, self.net._fc]
+        return [p for module in trained for p in module.parameters()]
+
+    def forward(self, x):
+        return self.head(self.frozen_features(x))
+
+
 @dataclass(frozen=True)
 class Architecture:
     """One model of the zoo: its class, the constructor's arguments, and the course's
@@ -342,6 +381,7 @@ class Architecture:
     model: type
     kwargs: dict = field(default_factory=dict)
     seed_accuracy: float | None = None
+    pretrained: str | None = None  # what its starting weights learned from, if not from scratch
 
 
 ARCHITECTURES = {
@@ -358,6 +398,7 @@ ARCHITECTURES = {
     "resnet20": Architecture(ResNet, {"depth": 20}),
     "se_resnet20": Architecture(ResNet, {"depth": 20, "se": True}),
     "densenet_bc": Architecture(DenseNet, {}),
+    "efficientnet": Architecture(PretrainedEfficientNet, {}, pretrained="ImageNet-1k"),
 }
 BINARY_CLASSES = (0, 1)  # airplane, automobile: the logistic regression's task
 OPTIMIZERS = ("adam", "momentum", "sgd")  # the course's study and the training lab
@@ -384,6 +425,8 @@ def train_command(arch: str = "all") -> str:
     """What trains `arch` ("all": the whole zoo; "study": the course's study, STUDY)."""
     if arch == "study":
         return "python -m train.cifar10_study"
+    if arch in ARCHITECTURES and ARCHITECTURES[arch].pretrained:
+        return f"python -m train.cifar10_{arch}"
     return f"python -m train.cifar10 --arch {arch}"
 
 

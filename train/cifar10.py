@@ -28,7 +28,8 @@ from tqdm import tqdm
 from core import checkpoints, data
 from core.training import (add_run_arguments, bf16_is_fast, load_state, parse_run_arguments, pick_device, save_state,
                            seed_epoch, seed_everything, with_defaults)
-from models.cifar10 import ARCHITECTURES, BINARY_CLASSES, build_model, checkpoint_name, load_model, normalize, predict
+from models.cifar10 import (ARCHITECTURES, BINARY_CLASSES, build_model, checkpoint_name, load_model, normalize, predict,
+                            train_command)
 
 # Per-architecture defaults that reproduce the committed checkpoints. These were trained on all
 # 50,000 training images with a per-epoch curve on the test split, and their recipes and epoch
@@ -67,6 +68,8 @@ DEFAULTS = {
                         bf16=True, channels_last=True, val_images=0),
     "densenet_bc": dict(epochs=15, lr=0.2, batch_size=256, weight_decay=5e-4, label_smoothing=0.1, augment=True,
                         bf16=True, channels_last=True, val_images=0),
+    # trained by train/cifar10_efficientnet.py; evaluated here as the others
+    "efficientnet": dict(bf16=False, channels_last=True),
 }
 
 def load_split(split: str, arch: str, args):
@@ -300,8 +303,13 @@ def main(argv=None):
 
     if args.record_check and not (args.eval and args.limit):
         parser.error("--record-check needs --eval and --limit")
+    if args.arch != "all" and ARCHITECTURES[args.arch].pretrained and not args.eval:
+        parser.error(f"{train_command(args.arch)} trains {args.arch} (on ImageNet features)")
     results = {}
     for arch in ARCHITECTURES if args.arch == "all" else [args.arch]:
+        if ARCHITECTURES[arch].pretrained and not args.eval:
+            tqdm.write(f"{arch}: not trained here; {train_command(arch)} trains it")
+            continue
         results[arch] = run(with_defaults(args, "arch", arch, DEFAULTS))
         if args.record_check:
             checkpoints.record_check(checkpoint_name(arch), {k: results[arch][k] for k in ("test_images", "test_accuracy")},
