@@ -14,7 +14,9 @@ class _ConfigOnDemand(dict):
 
     def __init__(self, blocks_config, block_ids):
         super().__init__()
-        self._blocks_config, self._pending = blocks_config, set(block_ids)
+        # a dict, not a set: made in the blocks' order, as Gradio's own dict has them (a set's
+        # order follows the ids' hashes, which depend on how many blocks the process made before)
+        self._blocks_config, self._pending = blocks_config, dict.fromkeys(block_ids)
 
     def __missing__(self, key):
         if key not in self._pending:
@@ -23,7 +25,7 @@ class _ConfigOnDemand(dict):
         return config
 
     def __setitem__(self, key, value):
-        self._pending.discard(key)
+        self._pending.pop(key, None)
         super().__setitem__(key, value)
 
     def __contains__(self, key):

@@ -310,6 +310,9 @@ def main(argv=None):
         if ARCHITECTURES[arch].pretrained and not args.eval:
             tqdm.write(f"{arch}: not trained here; {train_command(arch)} trains it")
             continue
+        if args.eval and args.arch == "all" and checkpoints.find(checkpoint_name(arch), args.checkpoint_dir) is None:
+            tqdm.write(f"{arch}: no checkpoint to evaluate ({train_command(arch)} trains it)")
+            continue
         results[arch] = run(with_defaults(args, "arch", arch, DEFAULTS))
         if args.record_check:
             checkpoints.record_check(checkpoint_name(arch), {k: results[arch][k] for k in ("test_images", "test_accuracy")},
