@@ -36,7 +36,9 @@ Image.MAX_IMAGE_PIXELS = 25_000_000
 
 def build_app(tabs=None) -> gr.Blocks:
     lazy_session_configs()
-    with gr.Blocks(title="Deep Learning Playground") as demo:
+    # Every hour Gradio deletes the files it saved for results and uploads over two hours ago
+    # (a Space runs for weeks; the cached examples are kept).
+    with gr.Blocks(title="Deep Learning Playground", delete_cache=(3600, 7200)) as demo:
         with gr.Row():
             gr.Markdown("# Deep Learning Playground\nClassic deep-learning experiments, trained by this "
                         "project's own scripts, running live. Every number shown was measured.")

@@ -3,7 +3,11 @@ for input Gradio itself cannot read), and the drawing canvas."""
 import functools
 import inspect
 import math
+import os
 import re
+import tempfile
+import time
+from pathlib import Path
 
 import gradio as gr
 import pydantic
@@ -222,3 +226,25 @@ def drawing_canvas(label: str, elem_id: str) -> gr.Sketchpad:
     canvas.preprocess = composite_only
     gr.HTML("", js_on_load=PICK_BRUSH_JS, visible="hidden")
     return canvas
+
+
+# A handler's file output (a download, a GIF) is copied into Gradio's own cache as soon as it
+# is returned, and app.py has Gradio empty that cache of old files (delete_cache). Ours only
+# need to outlive the copy, and are removed an hour on, so a server that runs for weeks does
+# not fill its disk one result at a time.
+OUTPUT_FILES = Path(tempfile.gettempdir()) / f"dlp_outputs_{os.getpid()}"
+KEEP_OUTPUT_FILES_S = 3600
+
+
+def output_file(suffix: str, prefix: str = "") -> str:
+    """A new path for a handler's file output; files made here over an hour ago are removed."""
+    OUTPUT_FILES.mkdir(exist_ok=True)
+    now = time.time()
+    for old in OUTPUT_FILES.iterdir():
+        try:
+            if now - old.stat().st_mtime > KEEP_OUTPUT_FILES_S:
+                old.unlink()
+        except FileNotFoundError:  # another thread removed it first
+            pass
+    with tempfile.NamedTemporaryFile(dir=OUTPUT_FILES, prefix=prefix, suffix=suffix, delete=False) as f:
+        return f.name

@@ -1,7 +1,6 @@
 """GANs: sample a grid, walk between two latents, push samples along latent directions,
 and watch a generator learn (the same noise decoded after every training epoch)."""
 import functools
-import tempfile
 
 import gradio as gr
 import numpy as np
@@ -12,7 +11,7 @@ from safetensors.numpy import load_file
 from core import checkpoints
 from core.errors import BadInput
 from core.results import Entry, Figure
-from core.ui import user_errors
+from core.ui import output_file, user_errors
 from models import gan
 from models.gan import MODELS, checkpoint_name, generate, noise, to_uint8, train_command
 
@@ -196,7 +195,7 @@ def animation(images: np.ndarray, scale: int = 4, ms_per_frame: int = 120, bounc
               for img in images]
     if bounce:
         frames += frames[-2:0:-1]
-    path = tempfile.NamedTemporaryFile(suffix=".gif", delete=False).name
+    path = output_file(".gif", prefix="walk_")
     frames[0].save(path, save_all=True, append_images=frames[1:], duration=ms_per_frame, loop=0)
     return path
 

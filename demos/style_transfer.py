@@ -27,7 +27,7 @@ from core.gpu import on_gpu
 from core.pictures import open_picture, read_picture
 from core.results import Entry, Figure
 from core.training import pick_device
-from core.ui import clear_refused_uploads, user_errors
+from core.ui import clear_refused_uploads, output_file, user_errors
 from models.style_transfer import (FEATURE_NETWORKS, MULTI, PAINTINGS, FeatureNetworkUnavailable, MultiStyleNet,
                                    available_feature_networks, best_feature_network, checkpoint_name,
                                    load_feature_network, load_network, style_images_dir, stylise, stylize_steps,
@@ -477,7 +477,7 @@ def describe(info: dict, method: str) -> str:
 
 
 def save_result(picture: Image.Image) -> str:
-    path = tempfile.NamedTemporaryFile(prefix="stylised_", suffix=".png", delete=False).name
+    path = output_file(".png", prefix="stylised_")
     picture.save(path)
     return path
 

@@ -403,3 +403,21 @@ def test_drawing_canvas_decodes_only_a_bounded_composite(tmp_path, monkeypatch):
     assert [f.path for f in decoded if f is not None] == [str(small)]
     with pytest.raises(gr.Error, match=f"the drawing is {MAX_DRAWING_SIDE + 1}x40 pixels"):
         canvas.preprocess(EditorData(composite=layer))
+
+
+def test_output_files_do_not_pile_up_on_a_long_running_server():
+    """A download or GIF a handler returns is a file; those made over an hour ago are removed
+    when the next is made, and Gradio deletes its own copies of old results (delete_cache)."""
+    import os
+
+    from app import build_app
+    from core.ui import KEEP_OUTPUT_FILES_S, output_file
+
+    old, recent = output_file(".png", prefix="stylised_"), output_file(".gif")
+    hours_ago = time.time() - KEEP_OUTPUT_FILES_S - 60
+    os.utime(old, (hours_ago, hours_ago))
+    new = output_file(".png")
+    assert not os.path.exists(old) and os.path.exists(recent) and os.path.exists(new)
+    assert os.path.basename(recent).endswith(".gif") and os.path.dirname(new) == os.path.dirname(recent)
+    frequency, age = build_app(["fizzbuzz"]).delete_cache
+    assert frequency <= 3600 and age <= 86400
