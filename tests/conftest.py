@@ -84,6 +84,17 @@ def run_cli_failing(*args, timeout: float = 900) -> subprocess.CompletedProcess:
     return result
 
 
+def refused_pictures(tmp_path) -> dict[str, tuple[str, str]]:
+    """A text file named .png and a 2x2 picture: (path, what the message must say)."""
+    notes, tiny = tmp_path / "notes.png", tmp_path / "tiny.png"
+    notes.write_text("this is not a picture")
+    from PIL import Image
+
+    Image.new("RGB", (2, 2), (255, 0, 0)).save(tiny)
+    return {"a text file named .png": (str(notes), "it is not a picture this tab can read"),
+            "a 2x2 picture": (str(tiny), "is only 2x2 pixels: too small")}
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

@@ -14,7 +14,7 @@ from models import style_transfer as st
 from models.style_transfer import (FEATURE_NETWORKS, ConditionalInstanceNorm2d, MultiStyleNet, TransformerNet,
                                    content_loss, gram_matrix, stylize_steps, style_loss, vgg19_body)
 from train import style_transfer as training
-from conftest import free_port, run_cli
+from conftest import free_port, refused_pictures, run_cli
 
 
 @pytest.fixture
@@ -362,15 +362,6 @@ def test_plain_functions_take_a_path_or_an_upload_file_dict_alike(tmp_path):
     assert from_paths.size == (64, 43)
     assert np.array_equal(np.asarray(from_paths), np.asarray(from_uploads))
     assert np.array_equal(np.asarray(from_paths), np.asarray(from_pictures))
-
-
-def refused_pictures(tmp_path) -> dict[str, tuple[str, str]]:
-    """A text file named .png and a 2x2 picture: (path, what the message must say)."""
-    notes, tiny = tmp_path / "notes.png", tmp_path / "tiny.png"
-    notes.write_text("this is not a picture")
-    Image.new("RGB", (2, 2), (255, 0, 0)).save(tiny)
-    return {"a text file named .png": (str(notes), "it is not a picture this tab can read"),
-            "a 2x2 picture": (str(tiny), "is only 2x2 pixels: too small")}
 
 
 @pytest.mark.parametrize("method", ["optimize", "fast"])

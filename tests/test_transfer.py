@@ -12,7 +12,7 @@ import pytest
 import torch
 from PIL import Image, ImageDraw
 
-from conftest import run_cli, running_app, wait_for
+from conftest import refused_pictures, run_cli, running_app, wait_for
 from core import checkpoints, data, labs
 from core.errors import BadInput
 from demos import transfer
@@ -404,15 +404,6 @@ def test_what_it_sees_names_a_bee_and_maps_it_on_the_crop():
 
 
 # ---- refused uploads: one message in a status, and out of the box ----------------------------------
-
-def refused_pictures(tmp_path) -> dict[str, tuple[str, str]]:
-    """A text file named .png and a 2x2 picture: (path, what the message must say)."""
-    notes, tiny = tmp_path / "notes.png", tmp_path / "tiny.png"
-    notes.write_text("this is not a picture")
-    Image.new("RGB", (2, 2), (255, 0, 0)).save(tiny)
-    return {"a text file named .png": (str(notes), "it is not a picture this tab can read"),
-            "a 2x2 picture": (str(tiny), "is only 2x2 pixels: too small")}
-
 
 @needs_wheel
 def test_what_it_sees_in_the_tab_says_a_refused_picture_once(tmp_path):

@@ -22,6 +22,7 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
+from safetensors.torch import save_file
 from tqdm import tqdm
 
 from core import checkpoints, data
@@ -29,7 +30,7 @@ from core.training import (add_run_arguments, load_state, parse_run_arguments, p
                            seed_everything)
 from models.cifar10 import PretrainedEfficientNet, checkpoint_name, normalize
 from models.efficientnet import PACKAGE, imagenet_state
-from train.cifar10 import evaluate, one_cycle
+from train.cifar10 import evaluate, load_split, one_cycle
 
 ARCH = "efficientnet"
 VAL_IMAGES = 5000
@@ -133,7 +134,7 @@ def run(args) -> dict:
     cache_s = time.perf_counter() - start
     tqdm.write(f"cached the frozen stages' outputs {tuple(train_cache[0].shape)} in {cache_s:.0f} s")
 
-    trained = [p for p in model.head_parameters()]
+    trained = model.head_parameters()
     decay = [p for p in trained if p.dim() > 1]
     no_decay = [p for p in trained if p.dim() <= 1]
     optimizer = torch.optim.SGD([{"params": decay, "weight_decay": args.weight_decay},
@@ -157,10 +158,7 @@ def run(args) -> dict:
             return {"stopped_after_epoch": epoch}
     wall_time = elapsed_before + time.perf_counter() - start
 
-    test_x, test_y = data.cifar10("test", root=args.data_dir)
-    if args.limit:  # the same fixed subset as train.cifar10 --limit
-        keep = torch.randperm(len(test_y), generator=torch.Generator().manual_seed(0))[:args.limit]
-        test_x, test_y = test_x[keep], test_y[keep]
+    test_x, test_y = load_split("test", ARCH, args)  # with --limit, the same fixed subset as train.cifar10's
     model = model.cpu().eval()
     metrics = {
         **evaluate(model, test_x, test_y, ARCH, torch.device("cpu"), channels_last=True),
@@ -176,8 +174,6 @@ def run(args) -> dict:
         "history": history,
     }
     path = checkpoints.save(model, checkpoint_name(ARCH), metrics, root=args.checkpoint_dir)
-    from safetensors.torch import save_file
-
     worst = torch.tensor([m["index"] for m in metrics["confident_mistakes"]], dtype=torch.long)
     save_file({"images": test_x[worst].contiguous(), "index": worst}, str(path / "mistakes.safetensors"))
     return {k: metrics[k] for k in ("test_accuracy", "test_loss", "val_accuracy", "train_wall_time_s")}
