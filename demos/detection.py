@@ -1,6 +1,8 @@
 """Face-mask detection: Faster R-CNN finds the faces in a photo and says whether each wears
-a mask, wears it wrongly or wears none; with the model card (per-class AP, precision-recall
-curves, training curves, the test photos it gets most wrong)."""
+a mask, wears it wrongly or wears none. The default detector stands on ImageNet features
+(EfficientNet-Lite0); the earlier one, whose backbone learned here from face crops, can be
+picked for comparison. With the model card (both detectors' numbers side by side, per-class
+AP, precision-recall curves, training curves, the test photos it gets most wrong)."""
 import functools
 import math
 
@@ -14,17 +16,25 @@ from core.pictures import read_picture
 from core.plots import curves, curves_image
 from core.results import Entry, Figure
 from core.ui import clear_refused_uploads, user_errors
-from models.detection import (CLASSES, MAX_SIDE, FaceMaskDetector, checkpoint_name, detect_faces, image_path,
-                              load_annotations, load_detector, shrink, split, train_command)
+from models.detection import (CLASSES, CROPS_COMMAND, DEFAULT_BACKBONE, MAX_SIDE, FaceMaskDetector, checkpoint_name,
+                              detect_faces, image_path, load_annotations, load_detector, shrink, split, train_command)
 
 TITLE = "Face-mask detection"
 COLORS = {"with_mask": (30, 160, 60), "without_mask": (220, 40, 40), "mask_weared_incorrect": (240, 160, 0)}
 MIN_SIDE = 8  # smaller pictures are refused: too small to find a face in
+DETECTORS = {"efficientnet": "EfficientNet-Lite0, ImageNet-pretrained",
+             "mobilenet_v3": "MobileNetV3, pre-trained here on face crops"}  # the first is the default
 
 
 @functools.cache
-def load_model() -> FaceMaskDetector:
-    return load_detector()
+def load_model(backbone: str = DEFAULT_BACKBONE) -> FaceMaskDetector:
+    return load_detector(backbone)
+
+
+def check_detector(backbone) -> str:
+    if backbone not in DETECTORS:
+        raise BadInput(f"The detector must be one of {', '.join(DETECTORS)}, not {backbone!r}.")
+    return backbone
 
 
 def check_threshold(score_threshold) -> float:
@@ -34,16 +44,17 @@ def check_threshold(score_threshold) -> float:
     return float(score_threshold)
 
 
-def detect_picture(picture: Image.Image, score_threshold: float = 0.5) -> list[dict]:
+def detect_picture(picture: Image.Image, score_threshold: float = 0.5, backbone: str = DEFAULT_BACKBONE) -> list[dict]:
     """Faces in an RGB picture, boxes in its own pixels, best first."""
     threshold = check_threshold(score_threshold)  # before loading: a bad value is the user's to fix first
-    return detect_faces(load_model(), picture, threshold)
+    return detect_faces(load_model(check_detector(backbone)), picture, threshold)
 
 
-def detect(image, score_threshold: float = 0.5) -> list[dict]:
-    """Every face found in any picture with a score of at least score_threshold: a list of
-    {"box": [x0, y0, x1, y1] in the input's pixels, "label": class name, "score"}."""
-    return detect_picture(read_picture(image, min_side=MIN_SIDE), score_threshold)
+def detect(image, score_threshold: float = 0.5, backbone: str = DEFAULT_BACKBONE) -> list[dict]:
+    """Every face the detector with this backbone finds in any picture with a score of at
+    least score_threshold: a list of {"box": [x0, y0, x1, y1] in the input's pixels, "label":
+    class name, "score"}."""
+    return detect_picture(read_picture(image, min_side=MIN_SIDE), score_threshold, backbone)
 
 
 def draw(picture: Image.Image, detections: list[dict], max_side: int = MAX_SIDE) -> Image.Image:
@@ -73,31 +84,32 @@ def summary(detections: list[dict], score_threshold: float) -> str:
     return f"Found {len(detections)} face{'s' * (len(detections) > 1)}: {listed}."
 
 
-def detect_and_draw(image, score_threshold):
+def detect_and_draw(image, score_threshold, backbone=DEFAULT_BACKBONE):
     """The tab's action: the picture with boxes, a sentence with the counts per class, a table."""
     picture = read_picture(image, min_side=MIN_SIDE)
     try:
-        detections = detect_picture(picture, score_threshold)
+        detections = detect_picture(picture, score_threshold, backbone)
     except checkpoints.MissingCheckpoint as e:
         return draw(picture, []), f"**No detector trained yet.** {e}", []
     rows = [[d["label"], d["score"], *d["box"]] for d in detections]
     return draw(picture, detections), summary(detections, score_threshold), rows
 
 
-def detect_in_tab(image, score_threshold):
+def detect_in_tab(image, score_threshold, backbone=DEFAULT_BACKBONE):
     """detect_and_draw for the tab's events: a picture it cannot use is said in the status
     (once, with nothing drawn), not raised as an error on every output."""
     try:
-        return detect_and_draw(image, score_threshold)
+        return detect_and_draw(image, score_threshold, backbone)
     except BadInput as e:
         return None, f"**No answer:** {e}", []
 
 
-def redetect(image, score_threshold):
-    """The slider moved: detect again, or nothing while no photo is there."""
+def redetect(image, score_threshold, backbone=DEFAULT_BACKBONE):
+    """The slider moved or another detector was picked: detect again, or nothing while no
+    photo is there."""
     if image is None:
         return None, "", []
-    return detect_and_draw(image, score_threshold)
+    return detect_in_tab(image, score_threshold, backbone)
 
 
 # ---- the test split and the model card -------------------------------------------------------
@@ -149,15 +161,35 @@ def start_of(hyperparameters: dict) -> str:
     if hyperparameters.get("imagenet_backbone"):
         return "from ImageNet weights"
     if hyperparameters.get("backbone_init"):
-        return f"from a backbone pre-trained here on face crops ({train_command(backbone=True)})"
+        return f"from a backbone pre-trained here on face crops ({CROPS_COMMAND})"
     return "from scratch"
 
 
-def model_card():
+COMPARISON_HEADERS = ["detector", "mAP@0.5", "mAP@[.5:.95]", *(f"AP@0.5 {c}" for c in CLASSES),
+                      "faces missed at 0.5", "faces under 16 px missed", "training"]
+
+
+def comparison() -> list[list]:
+    """One row per trained detector, measured on the same test split."""
+    rows = []
+    for backbone, name in DETECTORS.items():
+        m = checkpoints.load_metrics(checkpoint_name(backbone))
+        if not m:
+            continue
+        small = m.get("misses_by_size_at_0_5", {}).get("under 16 px")
+        rows.append([name, round(m["test_map50"], 3), round(m["test_map"], 3),
+                     *(round(m["per_class_ap50"][c], 3) for c in CLASSES),
+                     f"{m['errors_at_0_5']['missed']} of {m['test_faces']}",
+                     f"{small['missed']} of {small['faces']}" if small else "-",
+                     f"{m['train_wall_time_s'] / 60:.0f} min"])
+    return rows
+
+
+def model_card(backbone: str = DEFAULT_BACKBONE):
     """Markdown, per-class AP rows, the precision-recall and training-curve figures, failures."""
-    m = checkpoints.load_metrics(checkpoint_name())
+    m = checkpoints.load_metrics(checkpoint_name(backbone))
     if not m:
-        return f"No checkpoint yet: train it with `{train_command()}`.", [], None, None, []
+        return f"No checkpoint yet: train it with `{train_command(backbone)}`.", [], None, None, []
     text = (f"Test split ({m['test_images']} photos, {m['test_faces']} faces): **mAP@0.5 {m['test_map50']:.3f}**, "
             f"mAP@[.5:.95] {m['test_map']:.3f} (COCO-style, torchmetrics with pycocotools). Faster R-CNN with a "
             f"{m['hyperparameters']['backbone']} FPN backbone trained "
@@ -189,13 +221,16 @@ def build():
     gr.Markdown("Upload a photo with people in it: the detector boxes every face it finds and says whether it "
                 "wears a mask (**with_mask**), wears it wrongly (**mask_weared_incorrect**) or wears none "
                 "(**without_mask**). Move the slider to see less confident boxes.")
-    if checkpoints.find(checkpoint_name()) is None:
-        gr.Markdown(f"**No detector trained yet.** Train it with `{train_command()}`; until then this tab "
-                    "shows the photo without boxes.")
+    for backbone, name in DETECTORS.items():
+        if checkpoints.find(checkpoint_name(backbone)) is None:
+            gr.Markdown(f"**The {name} detector is not trained yet.** Train it with `{train_command(backbone)}`; "
+                        "until then it shows the photo without boxes.")
     with gr.Row():
         with gr.Column(scale=1):
             picture = gr.Image(type="filepath", image_mode=None, label="Your photo", height=300, elem_id="detection-image")
             threshold = gr.Slider(0.05, 0.95, value=0.5, step=0.05, label="Score threshold")
+            detector = gr.Radio([(name, key) for key, name in DETECTORS.items()], value=DEFAULT_BACKBONE,
+                                label="Detector", elem_id="detection-detector")
             detect_btn = gr.Button("Detect faces", variant="primary")
             status = gr.Markdown(elem_id="detection-status")
         with gr.Column(scale=2):
@@ -205,11 +240,14 @@ def build():
     outputs = [shown, status, table]
     examples = split_examples()
     if examples:
-        gr.Examples([[p, 0.5] for p in examples], inputs=[picture, threshold], outputs=outputs,
+        gr.Examples([[p, 0.5, DEFAULT_BACKBONE] for p in examples], inputs=[picture, threshold, detector], outputs=outputs,
                     fn=user_errors(detect_and_draw),
                     run_on_click=True, label="Photos from the test split (never trained on)",
                     api_name="detection_example")
-    with gr.Accordion("Model card: per-class AP, precision-recall curves, training curves, failures", open=False):
+    with gr.Accordion("Model card: both detectors compared, per-class AP, precision-recall curves, training curves, "
+                      "failures", open=False):
+        gr.Dataframe(comparison(), headers=COMPARISON_HEADERS, label="Both detectors on the same test split",
+                     interactive=False)
         text, rows, pr, fig, failures = model_card()
         gr.Markdown(text)
         gr.Dataframe(rows, headers=["class", "AP@0.5", "AP@[.5:.95]", "test faces"], interactive=False)
@@ -222,8 +260,10 @@ def build():
     # status and leaves the box, instead of a red "Error" on every output (core.ui).
     clear_refused_uploads(picture, "photo", api_name="detection_check_upload")
     handler = user_errors(detect_in_tab)
-    picture.upload(handler, inputs=[picture, threshold], outputs=outputs, api_name="detection_upload", preprocess=False)
-    detect_btn.click(handler, inputs=[picture, threshold], outputs=outputs, api_name="detection_detect",
-                     preprocess=False)
-    threshold.release(user_errors(redetect), inputs=[picture, threshold], outputs=outputs,
-                      api_name="detection_threshold", preprocess=False)
+    inputs = [picture, threshold, detector]
+    picture.upload(handler, inputs=inputs, outputs=outputs, api_name="detection_upload", preprocess=False)
+    detect_btn.click(handler, inputs=inputs, outputs=outputs, api_name="detection_detect", preprocess=False)
+    threshold.release(user_errors(redetect), inputs=inputs, outputs=outputs, api_name="detection_threshold",
+                      preprocess=False)
+    detector.change(user_errors(redetect), inputs=inputs, outputs=outputs, api_name="detection_detector",
+                    preprocess=False)

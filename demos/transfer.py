@@ -261,6 +261,15 @@ def add_drawing(drawings, sketch, slot):
     return drawings, counts_text(drawings)
 
 
+def add_drawing_in_tab(drawings, sketch, slot):
+    """add_drawing for the tab: a drawing it cannot add (an empty canvas, a full class) is said
+    beside the counts, once, instead of as an error toast."""
+    try:
+        return add_drawing(drawings, sketch, slot)
+    except BadInput as e:
+        return drawings or {}, f"{counts_text(drawings or {})}. **Not added:** {e}"
+
+
 def counts_text(drawings):
     return "Drawings added: " + (", ".join(f"class {k}: {len(v)}" for k, v in sorted(drawings.items())) or "none")
 
@@ -457,7 +466,8 @@ def build():
                            api_name="transfer_train", concurrency_limit=1, concurrency_id="transfer_train")
     stop_btn.click(stop_live, outputs=live_status, cancels=[live], api_name="transfer_stop", concurrency_limit=None,
                    queue=False)
-    add_btn.click(user_errors(add_drawing), [drawings, sketch, slot], [drawings, drawn], api_name="transfer_add_drawing")
+    add_btn.click(user_errors(add_drawing_in_tab), [drawings, sketch, slot], [drawings, drawn],
+                  api_name="transfer_add_drawing")
     # The tab reads its uploads itself (preprocess=False): a refused picture is said once in a
     # status and leaves its box, instead of a red "Error" on every output (core.ui). The pictures'
     # events are .input (the user's upload or removal), so emptying a refused box runs nothing.

