@@ -207,7 +207,7 @@ DETECTION_PHOTO = "maksssksksss15"  # a test-split photo (never trained on): two
 
 
 @needs_data
-@pytest.mark.skipif(not (REPO / "checkpoints" / "detection" / "model.safetensors").exists(),
+@pytest.mark.skipif(not (REPO / "checkpoints" / "detection_efficientnet" / "model.safetensors").exists(),
                     reason="no detector trained yet (python -m train.detection)")
 def test_detection_finds_faces_in_an_upload(page, screenshots):
     """The status names the faces the annotation has, by class."""
@@ -271,3 +271,44 @@ def test_light_dark_button_switches_theme(page, screenshots):
     assert page.evaluate(background) != before
     page.locator("#theme-toggle").click()
     assert page.evaluate("() => document.body.classList.contains('dark')") == was_dark
+
+
+def test_a_feed_forward_run_finishes_within_3_s_while_another_user_optimises(page):
+    """Two users in two browsers: one starts an optimisation (it holds the style-transfer lane
+    for minutes), the other's feed-forward run is back within 3 s, and the first one's Stop
+    says where it stopped."""
+    import time
+
+    from demos import style_transfer as demo
+
+    if not demo.fast_paintings():
+        pytest.skip("no trained feed-forward network")
+    photo = str(demo.CONTENT_EXAMPLES[2])
+    other = page.context.browser.new_context(viewport={"width": 1280, "height": 1000}).new_page()
+    try:
+        other.goto(page.url)
+        open_tab(other, "style_transfer")
+        heavy = other.locator("#tab-style_transfer")
+        heavy.locator("#style-content input[type='file']").set_input_files(photo)
+        heavy.locator("#style-style input[type='file']").set_input_files(str(demo.made_examples()[1]))
+        heavy.get_by_role("button", name="Stylise", exact=True).click()
+        expect(other.locator("#style-status")).to_contain_text("Step ", timeout=SLOW)
+
+        open_tab(page, "style_transfer")
+        light = page.locator("#tab-style_transfer")
+        light.locator("#style-content input[type='file']").set_input_files(photo)
+        light.get_by_text("Feed-forward (Johnson et al.)", exact=True).click()
+        page.wait_for_timeout(500)  # the upload settles
+        start = time.perf_counter()
+        light.get_by_role("button", name="Stylise", exact=True).click()
+        expect(page.locator("#style-status")).to_contain_text("Feed-forward, ", timeout=3_000)
+        took = time.perf_counter() - start
+        expect(other.locator("#style-status")).to_contain_text("Step ")  # the optimisation still runs
+        assert took < 3, took
+
+        heavy.get_by_role("button", name="Stop", exact=True).click()
+        expect(other.locator("#style-status")).to_contain_text("Stopped at step ", timeout=2_000)
+        no_error_toast(page)
+        no_error_toast(other)
+    finally:
+        other.context.close()
