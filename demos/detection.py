@@ -265,5 +265,5 @@ def build():
     detect_btn.click(handler, inputs=inputs, outputs=outputs, api_name="detection_detect", preprocess=False)
     threshold.release(user_errors(redetect), inputs=inputs, outputs=outputs, api_name="detection_threshold",
                       preprocess=False)
-    detector.change(user_errors(redetect), inputs=inputs, outputs=outputs, api_name="detection_detector",
+    detector.input(user_errors(redetect), inputs=inputs, outputs=outputs, api_name="detection_detector",
                     preprocess=False)
