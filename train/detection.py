@@ -364,11 +364,11 @@ def main(argv=None):
     parser.add_argument("--train-crop", type=int, default=384,
                         help="train on random crop x crop windows of photos resized to the jittered size "
                              "(0: whole photos); lets --min-size grow at the same cost a step")
-    parser.add_argument("--epochs", type=int, default=16, help="epochs (about 2 min each on 2 CPU cores, 3.5 with validation)")
+    parser.add_argument("--epochs", type=int, default=10, help="epochs (about 3.5 min each on 2 CPU cores, 5 with validation)")
     parser.add_argument("--lr", type=float, default=0.01, help="peak SGD learning rate (momentum 0.9)")
     parser.add_argument("--batch-size", type=int, default=4, help="images per step")
     parser.add_argument("--weight-decay", type=float, default=1e-4, help="weight decay (not on norms and biases)")
-    parser.add_argument("--val-from", type=int, default=7,
+    parser.add_argument("--val-from", type=int, default=5,
                         help="first epoch measured on the validation split (and so eligible as the model kept); "
                              "the last epoch always is")
     parser.add_argument("--repeat-rare", type=int, default=2,
