@@ -29,11 +29,16 @@ from models import style_transfer as st
 CELL = 160  # pixels of a contact-sheet cell
 
 
-def contact_sheet(title: str, photos: dict, paintings: dict, results: dict) -> Image.Image:
-    """Paintings along the top, photos down the side, results[(photo, painting)] inside."""
+def contact_sheet(title: str, photos: dict, paintings: dict, results: dict, notes: dict | None = None) -> Image.Image:
+    """Paintings along the top, photos down the side, results[(photo, painting)] inside;
+    notes[painting] is written under that painting (e.g. "never seen in training")."""
     header = 28
     sheet = Image.new("RGB", ((len(paintings) + 1) * CELL, header + (len(photos) + 1) * CELL), "white")
-    ImageDraw.Draw(sheet).text((8, 8), title, fill="black")
+    draw = ImageDraw.Draw(sheet)
+    draw.text((8, 8), title, fill="black")
+    for j, name in enumerate(paintings, 1):
+        if notes and name in notes:
+            draw.text((j * CELL + 4, header + CELL - 12), notes[name], fill="red")
 
     def paste(picture: Image.Image, row: int, col: int):
         thumb = picture.copy()
@@ -63,8 +68,11 @@ def run_optimize(network: str, photos, paintings, judge, args):
     for (photo_name, photo), (painting_name, painting) in tqdm(
             [(p, q) for p in photos.items() for q in paintings.items()], desc=f"optimize, {network}"):
         start = time.perf_counter()
+        defaults = st.FEATURE_NETWORKS[network]
         for image, _, _ in st.stylize_steps(extractor, photo, painting, steps=args.steps,
-                                            style_weight=args.style_weight, lr=args.lr, optimizer=args.optimizer):
+                                            style_weight=args.style_weight or defaults.style_weight,
+                                            lr=args.lr or defaults.lr, tv_weight=defaults.tv_weight,
+                                            optimizer=args.optimizer):
             pass
         seconds = time.perf_counter() - start
         rows.append({"photo": photo_name, "painting": painting_name, "seconds": seconds,
@@ -118,11 +126,34 @@ def run_multi(root: Path | None, photos, paintings, judge):
     return network, rows, pictures
 
 
+def run_arbitrary(root: Path | None, photos, paintings, judge):
+    """The AdaIN network for any painting (python -m train.style_transfer_arbitrary), each
+    painting at ADAIN_STYLE_SIZE as the tab gives it."""
+    name = st.checkpoint_name(st.ARBITRARY)
+    if checkpoints.find(name, root) is None:
+        print(f"no network for any painting in {root or checkpoints.CHECKPOINTS}: python -m train.style_transfer_arbitrary")
+        return None
+    net = checkpoints.load(st.AdaINNet, name, "python -m train.style_transfer_arbitrary", root=root)
+    rows, pictures = [], {}
+    for painting_name, painting in paintings.items():
+        style = st.painting(painting_name, st.ADAIN_STYLE_SIZE)
+        for photo_name, photo in photos.items():
+            with torch.inference_mode():
+                start = time.perf_counter()
+                image = net(photo, style).clamp(0, 1)
+                seconds = time.perf_counter() - start
+            rows.append({"photo": photo_name, "painting": painting_name, "seconds": seconds,
+                         "held_out": painting_name in st.HELD_OUT_PAINTINGS, **st.measure(judge, image, photo, painting)})
+            pictures[photo_name, painting_name] = st.to_pil(image)
+    return rows, pictures
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--methods", nargs="+", default=["optimize", "fast", "multi"],
-                        choices=["optimize", "fast", "multi"],
-                        help="fast: a network per painting; multi: one network for all six")
+    parser.add_argument("--methods", nargs="+", default=["optimize", "fast", "multi", "arbitrary"],
+                        choices=["optimize", "fast", "multi", "arbitrary"],
+                        help="fast: a network per painting; multi: one network for all six; arbitrary: the AdaIN "
+                             "network for any painting")
     parser.add_argument("--features", nargs="+", choices=list(st.FEATURE_NETWORKS),
                         help="feature networks for optimisation (default: every available one)")
     parser.add_argument("--checkpoint-dirs", nargs="+", default=[None],
@@ -131,8 +162,8 @@ def main(argv=None):
     parser.add_argument("--size", type=int, default=st.MEASURE_SIZE, help="longer side of photos and paintings")
     parser.add_argument("--steps", type=int, default=60, help="optimisation steps (the tab's default)")
     parser.add_argument("--optimizer", default="adam", choices=["adam", "lbfgs"])
-    parser.add_argument("--lr", type=float, default=0.02, help="Adam's step on the pixels")
-    parser.add_argument("--style-weight", type=float, default=10.0)
+    parser.add_argument("--lr", type=float, help="Adam's step on the pixels (default: the feature network's)")
+    parser.add_argument("--style-weight", type=float, help="default: the feature network's (FEATURE_NETWORKS)")
     parser.add_argument("--photos", type=int, default=len(st.PHOTOS), help="use the first n test photos")
     parser.add_argument("--paintings", type=int, default=len(st.PAINTINGS), help="use the first n paintings")
     parser.add_argument("--out", default=str(REPO / "docs"), help="folder for the sheets and results JSON")
@@ -173,11 +204,27 @@ def main(argv=None):
                               f"{args.size} px, trained with {network}", photos, paintings, pictures
                               ).save(out / f"style_transfer_multi_{network}.jpg", quality=88)
 
+    if "arbitrary" in args.methods:
+        for root in args.checkpoint_dirs:
+            found = run_arbitrary(root, photos, paintings, judge)
+            if found:
+                rows, pictures = found
+                results.append(summarise("arbitrary", "imagenet_efficientnet", rows))
+                for held_out in (False, True):
+                    part = [r for r in rows if r["held_out"] == held_out]
+                    if part:
+                        results.append(summarise("arbitrary, " + ("held-out" if held_out else "seen") + " paintings",
+                                                 "imagenet_efficientnet", part))
+                contact_sheet(f"Feed-forward, one network for any painting (AdaIN, EfficientNet-Lite0 encoder) at "
+                              f"{args.size} px; red: never seen in training", photos, paintings, pictures,
+                              {p: "never seen in training" for p in st.HELD_OUT_PAINTINGS}
+                              ).save(out / "style_transfer_arbitrary.jpg", quality=88)
+
     print(f"\nLosses measured with {st.FEATURE_NETWORKS[judge.name].label} at {args.size} px "
           f"({len(photos)} photos x {len(paintings)} paintings)")
-    print(f"{'method':<14} {'feature network':<16} {'style loss':>10} {'content loss':>12} {'s / picture':>11}")
+    print(f"{'method':<32} {'feature network':<22} {'style loss':>10} {'content loss':>12} {'s / picture':>11}")
     for r in results:
-        print(f"{r['method']:<14} {r['feature_network']:<16} {r['style_loss']:>10.3f} {r['content_loss']:>12.3f} "
+        print(f"{r['method']:<32} {r['feature_network']:<22} {r['style_loss']:>10.3f} {r['content_loss']:>12.3f} "
               f"{r['seconds_per_picture']:>11.3f}")
     summary = {"measured_with": judge.name, "size": args.size, "steps": args.steps, "optimizer": args.optimizer,
                "results": results}

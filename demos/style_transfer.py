@@ -28,10 +28,11 @@ from core.pictures import open_picture, read_picture
 from core.results import Entry, Figure
 from core.training import pick_device
 from core.ui import clear_refused_uploads, output_file, user_errors
-from models.style_transfer import (FEATURE_NETWORKS, MULTI, PAINTINGS, FeatureNetworkUnavailable, MultiStyleNet,
-                                   available_feature_networks, best_feature_network, checkpoint_name,
-                                   load_feature_network, load_network, style_images_dir, stylise, stylize_steps,
-                                   to_pil, to_tensor, train_command)
+from models.style_transfer import (ADAIN_STYLE_SIZE, ARBITRARY, FEATURE_NETWORKS, HELD_OUT_PAINTINGS, MULTI, PAINTINGS, AdaINNet,
+                                   FeatureNetworkUnavailable, MultiStyleNet, available_feature_networks,
+                                   best_feature_network, brush_strokes, checkpoint_name, keep_colours as with_photo_colours,
+                                   load_feature_network, load_network, painting as painting_tensor, stained_glass,
+                                   style_images_dir, stylise, stylize_steps, to_pil, to_tensor, train_command)
 
 TITLE = "Style transfer"
 SKIMAGE_DATA = Path(skimage.__file__).parent / "data"
@@ -42,6 +43,8 @@ STYLE_EXAMPLES = [SKIMAGE_DATA / n for n in ("ihc.png", "hubble_deep_field.jpg",
 MADE_EXAMPLES = Path(tempfile.gettempdir()) / "dlp_style_transfer_examples"
 HUGE = 2048  # a longer side above this gets a note that the picture was scaled down
 SIZES = {"optimize": (64, 768), "fast": (64, 1024)}  # output's longer side, per method
+ANY = "any"  # the painting dropdown's "the style image above": the AdaIN network
+ARBITRARY_COMMAND = "python -m train.style_transfer_arbitrary"
 MAX_STEPS = 1000
 # On a shared server (a Hugging Face Space, or DLP_SHARED_SERVER=1) one optimisation is bounded
 # tighter: 200 steps at 384 px take about 2 minutes on a free 2-core CPU (500 at 768 px: 22).
@@ -129,6 +132,18 @@ def has_multi() -> bool:
     return checkpoints.find(checkpoint_name(MULTI)) is not None
 
 
+def has_arbitrary() -> bool:
+    """Whether the network that takes any painting (ARBITRARY_COMMAND) is trained."""
+    return checkpoints.find(checkpoint_name(ARBITRARY)) is not None
+
+
+@functools.cache
+def load_arbitrary(device: str = "cpu") -> AdaINNet:
+    # channels-last memory: a third faster on this CPU (benchmarks/style_transfer_lite.py)
+    return checkpoints.load(AdaINNet, checkpoint_name(ARBITRARY), ARBITRARY_COMMAND, device).to(
+        memory_format=torch.channels_last)
+
+
 def fast_paintings() -> list[str]:
     """Paintings that have a trained feed-forward network (committed or on the Hub)."""
     if has_multi():
@@ -158,67 +173,101 @@ def feature_network(name: str = "auto", device="cpu"):
 
 
 def stylize_stream(content, style, steps: int = 60, size: int = 256, method: str = "optimize",
-                   feature_net: str = "auto", style_weight: float = 10.0, content_weight: float = 1.0,
+                   feature_net: str = "auto", style_weight: float | None = None, content_weight: float = 1.0,
                    optimizer: str = "adam", init: str = "content", style_layers=None, content_layers=None,
-                   lr: float = 0.02, fast_network: str = "auto", should_stop=None):
+                   lr: float | None = None, fast_network: str = "auto", strength: float = 1.0,
+                   keep_colours: bool = False, should_stop=None):
     """The generator behind stylize(): yields (picture, info) after every optimisation step
     (once for method="fast"). info holds "step", "steps", "losses" (for "optimize"),
     "feature_network", "notes" (what was done to the inputs) and "content" (the photo as
     it was used, for before/after).
 
-    content: a picture (path, PIL image or array). style: a picture for "optimize"; for
-    "fast" the name of a painting with a trained network (see fast_paintings()), through the
-    multi-style network when it is trained (fast_network="single": the painting's own).
+    content: a picture (path, PIL image or array). style: a picture, or the name of one of
+    PAINTINGS. method="fast" with a painting's name goes through the multi-style network when
+    it is trained (fast_network="single": the painting's own; "arbitrary": the AdaIN network),
+    with any other picture through the AdaIN network. style_weight and lr default to the
+    feature network's (FEATURE_NETWORKS). strength: 1 is the full style, 0 the photo (the
+    AdaIN network blends features, the others pixels); keep_colours keeps the photo's colours
+    and takes only the brightness from the style.
     should_stop: a function asked every half step; when it answers True the stream ends."""
     if method not in SIZES:
         raise BadInput(f"method must be 'optimize' or 'fast', not {method!r}.")
+    strength = _check_number(strength, "The strength", 0, 1)
     if method == "optimize":
         yield from _optimise(_prepare_optimisation(content, style, steps, size, feature_net, style_weight,
-                                                   content_weight, optimizer, init, style_layers, content_layers, lr),
-                             should_stop)
+                                                   content_weight, optimizer, init, style_layers, content_layers, lr,
+                                                   strength=strength, keep_colours=keep_colours), should_stop)
         return
     size = _check_number(size, "The output size", *SIZES["fast"], integer=True)
     device = pick_device("auto")
-    if not isinstance(style, str) or style not in PAINTINGS:
-        raise BadInput("The feed-forward method has one trained network per painting: choose one of "
-                       f"{list(PAINTINGS)} (upload your own painting with the optimisation method).")
-    net, name = load_fast(style, str(device), fast_network)
+    if fast_network not in ("auto", "multi", "single", ARBITRARY):
+        raise BadInput(f"The feed-forward network is 'auto', 'multi', 'single' or '{ARBITRARY}', not {fast_network!r}.")
+    named = isinstance(style, str) and style in PAINTINGS
+    if style is None or (isinstance(style, str) and not style.strip()):
+        raise BadInput("Choose a painting or upload a style image.")
+    arbitrary = fast_network == ARBITRARY or not named
     photo, notes = load_picture(content, "content photo", size, MIN_SIDE)
+    if arbitrary:  # the painting at ADAIN_STYLE_SIZE whatever the output's size: its strokes keep their scale
+        net, name = load_arbitrary(str(device)), checkpoint_name(ARBITRARY)
+        if named:
+            painting = painting_tensor(style, ADAIN_STYLE_SIZE)
+        else:
+            picture, style_notes = load_picture(style, "style image", ADAIN_STYLE_SIZE, MIN_SIDE)
+            painting, notes = to_tensor(picture), notes + style_notes
+    else:
+        net, name = load_fast(style, str(device), fast_network)
     start = time.perf_counter()
     with LANE.light_run(), torch.inference_mode():
-        out = stylise(net, to_tensor(photo).to(device), PAINTINGS.index(style)).clamp(0, 1)
-    info = {"step": 1, "steps": 1, "feature_network": checkpoints.load_metrics(name).get("feature_network", "?"),
-            "fast_network": "multi" if isinstance(net, MultiStyleNet) else "single", "notes": notes,
-            "content": photo, "seconds": time.perf_counter() - start}
+        x = to_tensor(photo).to(device)
+        if arbitrary:
+            out = net(x.contiguous(memory_format=torch.channels_last),
+                      painting.to(device).contiguous(memory_format=torch.channels_last), strength).clamp(0, 1)
+        else:
+            out = stylise(net, x, PAINTINGS.index(style)).clamp(0, 1)
+            out = strength * out + (1 - strength) * x
+        if keep_colours:
+            out = with_photo_colours(out, x)
+    info = {"step": 1, "steps": 1, "feature_network": checkpoints.load_metrics(name).get("feature_network",
+                                                                                      "imagenet_efficientnet"),
+            "fast_network": ARBITRARY if arbitrary else "multi" if isinstance(net, MultiStyleNet) else "single",
+            "painting": style if named else None, "notes": notes, "content": photo,
+            "seconds": time.perf_counter() - start}
     yield to_pil(out), info
 
 
 def _prepare_optimisation(content, style, steps, size, feature_net, style_weight, content_weight, optimizer, init,
-                          style_layers, content_layers, lr) -> dict:
+                          style_layers, content_layers, lr=None, strength: float = 1.0, keep_colours: bool = False) -> dict:
     """Every setting checked and both pictures read (before an optimisation waits for its
     turn, so a mistake is told at once): what _optimise() runs."""
     most_steps, largest = optimisation_limits()
     why = " on this shared server" if shared_server() else ""
     size = _check_number(size, "The output size", SIZES["optimize"][0], largest, integer=True, why=why)
     steps = _check_number(steps, "Steps", 1, most_steps, integer=True, why=why)
-    style_weight = _check_number(style_weight, "The style weight", 0, 1e6)
+    extractor = feature_network(feature_net, pick_device("auto"))
+    network = FEATURE_NETWORKS[extractor.name]
+    style_weight = _check_number(network.style_weight if style_weight is None else style_weight, "The style weight",
+                                 0, 1e6)
     content_weight = _check_number(content_weight, "The content weight", 0, 1e6)
     if optimizer not in ("adam", "lbfgs"):
         raise BadInput(f"optimizer must be 'adam' or 'lbfgs', not {optimizer!r}.")
     if init not in ("content", "noise"):
         raise BadInput(f"Start from 'content' or 'noise', not {init!r}.")
     photo, notes = load_picture(content, "content photo", size, MIN_SIDE)
-    painting, style_notes = load_picture(style, "style image", size, MIN_SIDE)
-    extractor = feature_network(feature_net, pick_device("auto"))
-    layers = FEATURE_NETWORKS[extractor.name].layers
+    if isinstance(style, str) and style in PAINTINGS:
+        painting, style_notes = to_pil(painting_tensor(style, size)), []
+    else:
+        painting, style_notes = load_picture(style, "style image", size, MIN_SIDE)
+    layers = network.layers
     for chosen, kind in ((style_layers, "style"), (content_layers, "content")):
         # the tab passes what the request sent (preprocess=False): it may be any JSON value
         if chosen is not None and (not isinstance(chosen, (list, tuple)) or not chosen
                                    or not all(isinstance(c, str) and c in layers for c in chosen)):
             raise BadInput(f"Pick at least one {kind} layer of {extractor.name}: {list(layers)}.")
     return {"extractor": extractor, "photo": photo, "painting": painting, "steps": steps, "notes": notes + style_notes,
-            "settings": dict(style_weight=style_weight, content_weight=content_weight, optimizer=optimizer, lr=lr,
-                             init=init, style_layers=style_layers or None, content_layers=content_layers or None)}
+            "strength": strength, "keep_colours": bool(keep_colours),
+            "settings": dict(style_weight=style_weight, content_weight=content_weight, optimizer=optimizer,
+                             lr=network.lr if lr is None else lr, tv_weight=network.tv_weight, init=init,
+                             style_layers=style_layers or None, content_layers=content_layers or None)}
 
 
 def _optimise(prepared: dict, should_stop=None):
@@ -227,10 +276,15 @@ def _optimise(prepared: dict, should_stop=None):
     info = {"steps": prepared["steps"], "feature_network": extractor.name, "notes": prepared["notes"],
             "content": prepared["photo"], "losses": []}
     start = time.perf_counter()
-    for image, step, losses in stylize_steps(extractor, to_tensor(prepared["photo"]).to(device),
-                                             to_tensor(prepared["painting"]).to(device), steps=prepared["steps"],
-                                             should_stop=should_stop, **prepared["settings"]):
+    photo = to_tensor(prepared["photo"]).to(device)
+    strength = prepared.get("strength", 1.0)
+    for image, step, losses in stylize_steps(extractor, photo, to_tensor(prepared["painting"]).to(device),
+                                             steps=prepared["steps"], should_stop=should_stop, **prepared["settings"]):
         info["losses"].append({"step": step, **losses})
+        if strength != 1:
+            image = strength * image + (1 - strength) * photo
+        if prepared.get("keep_colours"):
+            image = with_photo_colours(image, photo)
         yield to_pil(image), dict(info, step=step, seconds=time.perf_counter() - start)
 
 
@@ -400,41 +454,6 @@ def made_examples() -> list[Path]:
     return paths
 
 
-def stained_glass(size: int = 384, cells: int = 90, seed: int = 0) -> Image.Image:
-    """Voronoi cells in saturated colours with dark lead lines between them."""
-    from scipy.spatial import cKDTree
-
-    rng = np.random.default_rng(seed)
-    points = rng.uniform(0, size, (cells, 2))
-    colours = rng.choice(np.array([[200, 30, 40], [30, 80, 190], [240, 190, 40], [40, 150, 70], [120, 40, 150],
-                                   [230, 120, 30], [60, 170, 200]]), cells)
-    ys, xs = np.mgrid[0:size, 0:size]
-    dist, idx = cKDTree(points).query(np.stack([xs.ravel(), ys.ravel()], 1), k=2)
-    picture = colours[idx[:, 0]].reshape(size, size, 3).astype(float)
-    picture *= (0.75 + 0.25 * rng.uniform(size=(size, size, 1)))  # uneven glass
-    lead = (dist[:, 1] - dist[:, 0]).reshape(size, size) < 3.0
-    picture[lead] = 25
-    return Image.fromarray(picture.clip(0, 255).astype(np.uint8))
-
-
-def brush_strokes(size: int = 384, strokes: int = 1500, seed: int = 0) -> Image.Image:
-    """Short thick curved strokes in a warm and cool palette, like impasto."""
-    rng = np.random.default_rng(seed)
-    palette = [(243, 201, 105), (236, 140, 64), (39, 76, 119), (96, 150, 186), (163, 206, 241), (26, 42, 64)]
-    picture = Image.new("RGB", (size, size), palette[2])
-    draw = ImageDraw.Draw(picture)
-    for _ in range(strokes):
-        x, y = rng.uniform(0, size, 2)
-        angle = np.sin(x / 40) + np.cos(y / 50)  # a flow field, as in swirling skies
-        points = []
-        for _ in range(6):
-            points.append((x, y))
-            x, y = x + 6 * np.cos(angle), y + 6 * np.sin(angle)
-            angle += rng.normal(0, 0.15)
-        draw.line(points, fill=palette[rng.integers(len(palette))], width=int(rng.integers(4, 9)), joint="curve")
-    return picture
-
-
 def mirror_examples() -> tuple[list[Path], list[Path]]:
     """The data directory's photos and paintings, offered only when it is configured (they
     are not the project's to ship)."""
@@ -460,9 +479,11 @@ def describe(info: dict, method: str) -> str:
     network = FEATURE_NETWORKS.get(info["feature_network"])
     label = network.label if network else info["feature_network"]
     if method == "fast":
-        which = ("the network for all six paintings" if info.get("fast_network") == "multi"
-                 else "this painting's own network")
+        which = {"multi": "the network for all six paintings", ARBITRARY: "the network for any painting (AdaIN)"}.get(
+            info.get("fast_network"), "this painting's own network")
         text = f"Feed-forward, {which}: {info['seconds'] * 1000:.0f} ms. It was trained with {label}."
+        if info.get("fast_network") == ARBITRARY and info.get("painting") in HELD_OUT_PAINTINGS:
+            text += " It never saw this painting in training."
     else:
         last = info["losses"][-1]
         # item k comes after k + 1 optimiser steps (its losses are the picture's before the step)
@@ -484,20 +505,27 @@ def save_result(picture: Image.Image) -> str:
 
 @on_gpu(duration=120)
 def run_tab(content, style, method, painting, feature_net, style_weight, content_weight, steps, size, optimizer,
-            init, style_layers, content_layers, progress=gr.Progress(), request: gr.Request = None):
+            init, style_layers, content_layers, strength=1.0, keep_colours=False, progress=gr.Progress(),
+            request: gr.Request = None):
     """The Stylise button: streams (result, before/after, loss curves, status, download). A
-    feed-forward run goes at once; an optimisation waits in LANE (saying its place and the
-    time left) and ends within half a step of its session's Stop."""
+    feed-forward run goes at once (painting ANY: the style image through the AdaIN network);
+    an optimisation waits in LANE (saying its place and the time left) and ends within half a
+    step of its session's Stop."""
     if method == "fast":
         if not painting:
-            raise BadInput(f"No feed-forward networks are trained yet: run `{train_command()}`.")
-        for picture, info in stylize_stream(content, painting, size=size, method="fast"):
+            raise BadInput(f"No feed-forward networks are trained yet: run `{ARBITRARY_COMMAND}` (any painting) "
+                           f"or `{train_command(MULTI)}` (six paintings).")
+        if painting == ANY and style is None:
+            raise BadInput("Upload a style image (any painting), or pick one of the six paintings.")
+        for picture, info in stylize_stream(content, style if painting == ANY else painting, size=size,
+                                            method="fast", strength=strength, keep_colours=keep_colours):
             yield picture, (info["content"], picture), None, describe(info, method), save_result(picture)
         return
     if method not in SIZES:
         raise BadInput(f"method must be 'optimize' or 'fast', not {method!r}.")
     prepared = _prepare_optimisation(content, style, steps, size, feature_net, style_weight, content_weight,
-                                     optimizer, init, style_layers, content_layers, 0.02)
+                                     optimizer, init, style_layers, content_layers, strength=strength,
+                                     keep_colours=keep_colours)
     shown, last, skip = 0.0, None, gr.skip()
     weights = prepared["settings"]["style_weight"], prepared["settings"]["content_weight"]
     for kind, *item in _in_turn(prepared, getattr(request, "session_hash", None)):
@@ -524,13 +552,15 @@ def run_tab(content, style, method, painting, feature_net, style_weight, content
 
 
 def stylise_in_tab(content, style, method, painting, feature_net, style_weight, content_weight, steps, size, optimizer,
-                   init, style_layers, content_layers, progress=gr.Progress(), request: gr.Request = None):
+                   init, style_layers, content_layers, strength=1.0, keep_colours=False, progress=gr.Progress(),
+                   request: gr.Request = None):
     """run_tab for the Stylise button, which reads the uploads itself (preprocess=False): a
     picture it cannot use (or any other mistake) is said once in the status with the other
     outputs emptied, not raised as a red "Error" on every output."""
     try:
         yield from run_tab(content, style, method, painting, feature_net, style_weight, content_weight, steps, size,
-                           optimizer, init, style_layers, content_layers, progress=progress, request=request)
+                           optimizer, init, style_layers, content_layers, strength, keep_colours, progress=progress,
+                           request=request)
     except (BadInput, checkpoints.MissingCheckpoint) as e:
         yield None, None, None, str(e), None
 
@@ -554,9 +584,9 @@ def run_example(content, style, method, painting):
     if method not in SIZES:  # an API call may send none: a message, not a minute of optimisation
         raise BadInput(f"method must be 'optimize' or 'fast', not {method!r}.")
     if method == "fast":
-        picture, info = list(stylize_stream(content, painting, method="fast"))[-1]
+        picture, info = list(stylize_stream(content, style if painting == ANY else painting, method="fast"))[-1]
     else:
-        prepared = _prepare_optimisation(content, style, 60, 256, "auto", 10.0, 1.0, "adam", "content", None, None, 0.02)
+        prepared = _prepare_optimisation(content, style, 60, 256, "auto", None, 1.0, "adam", "content", None, None)
         *_, (picture, info) = [item for kind, *item in _in_turn(prepared, None) if kind == "step"]
     return picture, (info["content"], picture), describe(info, method)
 
@@ -584,10 +614,15 @@ def finished_examples(trained: list[str]) -> tuple[list[list], list[str]]:
 
 
 def layer_choices(feature_net: str):
-    """The style and content layer pickers for a feature network, its defaults ticked."""
+    """The style and content layer pickers for a feature network, its defaults ticked, and its
+    default style weight."""
     name = best_feature_network() if feature_net == "auto" else feature_net
     if name not in FEATURE_NETWORKS:
         raise BadInput(f"Unknown feature network {feature_net!r}.")
+    return *layer_pickers(name), gr.Number(FEATURE_NETWORKS[name].style_weight, label="Style weight", minimum=0)
+
+
+def layer_pickers(name: str):
     network = FEATURE_NETWORKS[name]
     return (gr.CheckboxGroup(choices=list(network.layers), value=network.style_layers,
                              label="Style layers (Gram matrices)"),
@@ -599,7 +634,11 @@ def layer_choices(feature_net: str):
 OVERVIEW = Entry("Neural style transfer", 6, train_command(MULTI),
                  [Figure("feed-forward (one network, six paintings): style loss", checkpoint_name(MULTI), "style_loss",
                          "{:.3f}"),
-                  Figure("ms per 512x512 photo", checkpoint_name(MULTI), "ms_per_512px_image", "{:.0f}")],
+                  Figure("ms per 512x512 photo", checkpoint_name(MULTI), "ms_per_512px_image", "{:.0f}"),
+                  Figure("any painting (AdaIN), paintings it never saw: style loss", checkpoint_name(ARBITRARY),
+                         "held_out.style_loss", "{:.3f}"),
+                  Figure("any painting: ms per 512x512 photo", checkpoint_name(ARBITRARY), "ms_per_512px_image",
+                         "{:.0f}")],
                  ["no numbers; it calls its own result mediocre"])
 
 
@@ -616,19 +655,20 @@ def build():
     gr.Markdown(
         "Put a photo in a painting's style. **Optimisation** (Gatys et al.) changes the photo's pixels until a "
         "network's features match the photo's content and the painting's textures (their Gram matrices); it "
-        "streams every step and takes minutes; one runs at a time, and the others wait their turn, told how long. "
-        "**Feed-forward** (Johnson et al.) is one pass through a small network trained here "
-        "for one painting: about a second, and it never waits behind an optimisation. "
-        f"Feature network in use: **{FEATURE_NETWORKS[best].label}**"
-        + ("" if best == "imagenet_vgg19" else " (torchvision's ImageNet VGG-19 is not in the torch cache here)")
-        + ". Even a random network transfers colour and some texture, so judge the pictures, not only the loss.")
+        "streams every step and takes seconds to minutes; one runs at a time, and the others wait their turn, "
+        "told how long. **Feed-forward** is one pass through a network trained here, well under a second, and it "
+        "never waits behind an optimisation: *your style image* goes through the network for any painting (AdaIN, "
+        "Huang and Belongie), a named painting through the network trained for the six (Dumoulin et al.). "
+        f"Feature network in use: **{FEATURE_NETWORKS[best].label}**. "
+        "Even a random network transfers colour and some texture, so judge the pictures, not only the loss.")
     with gr.Row():
         with gr.Column():
             content = gr.Image(type="filepath", image_mode=None, label="Content photo", height=300, elem_id="style-content")
             gr.Examples([[str(p)] for p in CONTENT_EXAMPLES if p.exists()], inputs=[content],
                         label="Photos (from scikit-image)")
         with gr.Column():
-            style = gr.Image(type="filepath", image_mode=None, label="Style image (optimisation)", height=300, elem_id="style-style")
+            style = gr.Image(type="filepath", image_mode=None, label="Style image (your painting)", height=300,
+                             elem_id="style-style")
             gr.Examples([[str(p)] for p in made_examples() + [p for p in STYLE_EXAMPLES if p.exists()]],
                         inputs=[style], label="Styles (drawn by this project; from scikit-image)")
     photos, paintings = mirror_examples()
@@ -639,15 +679,20 @@ def build():
     with gr.Row():
         method = gr.Radio([("Optimisation (Gatys et al.)", "optimize"), ("Feed-forward (Johnson et al.)", "fast")],
                           value="optimize", label="Method")
-        painting = gr.Dropdown(trained, value=trained[0] if trained else None,
-                               label="Painting (feed-forward: one trained network each)",
-                               info=None if trained else f"None trained yet: {train_command()}")
+        painting_choices = ([("your style image (any painting)", ANY)] if has_arbitrary() else []) + trained
+        painting = gr.Dropdown(painting_choices, value=painting_choices[0] if painting_choices else None,
+                               label="Painting (feed-forward)",
+                               info=None if painting_choices else f"None trained yet: {ARBITRARY_COMMAND}")
         most_steps, largest = optimisation_limits()
         shared = " on this shared server" if shared_server() else ""
         size = gr.Slider(64, largest, 256, step=32, label="Output size (longer side, px)",
                          info=f"optimisation: at most {largest} px{shared}")
         steps = gr.Slider(1, min(500, most_steps), 60, step=1, label="Steps (optimisation)",
                           info=f"at most {min(500, most_steps)}{shared}")
+    with gr.Row():
+        strength = gr.Slider(0, 1, 1, step=0.05, label="Style strength",
+                             info="1: the painting's style in full; 0: the photo (any painting: blends features)")
+        colours = gr.Checkbox(False, label="Keep the photo's colours", info="take only light and dark from the style")
     with gr.Accordion("Optimisation settings", open=False):
         with gr.Row():
             feature_net = gr.Dropdown([(f"auto: {FEATURE_NETWORKS[best].label}", "auto")]
@@ -656,9 +701,9 @@ def build():
             optimizer = gr.Radio([("Adam", "adam"), ("L-BFGS", "lbfgs")], value="adam", label="Optimiser")
             init = gr.Radio([("the photo", "content"), ("noise", "noise")], value="content", label="Start from")
         with gr.Row():
-            style_weight = gr.Number(10.0, label="Style weight", minimum=0)
+            style_weight = gr.Number(FEATURE_NETWORKS[best].style_weight, label="Style weight", minimum=0)
             content_weight = gr.Number(1.0, label="Content weight", minimum=0)
-        style_layers, content_layers = layer_choices("auto")  # created here, so laid out here
+        style_layers, content_layers = layer_pickers(best)  # created here, so laid out here
     with gr.Row():
         go = gr.Button("Stylise", variant="primary")
         stop = gr.Button("Stop", variant="stop")
@@ -683,12 +728,12 @@ def build():
     clear_refused_uploads(style, "style image", api_name="style_transfer_check_style")
     run = go.click(user_errors(stylise_in_tab),
                    inputs=[content, style, method, painting, feature_net, style_weight, content_weight, steps, size,
-                           optimizer, init, style_layers, content_layers],
+                           optimizer, init, style_layers, content_layers, strength, colours],
                    outputs=[result, compare, curves, status, download], api_name="style_transfer_stylize",
                    concurrency_limit=SLOTS, concurrency_id="style_transfer", show_progress_on=[status],
                    preprocess=False)
     # Not queued: Stop must answer at once, however busy the queue is.
     stop.click(user_errors(stop_tab), None, status, api_name="style_transfer_stop", queue=False, cancels=[run],
                show_progress="hidden")
-    feature_net.change(user_errors(layer_choices), inputs=feature_net, outputs=[style_layers, content_layers],
+    feature_net.change(user_errors(layer_choices), inputs=feature_net, outputs=[style_layers, content_layers, style_weight],
                        api_name="style_transfer_layers")

