@@ -6,7 +6,9 @@ between two of its yields: a lab that yielded once an epoch answered Stop after 
 its thread trained on after Gradio had freed the slot (four trainings ran under a limit of
 one). So the training runs in a thread of its own that holds LOCK and checks its run's stop
 flag every step, while the handler only watches it and yields four times a second: a Stop or
-a client that left closes the handler at once, and its `finally` sets the flag.
+a client that left closes the handler at once, and its `finally` sets the flag. A client that
+asked for a run and never reads its stream (an API call fired and forgotten) does not close
+it, so the run is also stopped once its messages have gone unread for UNREAD_S.
 """
 import threading
 import time
@@ -18,6 +20,7 @@ LOCK = threading.Lock()  # one live training in this process at a time, whicheve
 WAIT_S = 30  # a new run waits this long for a stopped one to end its step (or its evaluation)
 HEARTBEAT_S = 0.25
 FORGET_S = 600  # a session's ended run is kept this long, for its Stop button's answer
+UNREAD_S = 30  # a run whose stream nobody has read for this long is stopped
 
 
 @dataclass
@@ -65,10 +68,11 @@ class Lab:
             run.done.wait(0.5)
         return run
 
-    def watch(self, run: Run, training):
+    def watch(self, run: Run, training, request=None):
         """Start `training` (a generator that checks run.should_stop every step) in a thread of
         its own once LOCK is free; yields False while it waits for the lock, True while it
-        trains, then re-raises its error. Closing this generator stops the training."""
+        trains, then re-raises its error. Closing this generator stops the training, and so
+        does nobody reading what it yields (see unread_messages) for UNREAD_S."""
         started = False
         try:
             waited = 0.0
@@ -86,6 +90,11 @@ class Lab:
                 raise
             started = True
             while not run.done.wait(HEARTBEAT_S):
+                unread = unread_messages(request)
+                if unread is not None and unread * HEARTBEAT_S > UNREAD_S:
+                    run.stop.set()
+                    run.done.wait()
+                    return
                 yield True
         finally:
             if not run.done.is_set():
@@ -94,6 +103,19 @@ class Lab:
                 run.end()
         if run.error is not None:
             raise run.error
+
+
+def unread_messages(request) -> int | None:
+    """How many of this Gradio session's stream messages are waiting unread (None: unknown,
+    e.g. a direct call). A browser or gradio_client reads them as they come; they pile up
+    only when nobody listens. Gradio has no public API for this: its queue's per-session
+    message buffer is read, and any change there gives None (the run then ends only at
+    its time limit, as before)."""
+    try:
+        queue = request.request.app.get_blocks()._queue.pending_messages_per_session.get(request.session_hash)
+        return None if queue is None else int(queue.qsize())
+    except Exception:
+        return None
 
 
 def _train(run: Run, training) -> None:

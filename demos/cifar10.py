@@ -243,7 +243,7 @@ def run_lab(activation, initializer, optimizer, augment, batch_norm, frozen_stag
     training = lab_train(activation, initializer, optimizer, augment, batch_norm, frozen_stages, epochs, train_images,
                          should_stop=run.should_stop)
     shown = 0
-    for training_now in LAB.watch(run, training):
+    for training_now in LAB.watch(run, training, request):
         status = lab_status(run, note) if training_now else "Waiting for the training before yours to end..."
         yield (lab_plot(run.history) if len(run.history) > shown else gr.skip()), status
         shown = len(run.history)

@@ -227,7 +227,7 @@ def run_live(experiment, strategy, per_class, epochs, backbone_name=None, reques
     run = LAB.new_run(getattr(request, "session_hash", None), epochs)
     training = live_train(experiment, strategy, per_class, epochs, backbone_name, should_stop=run.should_stop)
     shown = 0
-    for training_now in LAB.watch(run, training):
+    for training_now in LAB.watch(run, training, request):
         status = live_status(run) if training_now else "Waiting for the training before yours to end..."
         yield (live_plot(run.history, experiment, strategy) if len(run.history) > shown else gr.skip()), status
         shown = len(run.history)

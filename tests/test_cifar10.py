@@ -8,12 +8,13 @@ import time
 from pathlib import Path
 from types import SimpleNamespace
 
+import gradio as gr
 import numpy as np
 import pytest
 import torch
 from PIL import Image
 
-from conftest import run_cli, running_app, wait_for
+from conftest import free_port, run_cli, running_app, wait_for
 from core import checkpoints, labs
 from core.data import CIFAR10_CLASSES
 from core.errors import BadInput
@@ -449,6 +450,38 @@ def test_lab_run_ends_by_itself_with_its_curves(monkeypatch):
     *_, (plot, status) = cifar10.run_lab(*lab_settings(epochs=2), request=session("a"))
     assert status == "Epoch 2/2: test accuracy 50.0% after 1 s" and plot is not None
     assert not labs.LOCK.locked()
+
+
+@pytest.mark.app
+def test_a_lab_whose_stream_nobody_reads_is_stopped(monkeypatch):
+    """A run asked for through Gradio's queue by a client that never reads the stream (an API
+    call fired and forgotten): its messages pile up unread, and after UNREAD_S it is stopped."""
+    import requests
+
+    batches = []
+    monkeypatch.setattr(cifar10, "lab_train", fake_lab_train(batches))
+    monkeypatch.setattr(labs, "UNREAD_S", 1.0)
+    def lab(request: gr.Request):
+        yield from cifar10.run_lab(*lab_settings(epochs=500), request=request)  # 100 s unless stopped
+
+    with gr.Blocks() as app:
+        button, plot, status = gr.Button(), gr.Plot(), gr.Markdown()
+        button.click(lab, None, [plot, status], api_name="lab")
+    port = free_port()
+    app.queue().launch(server_port=port, prevent_thread_lock=True, quiet=True)
+    try:
+        joined = requests.post(f"http://127.0.0.1:{port}/gradio_api/queue/join",
+                               json={"data": [], "fn_index": 0, "session_hash": "forgotten", "trigger_id": None},
+                               timeout=10)
+        assert joined.ok, joined.text
+        wait_for(lambda: labs.LOCK.locked() and batches, timeout=10)  # it trains...
+        wait_for(lambda: not labs.LOCK.locked(), timeout=10)  # ...and stops without a reader
+        assert cifar10.LAB.runs["forgotten"].stop.is_set()
+        trained = len(batches)
+        time.sleep(0.3)
+        assert len(batches) == trained
+    finally:
+        app.close()
 
 
 def server_pid(url: str) -> int:
