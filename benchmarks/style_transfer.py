@@ -4,11 +4,11 @@ network: a contact sheet per combination in docs/ and a table of style loss, con
 does) and time per picture.
 
     python -m benchmarks.style_transfer                    # everything (about 1 hour here)
-    python -m benchmarks.style_transfer --methods fast multi   # only the trained networks (a minute)
+    python -m benchmarks.style_transfer --methods fast multi arbitrary   # only the trained networks (a minute)
     python -m benchmarks.style_transfer --photos 2 --paintings 2 --steps 5 --size 128 --out /tmp/st   # a quick look
 
-Optimisation runs the tab's defaults (Adam, 60 steps, 256 px, style weight 10) once per
-available feature network; the feed-forward networks are the ones in --checkpoint-dirs
+Optimisation runs the tab's defaults (Adam, 60 steps, 256 px, the feature network's style
+weight, step and total-variation weight) once per available feature network (or --features); the feed-forward networks are the ones in --checkpoint-dirs
 (each labelled with the feature network it was trained with). The "photo itself" row is
 the unstylised photo measured the same way: the losses a method starts from.
 """
@@ -56,10 +56,13 @@ def contact_sheet(title: str, photos: dict, paintings: dict, results: dict, note
 
 
 def summarise(method: str, network: str, rows: list[dict]) -> dict:
-    return {"method": method, "feature_network": network, "pairs": len(rows),
-            "style_loss": float(np.mean([r["style_loss"] for r in rows])),
-            "content_loss": float(np.mean([r["content_loss"] for r in rows])),
-            "seconds_per_picture": float(np.mean([r["seconds"] for r in rows])), "per_pair": rows}
+    summary = {"method": method, "feature_network": network, "pairs": len(rows),
+               "style_loss": float(np.mean([r["style_loss"] for r in rows])),
+               "content_loss": float(np.mean([r["content_loss"] for r in rows])),
+               "seconds_per_picture": float(np.mean([r["seconds"] for r in rows])), "per_pair": rows}
+    if rows and "first_picture_s" in rows[0]:
+        summary["first_picture_s_max"] = float(max(r["first_picture_s"] for r in rows))
+    return summary
 
 
 def run_optimize(network: str, photos, paintings, judge, args):
@@ -67,15 +70,15 @@ def run_optimize(network: str, photos, paintings, judge, args):
     rows, pictures = [], {}
     for (photo_name, photo), (painting_name, painting) in tqdm(
             [(p, q) for p in photos.items() for q in paintings.items()], desc=f"optimize, {network}"):
-        start = time.perf_counter()
+        start, first = time.perf_counter(), None
         defaults = st.FEATURE_NETWORKS[network]
         for image, _, _ in st.stylize_steps(extractor, photo, painting, steps=args.steps,
                                             style_weight=args.style_weight or defaults.style_weight,
                                             lr=args.lr or defaults.lr, tv_weight=defaults.tv_weight,
                                             optimizer=args.optimizer):
-            pass
+            first = first or time.perf_counter() - start  # the tab's first preview
         seconds = time.perf_counter() - start
-        rows.append({"photo": photo_name, "painting": painting_name, "seconds": seconds,
+        rows.append({"photo": photo_name, "painting": painting_name, "seconds": seconds, "first_picture_s": first,
                      **st.measure(judge, image, photo, painting)})
         pictures[photo_name, painting_name] = st.to_pil(image)
     return rows, pictures
@@ -165,13 +168,18 @@ def main(argv=None):
     parser.add_argument("--lr", type=float, help="Adam's step on the pixels (default: the feature network's)")
     parser.add_argument("--style-weight", type=float, help="default: the feature network's (FEATURE_NETWORKS)")
     parser.add_argument("--photos", type=int, default=len(st.PHOTOS), help="use the first n test photos")
+    parser.add_argument("--split", choices=["test", "val"], default="test",
+                        help="val: the validation photos (scikit-image's), to make a choice on; the sheets' names "
+                             "end in _val and the results JSON is not touched")
     parser.add_argument("--paintings", type=int, default=len(st.PAINTINGS), help="use the first n paintings")
     parser.add_argument("--out", default=str(REPO / "docs"), help="folder for the sheets and results JSON")
     parser.add_argument("--data-dir", help="data directory (default: $DLP_DATA_DIR or data/)")
     args = parser.parse_args(argv)
 
     torch.manual_seed(0)
-    photos = dict(list(st.test_photos(args.size, args.data_dir).items())[:args.photos])
+    photos = st.validation_photos(args.size) if args.split == "val" else st.test_photos(args.size, args.data_dir)
+    photos = dict(list(photos.items())[:args.photos])
+    suffix = "_val" if args.split == "val" else ""
     paintings = {p: st.painting(p, args.size, args.data_dir) for p in st.PAINTINGS[:args.paintings]}
     judge = st.load_feature_network("auto")
     out = Path(args.out)
@@ -186,13 +194,13 @@ def main(argv=None):
             results.append(summarise("optimize", network, rows))
             contact_sheet(f"Optimisation (Gatys et al.), {args.steps} {args.optimizer} steps at {args.size} px, "
                           f"features: {network}", photos, paintings, pictures
-                          ).save(out / f"style_transfer_optimize_{network}.jpg", quality=88)
+                          ).save(out / f"style_transfer_optimize_{network}{suffix}.jpg", quality=88)
     if "fast" in args.methods:
         for root in args.checkpoint_dirs:
             for network, (rows, pictures) in run_fast(root, photos, paintings, judge).items():
                 results.append(summarise("fast", network, rows))
                 contact_sheet(f"Feed-forward (Johnson et al.) at {args.size} px, trained with {network}", photos,
-                              paintings, pictures).save(out / f"style_transfer_fast_{network}.jpg", quality=88)
+                              paintings, pictures).save(out / f"style_transfer_fast_{network}{suffix}.jpg", quality=88)
 
     if "multi" in args.methods:
         for root in args.checkpoint_dirs:
@@ -202,7 +210,7 @@ def main(argv=None):
                 results.append(summarise("multi", network, rows))
                 contact_sheet(f"Feed-forward, one network for every painting (conditional instance norm) at "
                               f"{args.size} px, trained with {network}", photos, paintings, pictures
-                              ).save(out / f"style_transfer_multi_{network}.jpg", quality=88)
+                              ).save(out / f"style_transfer_multi_{network}{suffix}.jpg", quality=88)
 
     if "arbitrary" in args.methods:
         for root in args.checkpoint_dirs:
@@ -218,7 +226,7 @@ def main(argv=None):
                 contact_sheet(f"Feed-forward, one network for any painting (AdaIN, EfficientNet-Lite0 encoder) at "
                               f"{args.size} px; red: never seen in training", photos, paintings, pictures,
                               {p: "never seen in training" for p in st.HELD_OUT_PAINTINGS}
-                              ).save(out / "style_transfer_arbitrary.jpg", quality=88)
+                              ).save(out / f"style_transfer_arbitrary{suffix}.jpg", quality=88)
 
     print(f"\nLosses measured with {st.FEATURE_NETWORKS[judge.name].label} at {args.size} px "
           f"({len(photos)} photos x {len(paintings)} paintings)")
@@ -228,6 +236,8 @@ def main(argv=None):
               f"{r['seconds_per_picture']:>11.3f}")
     summary = {"measured_with": judge.name, "size": args.size, "steps": args.steps, "optimizer": args.optimizer,
                "results": results}
+    if args.split == "val":
+        return results
     path = out / "style_transfer_results.json"
     if path.exists():  # keep the rows of methods not rerun now, if they were measured the same way
         before = json.loads(path.read_text())

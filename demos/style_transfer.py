@@ -19,7 +19,7 @@ import numpy as np
 import pandas as pd
 import skimage
 import torch
-from PIL import Image, ImageDraw
+from PIL import Image
 
 from core import checkpoints
 from core.errors import BadInput
@@ -28,11 +28,12 @@ from core.pictures import open_picture, read_picture
 from core.results import Entry, Figure
 from core.training import pick_device
 from core.ui import clear_refused_uploads, output_file, user_errors
-from models.style_transfer import (ADAIN_STYLE_SIZE, ARBITRARY, FEATURE_NETWORKS, HELD_OUT_PAINTINGS, MULTI, PAINTINGS, AdaINNet,
-                                   FeatureNetworkUnavailable, MultiStyleNet, available_feature_networks,
-                                   best_feature_network, brush_strokes, checkpoint_name, keep_colours as with_photo_colours,
-                                   load_feature_network, load_network, painting as painting_tensor, stained_glass,
-                                   style_images_dir, stylise, stylize_steps, to_pil, to_tensor, train_command)
+from models.style_transfer import (ADAIN_STYLE_SIZE, ARBITRARY, FEATURE_NETWORKS, HELD_OUT_PAINTINGS, MULTI, PAINTINGS,
+                                   AdaINNet, FeatureNetworkUnavailable, MultiStyleNet, available_feature_networks,
+                                   best_feature_network, brush_strokes, checkpoint_name, load_feature_network,
+                                   load_network, stained_glass, style_images_dir, stylise, stylize_steps, to_pil,
+                                   to_tensor, train_command)
+from models.style_transfer import keep_colours as with_photo_colours, painting as painting_tensor
 
 TITLE = "Style transfer"
 SKIMAGE_DATA = Path(skimage.__file__).parent / "data"
@@ -598,8 +599,9 @@ def showcase_painting(trained: list[str]) -> str | None:
 
 def finished_examples(trained: list[str]) -> tuple[list[list], list[str]]:
     """Rows (content, style, method, painting) and their labels: one feed-forward network (The
-    Scream when trained) and two optimisations with the style images the project draws. The
-    quick row comes first: it is the one tools that try "the first example" will run."""
+    Scream when trained), two optimisations with the style images the project draws, and the
+    network for any painting with one of them. The quick row comes first: it is the one tools
+    that try "the first example" will run."""
     rows, labels = [], []
     painting = showcase_painting(trained)
     if painting and CONTENT_EXAMPLES[2].exists():
@@ -610,6 +612,9 @@ def finished_examples(trained: list[str]) -> tuple[list[list], list[str]]:
         if photo.exists():
             rows.append([str(photo), str(style), "optimize", painting])
             labels.append(f"{photo.stem.capitalize()} in {name} (optimisation, 60 steps)")
+    if has_arbitrary() and CONTENT_EXAMPLES[3].exists():  # a style image, as a user's own painting goes
+        rows.append([str(CONTENT_EXAMPLES[3]), str(made_examples()[1]), "fast", ANY])
+        labels.append(f"{CONTENT_EXAMPLES[3].stem.capitalize()} in brush strokes (feed-forward, any painting)")
     return rows, labels
 
 
@@ -677,7 +682,7 @@ def build():
             gr.Examples([[str(p)] for p in photos], inputs=[content], label="Photos")
             gr.Examples([[str(p)] for p in paintings], inputs=[style], label="Paintings")
     with gr.Row():
-        method = gr.Radio([("Optimisation (Gatys et al.)", "optimize"), ("Feed-forward (Johnson et al.)", "fast")],
+        method = gr.Radio([("Optimisation (Gatys et al.)", "optimize"), ("Feed-forward (a trained network, one pass)", "fast")],
                           value="optimize", label="Method")
         painting_choices = ([("your style image (any painting)", ANY)] if has_arbitrary() else []) + trained
         painting = gr.Dropdown(painting_choices, value=painting_choices[0] if painting_choices else None,

@@ -1,11 +1,14 @@
 """Neural style transfer: the losses of Gatys et al., the networks that see the
-features, the feed-forward TransformerNet of Johnson et al., and what the experiment
-shares between training and the tab: the paintings, test and validation photos, checkpoint names,
-loading the feature networks, and pictures to tensors and back.
+features, the feed-forward TransformerNet of Johnson et al. (and its multi-style form), the
+AdaIN network of Huang and Belongie for any painting, and what the experiment shares between
+training and the tab: the paintings, test and validation photos, checkpoint names, loading
+the feature networks, and pictures to tensors and back.
 
 Images everywhere here are float (N, 3, H, W) in [0, 1]; each feature network applies
-its own normalisation. Three feature networks, best first (see `FEATURE_NETWORKS`):
+its own normalisation. Four feature networks, best first (see `FEATURE_NETWORKS`):
 
+- ImageNet EfficientNet-Lite0 (models/efficientnet.py; its weights ship in a dependency),
+  taps after the stem and each block; the default, and the AdaIN network's encoder;
 - ImageNet VGG-19 (torchvision's weights, the seeds' network), taps after modules
   0, 5, 10, 19, 28 (conv1_1 ... conv5_1, the seed's layers) and 21 (conv4_2, Gatys's
   content layer);

@@ -321,7 +321,8 @@ def test_style_transfer_train_then_eval_smoke(tmp_path):
                       "--batch-size", "2", "--crop", "48", "--width", "8", "--lfw", "0")["picabia_udnie"]
     folder = tmp_path / "style_transfer" / "picabia_udnie"
     assert {"model.safetensors", "config.json", "metrics.json"} <= {p.name for p in folder.iterdir()}
-    assert trained["feature_network"] == trained["measured_with"] == st.best_feature_network()
+    # a painting's own network trains as the committed ones were; every network is measured with the best
+    assert trained["feature_network"] == "cifar10_vgg" and trained["measured_with"] == st.best_feature_network()
     assert trained["train_photos"] == 4 and trained["ms_per_512px_image"] > 0
     evaluated = run_cli("train.style_transfer", *args, "--eval")["picabia_udnie"]
     assert evaluated["style_loss"] == pytest.approx(trained["style_loss"], rel=1e-5)
@@ -336,7 +337,8 @@ def test_multi_style_train_then_eval_smoke(tmp_path):
                       "--batch-size", "2", "--crop", "48", "--width", "4", "--blocks", "1", "--lfw", "0")["multi"]
     metrics = json.loads((tmp_path / "style_transfer" / "multi" / "metrics.json").read_text())
     assert metrics["paintings"] == list(st.PAINTINGS) and set(metrics["per_painting"]) == set(st.PAINTINGS)
-    assert metrics["style_weights"] == [training.STYLE_WEIGHTS.get(p, 10.0) for p in st.PAINTINGS]
+    assert metrics["style_weights"] == [training.MULTI_DEFAULTS["style_weight"]] * len(st.PAINTINGS)
+    assert metrics["feature_network"] == training.MULTI_DEFAULTS["features"] == "imagenet_efficientnet"
     for key in ("tv_weight", "lr", "lr_schedule", "clip_grad"):
         assert metrics["hyperparameters"][key] == training.MULTI_DEFAULTS[key]
     evaluated = run_cli("train.style_transfer", *args, "--eval")["multi"]
@@ -724,8 +726,8 @@ def test_stylize_endpoint_streams_and_stops_cleanly():
         client = Client(f"http://127.0.0.1:{port}/", verbose=False)
         content, style = handle_file(str(demo.CONTENT_EXAMPLES[1])), handle_file(str(demo.made_examples()[1]))
         # picking a feature network offers its layers
-        style_layers, content_layers = client.predict("random_vgg19", api_name="/style_transfer_layers")
-        assert style_layers["value"] == FEATURE_NETWORKS["random_vgg19"].style_layers
+        style_layers, content_layers, style_weight = client.predict("random_vgg19", api_name="/style_transfer_layers")
+        assert style_layers["value"] == FEATURE_NETWORKS["random_vgg19"].style_layers and style_weight == 10
         assert content_layers["value"] == ["conv4_2"]
         assert "conv5_1" in [c[0] for c in style_layers["choices"]]
         result, compare, curves, status, download = client.predict(
@@ -733,6 +735,11 @@ def test_stylize_endpoint_streams_and_stops_cleanly():
             ["conv1_1", "conv2_1"], ["conv2_1"], api_name="/style_transfer_stylize")
         assert max(Image.open(result).size) == 64 and "Step 2/2" in status and "random" in status
         assert Image.open(download).size == Image.open(result).size
+        if demo.has_arbitrary():  # a user's own painting, through the network for any painting
+            result, compare, curves, status, download = client.predict(
+                content, style, "fast", demo.ANY, "auto", None, 1, 1, 512, "adam", "content", None, None, 0.8, True,
+                api_name="/style_transfer_stylize")
+            assert max(Image.open(result).size) == 512 and "any painting (AdaIN)" in status, status
         # a long run streams previews, is stopped, and the next run starts clean
         job = client.submit(content, style, "optimize", None, "random_vgg19", 10, 1, 500, 64, "adam", "content",
                             ["conv1_1"], ["conv2_1"], api_name="/style_transfer_stylize")

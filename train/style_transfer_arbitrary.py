@@ -37,10 +37,10 @@ from torchvision.transforms.v2 import functional as TF
 from core import checkpoints
 from core.training import (add_run_arguments, load_state, parse_run_arguments, pick_device, save_state, seed_epoch,
                            seed_everything)
-from models.style_transfer import (ADAIN_LAYERS, ADAIN_STYLE_SIZE, ARBITRARY, HELD_OUT_PAINTINGS, MEASURE_SIZE, PAINTINGS, AdaINNet,
-                                   brush_strokes, checkpoint_name, imagenet_efficientnet, load_feature_network,
-                                   mean_std, measure, more_paintings, painting, stained_glass, test_photos,
-                                   validation_photos)
+from models.style_transfer import (ADAIN_LAYERS, ADAIN_STYLE_SIZE, ARBITRARY, HELD_OUT_PAINTINGS, MEASURE_SIZE,
+                                   PAINTINGS, AdaINNet, brush_strokes, checkpoint_name, imagenet_efficientnet,
+                                   load_feature_network, mean_std, measure, more_paintings, painting, stained_glass,
+                                   test_photos, validation_photos)
 from train.style_transfer import random_crops, training_photos
 
 DEFAULTS = dict(width=64, epochs=8, steps=300, batch_size=8, crop=192, lr=1e-3, style_weight=10.0, content_weight=1.0,
@@ -103,8 +103,8 @@ def style_batch(paintings: list, photos: torch.Tensor, n: int, crop: int, g: tor
 
 # ---- losses and measuring ---------------------------------------------------------------------
 
-def adain_losses(net: AdaINNet, photos: torch.Tensor, styles: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """(content loss, style loss, output) of one batch, Huang and Belongie's: the output's
+def adain_losses(net: AdaINNet, photos: torch.Tensor, styles: torch.Tensor):
+    """(content loss, style loss, output) of one batch, as Huang and Belongie's: the output's
     features against the AdaIN targets, and its channel means and spreads against the style's."""
     with torch.no_grad():
         style_feats = net.encoder(styles, STYLE_LAYERS)
