@@ -654,6 +654,8 @@ def thumbnail():
 
 
 def build():
+    if has_arbitrary():  # loaded now, not in the first user's one-second run
+        load_arbitrary(str(pick_device("auto")))
     best = best_feature_network()
     available = available_feature_networks()
     trained = fast_paintings()
@@ -685,7 +687,8 @@ def build():
         method = gr.Radio([("Optimisation (Gatys et al.)", "optimize"), ("Feed-forward (a trained network, one pass)", "fast")],
                           value="optimize", label="Method")
         painting_choices = ([("your style image (any painting)", ANY)] if has_arbitrary() else []) + trained
-        painting = gr.Dropdown(painting_choices, value=painting_choices[0] if painting_choices else None,
+        first = painting_choices[0] if painting_choices else None
+        painting = gr.Dropdown(painting_choices, value=first[1] if isinstance(first, tuple) else first,
                                label="Painting (feed-forward)",
                                info=None if painting_choices else f"None trained yet: {ARBITRARY_COMMAND}")
         most_steps, largest = optimisation_limits()
