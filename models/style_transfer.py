@@ -656,8 +656,8 @@ class AdaINNet(nn.Module, PyTorchModelHubMixin):
         feats = self.encoder(photo, ADAIN_LAYERS)
         out = {}
         for k, f in feats.items():
-            mean, std = statistics[k]
-            out[k] = strength * adain(f, mean, std) + (1 - strength) * f if strength != 1 else adain(f, mean, std)
+            styled = adain(f, *statistics[k])
+            out[k] = styled if strength == 1 else strength * styled + (1 - strength) * f
         return out
 
     def decode(self, t: dict) -> torch.Tensor:
