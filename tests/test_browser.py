@@ -300,7 +300,9 @@ def test_a_feed_forward_run_finishes_within_3_s_while_another_user_optimises(pag
         # their own painting: the feed-forward network for any painting when it is trained
         light.locator("#style-style input[type='file']").set_input_files(str(demo.made_examples()[0]))
         light.get_by_text("Feed-forward (a trained network, one pass)", exact=True).click()
-        page.wait_for_timeout(500)  # the upload settles
+        for box in ("#style-content", "#style-style"):  # both uploads shown (and their checks answered)
+            expect(light.locator(f"{box} img")).to_be_visible(timeout=SLOW)
+        page.wait_for_timeout(1000)
         start = time.perf_counter()
         light.get_by_role("button", name="Stylise", exact=True).click()
         expect(page.locator("#style-status")).to_contain_text("Feed-forward, ", timeout=3_000)
