@@ -228,8 +228,8 @@ def stylize_stream(content, style, steps: int = 60, size: int = 256, method: str
             out = strength * out + (1 - strength) * x
         if keep_colours:
             out = with_photo_colours(out, x)
-    info = {"step": 1, "steps": 1, "feature_network": checkpoints.load_metrics(name).get("feature_network",
-                                                                                      "imagenet_efficientnet"),
+    trained_with = net.encoder.name if arbitrary else checkpoints.load_metrics(name).get("feature_network", "?")
+    info = {"step": 1, "steps": 1, "feature_network": trained_with,
             "fast_network": ARBITRARY if arbitrary else "multi" if isinstance(net, MultiStyleNet) else "single",
             "painting": style if named else None, "notes": notes, "content": photo,
             "seconds": time.perf_counter() - start}

@@ -970,16 +970,21 @@ def test_committed_fast_network_takes_on_the_painting_and_keeps_the_photo(painti
     """Measured now on two test photos at 128 px: the network's output has at most 3/4 of the
     unstylised photo's style loss, and keeps more of the photo than the painting itself would."""
     name = st.checkpoint_name(painting)
-    if checkpoints.find(name) is None:
-        pytest.skip(f"no committed network for {painting}")
-    if st.style_images_dir(download=False) is None:
-        pytest.skip("no style-images data (set DLP_DATA_MIRROR)")
+    committed_or_skip(name, f"network for {painting}")
     net = st.load_network(painting)
     # judged by the network its losses came from (the CIFAR-10 VGG): the ImageNet EfficientNet
     # sees these networks' tint as hardly any style (docs/style_transfer.md)
     judge = st.load_feature_network(checkpoints.load_metrics(name)["feature_network"])
     for photo in list(st.test_photos(128).values())[:2]:
         assert_stylised(judge, net, photo, painting, 0.75)
+
+
+def committed_or_skip(name: str, what: str) -> None:
+    """Skip unless the network `name` is committed and the style-images data is here."""
+    if checkpoints.find(name) is None:
+        pytest.skip(f"no committed {what}")
+    if st.style_images_dir(download=False) is None:
+        pytest.skip("no style-images data (set DLP_DATA_MIRROR)")
 
 
 def assert_stylised(judge, stylise, photo, painting: str, at_most: float):
@@ -999,10 +1004,7 @@ def assert_stylised(judge, stylise, photo, painting: str, at_most: float):
 def test_committed_multi_style_network_takes_on_every_painting_and_keeps_the_photo():
     """The one network for all six paintings, measured now as the per-painting ones are."""
     name = st.checkpoint_name(st.MULTI)
-    if checkpoints.find(name) is None:
-        pytest.skip("no committed multi-style network")
-    if st.style_images_dir(download=False) is None:
-        pytest.skip("no style-images data (set DLP_DATA_MIRROR)")
+    committed_or_skip(name, "multi-style network")
     net = st.load_network(st.MULTI)
     judge = st.load_feature_network("auto")
     photo = list(st.test_photos(128).values())[0]
@@ -1019,10 +1021,7 @@ def test_the_overviews_headline_is_what_the_committed_network_measures_now():
     from demos import style_transfer as demo
 
     name = st.checkpoint_name(st.MULTI)
-    if checkpoints.find(name) is None:
-        pytest.skip("no committed multi-style network")
-    if st.style_images_dir(download=False) is None:
-        pytest.skip("no style-images data (set DLP_DATA_MIRROR)")
+    committed_or_skip(name, "multi-style network")
     committed = checkpoints.load_metrics(name)
     if committed["measured_with"] != st.best_feature_network():
         pytest.skip(f"measured with {committed['measured_with']}; {st.best_feature_network()} is the best here")
@@ -1080,10 +1079,7 @@ def test_committed_arbitrary_network_is_what_its_metrics_say_and_stylises_unseen
     from train import style_transfer_arbitrary as arbitrary
 
     name = st.checkpoint_name(st.ARBITRARY)
-    if checkpoints.find(name) is None:
-        pytest.skip("no committed network for any painting")
-    if st.style_images_dir(download=False) is None:
-        pytest.skip("no style-images data (set DLP_DATA_MIRROR)")
+    committed_or_skip(name, "network for any painting")
     committed = checkpoints.load_metrics(name)
     net = checkpoints.load(st.AdaINNet, name, "python -m train.style_transfer_arbitrary")
     args = argparse.Namespace(eval_photos=len(st.PHOTOS), data_dir=None)

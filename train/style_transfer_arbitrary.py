@@ -38,7 +38,7 @@ from core import checkpoints
 from core.training import (add_run_arguments, load_state, parse_run_arguments, pick_device, save_state, seed_epoch,
                            seed_everything)
 from models.style_transfer import (ADAIN_LAYERS, ADAIN_STYLE_SIZE, ARBITRARY, HELD_OUT_PAINTINGS, MEASURE_SIZE,
-                                   PAINTINGS, AdaINNet, brush_strokes, checkpoint_name, imagenet_efficientnet,
+                                   PAINTINGS, AdaINNet, brush_strokes, checkpoint_name,
                                    load_feature_network, mean_std, measure, more_paintings, painting, stained_glass,
                                    test_photos, validation_photos)
 from train.style_transfer import random_crops, training_photos
@@ -127,7 +127,8 @@ def measure_pairs(net: AdaINNet, photos: dict, painting_names, judge, device, si
     rows, unstylised = [], []
     for name in painting_names:
         style = painting(name, size, root).to(device)
-        statistics = net.style_statistics(painting(name, ADAIN_STYLE_SIZE, root).to(device))
+        as_given = style if size == ADAIN_STYLE_SIZE else painting(name, ADAIN_STYLE_SIZE, root).to(device)
+        statistics = net.style_statistics(as_given)
         for photo in photos.values():
             photo = photo.to(device)
             rows.append(measure(judge, net(photo, statistics).clamp(0, 1), photo, style))
@@ -178,7 +179,8 @@ def run(args) -> dict:
                                                                                      device=device), 1)}
     seed_everything(args.seed)
     net = AdaINNet(args.width)
-    net.encoder.body.load_state_dict(imagenet_efficientnet().body[:len(net.encoder.body)].state_dict())
+    imagenet = load_feature_network("imagenet_efficientnet")  # cached: the judge of evaluate() too
+    net.encoder.body.load_state_dict(imagenet.body[:len(net.encoder.body)].state_dict())
     net.to(device)
     photos = training_photos(args.crop + args.crop // 8, args.lfw, args.data_dir, args.limit)
     paintings = style_pictures(args.style_size, args.data_dir)
