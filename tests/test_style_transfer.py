@@ -801,12 +801,12 @@ def running_at_step(step: int, timeout: float = 120):
     return demo.LANE.running()
 
 
-def assert_no_more_steps(seconds: float = 1.5):
+def assert_no_more_steps(seconds: float = 1.5, ends_within: float = 2):
     import time
 
     from demos import style_transfer as demo
 
-    wait_for(lane_is_empty, 2, "the optimisation did not end within 2 s")
+    wait_for(lane_is_empty, ends_within, f"the optimisation did not end within {ends_within} s")
     steps = demo.LANE.steps_computed
     time.sleep(seconds)
     assert demo.LANE.steps_computed == steps
@@ -894,7 +894,9 @@ def test_cancel_and_a_client_that_leaves_end_the_optimisation(style_app_url, tmp
     finally:
         leaving.kill()
         leaving.wait()
-    assert_no_more_steps()
+    # Gradio notices the closed stream only when it next writes to it; with the CPU shared by
+    # other tests that took just over 2 s once in CI (a Stop, above, is immediate).
+    assert_no_more_steps(ends_within=5)
 
 
 @pytest.mark.app
