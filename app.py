@@ -15,12 +15,30 @@ os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 import gradio as gr  # noqa: E402
 from PIL import Image  # noqa: E402
 
+from core import links  # noqa: E402
 from core.memory import keep_memory_flat  # noqa: E402
 from core.sessions import lazy_session_configs  # noqa: E402
 from core.ui import readable_input_errors  # noqa: E402
 
-# One line per tab: the module in demos/ that lays it out. Adding a tab adds a line here.
-TABS = ["overview", "fizzbuzz", "mnist", "gan", "vae", "cifar10", "transfer", "text_classification", "speech", "translation", "style_transfer", "detection", "faces"]
+# The navigation: a bar of themes, each with a bar of its tabs (both wrap onto more rows
+# rather than hide a tab behind a menu, on a phone too).
+GROUPS = {"start": "Start here", "vision": "Vision", "generative": "Generative", "language": "Language and speech"}
+# One line per tab: the module in demos/ that lays it out, and its theme. Adding a tab adds a line here.
+TABS = {
+    "overview": "start",
+    "fizzbuzz": "start",
+    "mnist": "vision",
+    "gan": "generative",
+    "vae": "generative",
+    "cifar10": "vision",
+    "transfer": "vision",
+    "text_classification": "language",
+    "speech": "language",
+    "translation": "language",
+    "style_transfer": "generative",
+    "detection": "vision",
+    "faces": "vision",
+}
 
 # Uploads: at most 25 MB a file (a phone photo is under 15 MB, a 20-second WAV, the speech
 # tab's limit, under 4 MB at 48 kHz stereo), and no picture over 50 megapixels is decoded:
@@ -31,41 +49,90 @@ MAX_FILE_SIZE = "25mb"
 # message at once instead of waiting behind hours of work. Heavy jobs are bounded by their tabs.
 MAX_QUEUE = 64
 THEME = gr.themes.Default(text_size="lg")  # readable on a projector; light and dark both defined
+CSS = """
+#title h1 { font-size: clamp(1.5rem, 6vw, 2.4rem); overflow-wrap: normal; word-break: normal; margin-bottom: 0; }
+/* A plot's label sits over the top of its box: the chart starts below it. */
+.gradio-container .block .matplotlib { padding-top: 2.4rem; }
+/* Charts are drawn dark on transparent (core/plots.py); in the dark theme they are inverted
+   and their hues turned back, so text and lines are light and the colours keep their meaning
+   (heat maps use one-hue colour maps, which stay readable inverted). */
+.dark .gradio-container [data-testid="matplotlib"] img, .dark .gradio-container .chart img {
+  filter: invert(1) hue-rotate(180deg);
+}
+"""
 Image.MAX_IMAGE_PIXELS = 25_000_000
 
 
 def build_app(tabs=None) -> gr.Blocks:
     lazy_session_configs()
+    links.clear()
+    tabs = [name for name in TABS if name in (tabs or TABS)]
     # Every hour Gradio deletes the files it saved for results and uploads over two hours ago
     # (a Space runs for weeks; the cached examples are kept).
     with gr.Blocks(title="Deep Learning Playground", delete_cache=(3600, 7200)) as demo:
-        with gr.Row():
-            gr.Markdown("# Deep Learning Playground\nClassic deep-learning experiments, trained by this "
-                        "project's own scripts, running live. Every number shown was measured.")
+        with gr.Row(equal_height=True):
+            gr.Markdown("# Deep Learning Playground", elem_id="title")
             # Light or dark for the room: the browser's setting by default, ?__theme=dark in the URL, or this.
-            theme_button = gr.Button("Light / dark", size="sm", scale=0, elem_id="theme-toggle")
+            theme_button = gr.Button("Light / dark", size="sm", scale=0, min_width=100, elem_id="theme-toggle")
+        gr.Markdown("Classic deep-learning experiments, each trained by this project's own scripts, running live "
+                    "on your own drawing, photo or sentence. *The seed*, where a page compares with it, is the "
+                    "course notebooks this playground grew from.", elem_id="intro")
         theme_button.click(None, js="() => { document.body.classList.toggle('dark'); }",
                            api_name="toggle_theme", api_visibility="private")
-        tabs = tabs or TABS
-        links = []  # (button, tab id) pairs a tab's build() returns, e.g. the Overview's
-        with gr.Tabs() as tab_bar:
-            for name in tabs:
-                module = importlib.import_module(f"demos.{name}")
-                with gr.Tab(module.TITLE, id=name, elem_id=f"tab-{name}"):
-                    try:
-                        links += module.build() or []
-                    except Exception as e:  # one broken tab must not take the others down
-                        logging.exception("tab %s failed to build", name)
-                        gr.Markdown(f"**This tab failed to load:** `{type(e).__name__}: {e}`")
-        for button, target in links:
+        openers = []  # (button, tab id) pairs a tab's build() returns, e.g. the Overview's
+        groups = [g for g in GROUPS if any(TABS[name] == g for name in tabs)]
+        bars = {}
+        with gr.Tabs(overflow_behavior="wrap", elem_id="groups") as group_bar:
+            for group in groups:
+                with gr.Tab(GROUPS[group], id=group, elem_id=f"group-{group}") as group_tab:
+                    members = [name for name in tabs if TABS[name] == group]
+                    links.on_tab_select(group_tab, group, members, is_theme=True)
+                    with gr.Tabs(overflow_behavior="wrap", elem_id=f"tabs-{group}") as bars[group]:
+                        for name in members:
+                            openers += build_tab(name, group)
+
+        def select(name: str) -> list:
+            """The updates of [group_bar, *bars] that show tab `name`."""
+            return [gr.Tabs(selected=TABS[name])] + [gr.Tabs(selected=name) if g == TABS[name] else gr.skip()
+                                                       for g in groups]
+
+        outputs = [group_bar] + [bars[g] for g in groups]
+        for button, target in openers:
             if target in tabs:
-                button.click(lambda target=target: gr.Tabs(selected=target), outputs=tab_bar,
+                button.click(lambda target=target: select(target), outputs=outputs,
                              api_name=f"open_{target}", api_visibility="private")
             else:
                 button.visible = False  # that tab was not loaded (--tabs)
+        links.wire(demo, select, outputs, set(tabs))
     demo.queue(default_concurrency_limit=2, max_size=MAX_QUEUE)
     say_busy_when_full(demo)
     return readable_input_errors(demo)
+
+
+def build_tab(name: str, group: str) -> list:
+    """One tab of the page; returns the (button, tab id) pairs its build() made."""
+    module = importlib.import_module(f"demos.{name}")
+    with gr.Tab(module.TITLE, id=name, elem_id=f"tab-{name}") as tab, links.tab(name):
+        links.on_tab_select(tab, group, [name], is_theme=False)
+        try:
+            openers = module.build() or []
+        except Exception as e:  # one broken tab must not take the others down
+            logging.exception("tab %s failed to build", name)
+            gr.Markdown(f"**This tab failed to load:** `{type(e).__name__}: {e}`")
+            return []
+        if name != "overview":
+            with gr.Accordion("About this model: how it was trained and how to reproduce it", open=False,
+                              elem_id=f"about-{name}"):
+                gr.Markdown(about(name, module.OVERVIEW))
+        return openers
+
+
+def about(name: str, entry) -> str:
+    """The developer's part of a tab: what trains it, where its weights are, where it is explained."""
+    return (f"Trained on this project's CPU by `{entry.command}`, from a fixed seed; the weights, their "
+            f"config and the measured metrics are in `checkpoints/` (safetensors and JSON, nothing pickled). "
+            f"How each number was measured, the curves and the choices made on validation data: "
+            f"`docs/{name}.md` in the repository. Serve only this tab with `python app.py --tabs {name}`.")
 
 
 def say_busy_when_full(demo: gr.Blocks):
@@ -104,7 +171,8 @@ def main(argv=None):
         os.environ["GRADIO_CACHE_MODE"] = "eager"
         os.environ["GRADIO_EXAMPLES_CACHE"] = tempfile.mkdtemp(prefix="dlp_examples_")
     build_app(args.tabs).launch(server_name=args.host, server_port=args.port, share=args.share,
-                                max_file_size=MAX_FILE_SIZE, theme=THEME)
+                                max_file_size=MAX_FILE_SIZE, theme=THEME, css=CSS,
+                                js=links.ADDRESS_BAR_JS)
 
 
 if __name__ == "__main__":

@@ -7,9 +7,13 @@ from PIL import Image
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
-# Plots are read from the back of a lecture hall: larger type than matplotlib's 10 pt.
+# Plots are read from the back of a lecture hall: larger type than matplotlib's 10 pt. They are
+# drawn on transparent: the page inverts them in its dark theme (app.CSS), so they are never a
+# white box there. A figure saved for the docs asks for a white background itself.
 plt.rcParams.update({"font.size": 12, "axes.titlesize": 13, "axes.labelsize": 12, "legend.fontsize": 11,
-                     "xtick.labelsize": 11, "ytick.labelsize": 11, "figure.dpi": 100})
+                     "xtick.labelsize": 11, "ytick.labelsize": 11, "figure.dpi": 100,
+                     "figure.facecolor": "none", "axes.facecolor": "none", "savefig.facecolor": "none",
+                     "legend.framealpha": 0.6})
 
 
 def curves(history: list[dict], panels: dict[str, list[str]], title: str = ""):
@@ -52,12 +56,18 @@ def confusion_figure(matrix, names: list[str]):
 # ---- the Overview's thumbnails --------------------------------------------------------------
 
 def figure_image(fig) -> Image.Image:
-    """A matplotlib figure as an RGB PIL image (the figure is closed)."""
+    """A matplotlib figure as an RGBA PIL image on transparent, marked as a chart
+    (image.info["chart"], which the page inverts in its dark theme); the figure is closed."""
     fig.tight_layout()
     fig.canvas.draw()
-    image = Image.fromarray(np.asarray(fig.canvas.buffer_rgba())).convert("RGB")
+    image = Image.fromarray(np.asarray(fig.canvas.buffer_rgba()).copy(), "RGBA")
+    image.info["chart"] = True
     plt.close(fig)
     return image
+
+
+def is_chart(image) -> bool:
+    return isinstance(image, Image.Image) and bool(image.info.get("chart"))
 
 
 def curves_image(lines: dict[str, tuple[list, list]], xlabel: str, ylabel: str, percent: bool = False,

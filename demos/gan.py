@@ -223,7 +223,7 @@ def model_card(model: str) -> str:
         text += (f"Frechet distance between {m['samples']:,} samples and the LFW faces, in the features of the "
                  f"project's CIFAR-10 VGG (not Inception FID): **{m['frechet_distance_cifar10_vgg']:.1f}** (half of "
                  f"LFW against the other half: {m['real_lfw_reference']['frechet_distance_cifar10_vgg_half_vs_half']:.1f}). ")
-    return text + f" Reproduce: `{m['command']}`"
+    return text
 
 
 def show_samples(model, seed, digit):

@@ -12,7 +12,7 @@ import logging
 import gradio as gr
 
 from core import checkpoints
-from core.plots import placeholder
+from core.plots import is_chart, placeholder
 from core.results import lookup
 
 TITLE = "Overview"
@@ -107,8 +107,9 @@ def build():
         with gr.Row():
             for row in rows[start:start + 3]:
                 with gr.Column(min_width=280):
-                    gr.Image(thumbnail(row), show_label=False, interactive=False, height=200, buttons=[],
-                             elem_id=f"overview-thumb-{row['tab']}")
+                    picture = thumbnail(row)
+                    gr.Image(picture, show_label=False, interactive=False, height=200, buttons=[], format="png",
+                             elem_id=f"overview-thumb-{row['tab']}", elem_classes=["chart"] if is_chart(picture) else [])
                     gr.Markdown(card(row), elem_id=f"overview-card-{row['tab']}")
                     if row["built"]:
                         links.append((gr.Button(f"Open {row['title']}", size="sm",

@@ -180,7 +180,7 @@ def spectrogram_figure(wave: np.ndarray) -> matplotlib.figure.Figure:
     mel = log_mel(torch.from_numpy(wave)).numpy().T * (10 / math.log(10))  # (n_mels, T) in dB
     fig = matplotlib.figure.Figure(figsize=(7, 2.4))
     ax = fig.subplots()
-    ax.imshow(mel, origin="lower", aspect="auto", cmap="magma",
+    ax.imshow(mel, origin="lower", aspect="auto", cmap="Purples",
               extent=(0, mel.shape[1] * HOP_LENGTH / SAMPLE_RATE, 0, mel.shape[0]))
     ax.set_xlabel("seconds")
     ax.set_ylabel("mel band")
@@ -195,7 +195,7 @@ def alignment_figure(weights: np.ndarray, ids: list[int]) -> matplotlib.figure.F
     labels = ([VOCAB[i] if VOCAB[i] != " " else "␣" for i in ids] + [VOCAB[EOS]])[:len(weights)]
     fig = matplotlib.figure.Figure(figsize=(7, max(2.4, 0.16 * len(labels) + 1)))
     ax = fig.subplots()
-    ax.imshow(weights, aspect="auto", cmap="viridis", interpolation="nearest",
+    ax.imshow(weights, aspect="auto", cmap="Blues", interpolation="nearest",
               extent=(0, weights.shape[1] * REDUCTION * HOP_LENGTH / SAMPLE_RATE, len(labels) - 0.5, -0.5))
     ax.set_yticks(range(len(labels)), labels, fontsize=7)
     ax.set_xlabel("seconds (listener frames of 80 ms)")

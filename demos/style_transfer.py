@@ -8,6 +8,7 @@ which Stop empties within half a step."""
 import contextlib
 import functools
 import os
+import shutil
 import tempfile
 import threading
 import time
@@ -21,7 +22,7 @@ import skimage
 import torch
 from PIL import Image
 
-from core import checkpoints
+from core import checkpoints, links
 from core.errors import BadInput
 from core.gpu import on_gpu
 from core.pictures import open_picture, read_picture
@@ -566,6 +567,31 @@ def stylise_in_tab(content, style, method, painting, feature_net, style_weight, 
         yield None, None, None, str(e), None
 
 
+def open_linked_view(content, style, method, *settings, progress=gr.Progress(), request: gr.Request = None):
+    """A link's prepared view: a feed-forward one is stylised at once (under a second); an
+    optimisation takes minutes of a shared queue, so it waits for the Stylise button."""
+    if method != "fast" or content is None:
+        yield (gr.skip(),) * 5
+        return
+    yield from stylise_in_tab(content, style, method, *settings, progress=progress, request=request)
+
+
+def named_picture(paths: list[Path]):
+    """A link's parser: a picture's name without its extension -> its path (a copy in the temp
+    folder: Gradio sends only files from there or the app's own)."""
+    def parse(name: str) -> str:
+        for path in paths:
+            if path.stem == name and path.exists():
+                copy = MADE_EXAMPLES / "linked" / path.name
+                if not copy.exists():
+                    copy.parent.mkdir(parents=True, exist_ok=True)
+                    shutil.copyfile(path, copy)
+                return str(copy)
+        raise ValueError(f"no picture named {name!r}")
+
+    return parse
+
+
 def stop_tab(request: gr.Request = None):
     """The Stop button: stops this session's optimisation (running or waiting) within half a
     step and says where it stopped, at once. (Its event also cancels the Stylise event, which
@@ -727,7 +753,7 @@ def build():
     if rows:
         gr.Examples(rows, inputs=[content, style, method, painting], outputs=[result, compare, status],
                     fn=user_errors(run_example), run_on_click=True, example_labels=labels,
-                    label="Finished examples (instant when the app runs with --cache-examples)",
+                    label="Finished examples",
                     api_name="style_transfer_example")
 
     # The tab reads the uploads itself (preprocess=False): a refused picture is said once in the
@@ -743,5 +769,19 @@ def build():
     # Not queued: Stop must answer at once, however busy the queue is.
     stop.click(user_errors(stop_tab), None, status, api_name="style_transfer_stop", queue=False, cancels=[run],
                show_progress="hidden")
+    # A link such as ?tab=style_transfer&content=rocket&style=brush_strokes&method=fast opens
+    # this view; a feed-forward one is run at once, an optimisation waits for Stylise.
+    links.field("content", content, parse=named_picture([*CONTENT_EXAMPLES, *photos]))
+    links.field("style", style, parse=named_picture([*made_examples(), *STYLE_EXAMPLES, *paintings]))
+    links.field("method", method, parse=links.choice(method))
+    links.field("painting", painting, parse=links.choice(painting))
+    links.field("size", size)
+    links.field("strength", strength)
+    links.field("keep_colours", colours, parse=lambda text: text.lower() in ("1", "true", "yes"))
+    links.on_open(open_linked_view,
+                  [content, style, method, painting, feature_net, style_weight, content_weight, steps, size, optimizer,
+                   init, style_layers, content_layers, strength, colours],
+                  [result, compare, curves, status, download], preprocess=False, concurrency_limit=SLOTS,
+                  concurrency_id="style_transfer")
     feature_net.change(user_errors(layer_choices), inputs=feature_net, outputs=[style_layers, content_layers, style_weight],
                        api_name="style_transfer_layers")

@@ -144,10 +144,10 @@ def results_figures(experiment: str):
                 f"the same network from scratch {metrics['test_accuracy']['scratch']:.1%}. Every choice (learning rate, "
                 f"epoch kept) was made on {metrics['holdout_images']} photos held out of the training set (the curves). "
                 f"By photos per class: mean of {metrics['repeats']} random draws; \"all\" is the "
-                f"{metrics['train_images']} training photos. Reproduce: `{metrics['command']}`\n\n" + header + rows)
+                f"{metrics['train_images']} training photos.\n\n" + header + rows)
     else:
         text = (f"**{EXPERIMENTS[experiment].title}**, mean over {metrics['repeats']} random draws of the examples, "
-                f"{metrics['steps']} training steps each. Reproduce: `{metrics['command']}`\n\n" + header + rows)
+                f"{metrics['steps']} training steps each.\n\n" + header + rows)
     return text, curve_fig, size_fig
 
 
@@ -159,7 +159,7 @@ def save_figures(directory: str = "docs") -> list[str]:
         for name, fig in (("curves", curve_fig), ("sizes", size_fig)):
             if fig is not None:
                 paths.append(str(Path(directory) / f"transfer_{experiment}_{name}.png"))
-                fig.savefig(paths[-1], dpi=110)
+                fig.savefig(paths[-1], dpi=110, facecolor="white")
     return paths
 
 

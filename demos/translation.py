@@ -11,7 +11,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 import torch
 
-from core import checkpoints
+from core import checkpoints, links
 from core.errors import BadInput
 from core.plots import curves, curves_image
 from core.results import Entry, Figure
@@ -159,7 +159,7 @@ def attention_figure(view: dict, kind: str = "cross"):
     for layer in range(layers):
         for head in range(heads):
             ax = axes[layer, head]
-            ax.imshow(weights[layer, head], cmap="viridis", vmin=0, vmax=1, aspect="auto")
+            ax.imshow(weights[layer, head], cmap="Blues", vmin=0, vmax=1, aspect="auto")
             ax.set_title(f"layer {layer + 1}, head {head + 1}", fontsize=8)
             if tokens > MAX_LABELLED:
                 ax.set_xticks([])
@@ -233,6 +233,12 @@ def translate_tab(text: str, beam_size: int = 4, alpha: float = 0.6, kind: str =
             attention_figure(view, kind), view["steps"])
 
 
+def linked_text(text: str) -> str:
+    if not text.strip() or len(text) > MAX_INPUT_CHARS:
+        raise ValueError("no text, or more than the box holds")
+    return text
+
+
 def attention_tab(text: str, beam_size: int = 4, alpha: float = 0.6, kind: str = "cross"):
     if not text or not text.strip():  # switching the view before typing anything
         return None
@@ -258,10 +264,11 @@ def thumbnail():
 
 
 def build():
-    gr.Markdown("Type English; a Transformer written from scratch in this project (`models/translation.py`) and "
-                "trained here on the 29,000 image captions of Multi30K answers in German. Below the answer: where "
-                "each German token looked in the English, and the candidates it weighed at every step. It knows "
-                "the world of photo captions (people, dogs, streets, sports), not news or chat.")
+    gr.Markdown("Type English and get German from a Transformer written and trained in this project. **What to "
+                "expect:** it learned from only 29,000 photo captions (Multi30K: people, dogs, streets, sports), "
+                "so it translates sentences like those well and anything else (news, chat, idioms) badly. Below "
+                "the answer: where each German token looked in the English, and the candidates it weighed at "
+                "every step.")
     card, history_fig = model_card()
     with gr.Row():
         with gr.Column(scale=3):
@@ -290,5 +297,11 @@ def build():
 
     gr.on([go.click, text.submit], user_errors(translate_tab), inputs=[text, beam, alpha, kind],
           outputs=[german, note, attention_plot, steps], api_name="translation_translate")
+    # A link such as ?tab=translation&text=Two+dogs+play.&beam=1 opens this view translated.
+    links.field("text", text, parse=linked_text)
+    links.field("beam", beam, parse=int)
+    links.field("alpha", alpha)
+    links.field("attention", kind, parse=links.choice(kind))
+    links.on_open(user_errors(translate_tab), [text, beam, alpha, kind], [german, note, attention_plot, steps])
     kind.change(user_errors(attention_tab), inputs=[text, beam, alpha, kind], outputs=attention_plot,
                 api_name="translation_attention")

@@ -159,7 +159,7 @@ def model_card(model: str) -> str:
     else:
         text += f"test reconstruction cross-entropy **{m['test_reconstruction_nats']:.1f} nats/image** (no KL, no ELBO)"
     return text + (f", {m['parameters']:,} parameters, trained {m['hyperparameters']['epochs']} epochs in "
-                   f"{m['train_wall_time_s'] / 60:.1f} min. Reproduce: `{m['command']}`")
+                   f"{m['train_wall_time_s'] / 60:.1f} min.")
 
 
 def show_point(model, z1, z2):

@@ -7,11 +7,8 @@ uploaded. Screenshots go to a temporary folder, or to the folder given with
 
     python -m pytest tests/test_browser.py --screenshots docs/screenshots
 """
-import functools
-import json
 import os
 import re
-import urllib.request
 from pathlib import Path
 
 import pytest
@@ -55,20 +52,11 @@ def screenshots(request, tmp_path_factory) -> Path:
     return folder
 
 
-@functools.cache
-def tab_titles(app_url: str) -> dict[str, str]:
-    """Tab id -> the title on its button, from the app's config."""
-    config = json.load(urllib.request.urlopen(app_url + "config"))
-    return {c["props"]["id"]: c["props"]["label"] for c in config["components"] if c["type"] == "tabitem"}
-
-
 def open_tab(page, tab: str):
-    """Click a tab's button (in the "More tabs" menu when the bar is full) and wait for it."""
-    button = page.locator(f'button[role="tab"][data-tab-id="{tab}"]')
-    if not button.is_visible():  # the menu's buttons carry only the title
-        page.get_by_role("button", name="More tabs").click()
-        button = page.locator(".overflow-dropdown button").get_by_text(tab_titles(page.url)[tab], exact=True)
-    button.click()
+    """Open a tab from the navigation: its theme's button, then its own (both bars wrap, so
+    every button is on the page, never in a menu)."""
+    page.locator(f'#groups > .tab-wrapper button[role="tab"][data-tab-id="{TABS[tab]}"]').click()
+    page.locator(f'#tabs-{TABS[tab]} > .tab-wrapper button[role="tab"][data-tab-id="{tab}"]').click()
     expect(page.locator(f"#tab-{tab}")).to_be_visible()
 
 
@@ -267,7 +255,6 @@ def test_light_dark_button_switches_theme(page, screenshots):
     page.locator("#theme-toggle").click()
     assert page.evaluate("() => document.body.classList.contains('dark')") != was_dark
     expect(page.locator("#overview-card-mnist")).to_contain_text("%")
-    page.screenshot(path=str(screenshots / "overview_dark.png"))
     assert page.evaluate(background) != before
     page.locator("#theme-toggle").click()
     assert page.evaluate("() => document.body.classList.contains('dark')") == was_dark
@@ -316,3 +303,124 @@ def test_a_feed_forward_run_finishes_within_3_s_while_another_user_optimises(pag
         no_error_toast(other)
     finally:
         other.context.close()
+
+
+# ---- finding things: the navigation, deep links, what a newcomer sees ------------------------
+
+def new_page(page, query: str = "", width: int = 1400, height: int = 1000):
+    """A second browser page (its own context: a new visitor) on the app, at `?query`, loaded."""
+    view = page.context.browser.new_context(viewport={"width": width, "height": height}).new_page()
+    view.set_default_timeout(20_000)
+    view.goto(page.url.split("?")[0] + (f"?{query}" if query else ""))
+    view.locator('button[role="tab"]').first.wait_for(timeout=SLOW)
+    return view
+
+
+# Text for developers, not for the people using the app: commands, paths, flags, file names.
+DEVELOPER_TEXT = re.compile(r"python -m |python app\.py|checkpoints/|\s--[a-z][a-z-]+|"
+                            r"\b(models|train|demos|core|docs)/\w+\.(py|md)|metrics\.json|safetensors")
+
+
+@pytest.mark.parametrize("viewport", [(1400, 1000), (390, 844)], ids=["desktop", "phone"])
+def test_every_tab_opens_from_the_navigation_with_no_tab_in_a_menu(page, viewport, screenshots):
+    """At a desktop's and a phone's size every theme's and every tab's button is on the page
+    (the bars wrap; no "More tabs" menu), opens its tab, and the title fits on the screen."""
+    width, height = viewport
+    view = new_page(page, width=width, height=height)
+    try:
+        for tab, group in TABS.items():
+            theme = view.locator(f'#groups > .tab-wrapper button[role="tab"][data-tab-id="{group}"]')
+            expect(theme).to_be_visible()
+            theme.click()
+            button = view.locator(f'#tabs-{group} > .tab-wrapper button[role="tab"][data-tab-id="{tab}"]')
+            expect(button).to_be_visible()
+            assert button.bounding_box()["x"] + button.bounding_box()["width"] <= width
+            button.click()
+            expect(view.locator(f"#tab-{tab}")).to_be_visible()
+            expect(view.get_by_role("button", name="More tabs")).to_have_count(0)
+        title = view.locator("#title h1")
+        box = title.bounding_box()
+        assert box["x"] + box["width"] <= width
+        # "Playground" is not broken inside the word: the title's lines are whole words
+        words = view.evaluate("""() => { const h = document.querySelector('#title h1'), r = document.createRange();
+            r.selectNodeContents(h); return [...r.getClientRects()].length; }""")
+        assert words <= 2, words
+        view.screenshot(path=str(screenshots / f"navigation_{width}x{height}.png"))
+    finally:
+        view.context.close()
+
+
+def test_no_developer_text_is_visible_until_the_about_section_is_opened(page):
+    """A newcomer sees what each tab does, not commands or paths; those are in its collapsed
+    "About this model" part."""
+    for tab in TABS:
+        open_tab(page, tab)
+        panel = page.locator(f"#tab-{tab}")
+        page.wait_for_timeout(300)
+        shown = [line for line in panel.inner_text().splitlines() if DEVELOPER_TEXT.search(line)]
+        assert not shown, (tab, shown)
+    open_tab(page, "translation")
+    about = page.locator("#about-translation")
+    about.get_by_text("About this model", exact=False).first.click()
+    expect(about).to_contain_text("python -m train.translation")
+
+
+def test_a_link_opens_a_prepared_translation_view(page):
+    """A lecturer's link opens the tab with the sentence and the beam set, and translated; the
+    address bar then follows what the user changes."""
+    view = new_page(page, "tab=translation&text=Two+dogs+play+in+the+snow.&beam=1")
+    try:
+        expect(view.locator("#tab-translation")).to_be_visible()
+        expect(view.locator("#translation-input textarea")).to_have_value("Two dogs play in the snow.")
+        expect(view.locator("#translation-output textarea")).to_have_value(re.compile(r"Hunde.*Schnee"), timeout=SLOW)
+        beam = view.locator("#tab-translation input[type='number']").first
+        expect(beam).to_have_value("1")
+        view.locator("#translation-input textarea").fill("A man rides a bike.")
+        view.locator("#translation-input textarea").blur()  # a textbox says it changed when it is left
+        view.wait_for_function("() => new URL(location.href).searchParams.get('text') === 'A man rides a bike.'")
+        assert "tab=translation" in view.url
+        open_tab(view, "faces")
+        view.wait_for_function("() => location.search === '?tab=faces'")
+        no_error_toast(view)
+    finally:
+        view.context.close()
+
+
+def test_a_link_opens_a_prepared_style_transfer_view(page, screenshots):
+    """?tab=style_transfer&content=rocket&style=brush_strokes&method=fast sets the photo, the
+    style image and the method, and shows the feed-forward result at once."""
+    from demos import style_transfer as demo
+
+    if not demo.has_arbitrary():
+        pytest.skip("no trained network for any painting")
+    view = new_page(page, "tab=style_transfer&content=rocket&style=brush_strokes&method=fast&painting=any&strength=0.8")
+    try:
+        panel = view.locator("#tab-style_transfer")
+        expect(panel).to_be_visible()
+        for box in ("#style-content", "#style-style"):
+            expect(panel.locator(f"{box} img")).to_be_visible(timeout=SLOW)
+        expect(view.locator("#style-status")).to_contain_text("Feed-forward, ", timeout=SLOW)
+        expect(panel.get_by_label("Feed-forward (a trained network, one pass)")).to_be_checked()
+        no_error_toast(view)
+        view.screenshot(path=str(screenshots / "style_transfer_link.png"))
+    finally:
+        view.context.close()
+
+
+def test_charts_follow_the_dark_theme(page, screenshots):
+    """In the dark theme a chart is not a white box: it is drawn on transparent and inverted."""
+    view = new_page(page, "__theme=dark&tab=translation&text=A+dog+runs+on+the+beach.")
+    try:
+        chart = view.locator("#tab-translation .matplotlib img").first
+        expect(chart).to_be_visible(timeout=SLOW)
+        assert "invert(1)" in chart.evaluate("e => getComputedStyle(e).filter")
+        chart.scroll_into_view_if_needed()
+        view.screenshot(path=str(screenshots / "translation_dark.png"))
+        open_tab(view, "overview")
+        charts = view.locator("#tab-overview .chart img")
+        assert charts.count() >= 3  # the curves among the Overview's thumbnails
+        assert "invert(1)" in charts.first.evaluate("e => getComputedStyle(e).filter")
+        view.evaluate("window.scrollTo(0, 0)")
+        view.screenshot(path=str(screenshots / "overview_dark.png"))
+    finally:
+        view.context.close()

@@ -22,10 +22,10 @@ def by_tab(rows):
 def test_every_tab_of_the_app_is_on_the_overview():
     from app import TABS
 
-    assert TABS[0] == "overview"
+    assert list(TABS)[0] == "overview"
     rows = by_tab(overview.results())
     assert set(TABS) - {"overview"} <= set(rows)
-    for tab in TABS[1:]:
+    for tab in list(TABS)[1:]:
         assert rows[tab]["built"] and rows[tab]["seed"] != "-"
 
 
@@ -92,4 +92,5 @@ def test_buttons_open_the_tabs_that_are_loaded():
     assert buttons["overview-open-fizzbuzz"].visible is True
     assert buttons["overview-open-mnist"].visible is False  # its tab is not loaded
     fn = next(d.fn for d in demo.fns.values() if d.api_name == "open_fizzbuzz")
-    assert fn().selected == "fizzbuzz"
+    theme, start = fn()  # the theme's bar and its tabs' bar (only "Start here" is loaded)
+    assert theme.selected == "start" and start.selected == "fizzbuzz"
