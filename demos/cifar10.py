@@ -3,7 +3,6 @@
 course's study, and a training lab that trains a small CNN live."""
 import functools
 import json
-import math
 import time
 from pathlib import Path
 
@@ -20,6 +19,7 @@ from core.results import Entry, Figure
 from core.ui import clear_refused_uploads, user_errors
 from models.cifar10 import (ARCHITECTURES, INITIALIZERS, OPTIMIZERS, STUDY, checkpoint_name, class_names, normalize,
                             predict, preprocess_image, train_command)
+from models import feature_maps
 from models.cifar10 import load_model as load_committed
 from train.cifar10_study import lab_train
 
@@ -165,33 +165,32 @@ def model_card(model: str):
     return text, fig, confusion_figure(metrics["confusion_matrix"], class_names(model)), mistakes_gallery(model)
 
 
-def feature_maps(image, model: str, count: int = 16) -> Image.Image:
-    """The first convolutional layer's outputs for a picture (as CNN Explainer shows them):
-    `count` channels, each scaled to its own range, tiled 4 across."""
+def inside(image, model: str) -> list[tuple[Image.Image, str]]:
+    """Inside one model for a picture, as (picture, caption) pairs: the 32x32 picture it reads,
+    every layer's output (feature_maps.layers_of picks them) and where it looked for the class
+    it chose."""
     x = preprocess_image(image)
     net = load_model(model)
-    conv = next((m for m in net.modules() if isinstance(m, torch.nn.Conv2d)), None)
-    if conv is None:
-        raise BadInput(f"{LABELS[model]} has no convolutional layer: it sees only pixels.")
-    captured = {}
-    handle = conv.register_forward_hook(lambda mod, inp, out: captured.setdefault("maps", out))
-    try:
-        with torch.inference_mode():
-            net(normalize(x.unsqueeze(0)))
-    finally:
-        handle.remove()
-    maps = captured["maps"][0, :count].float()
-    if maps.shape[-1] != 32:  # the ImageNet network's stem sees the picture upsampled
-        maps = torch.nn.functional.interpolate(maps[None], size=(32, 32), mode="area")[0]
-    lo, hi = maps.amin(dim=(1, 2), keepdim=True), maps.amax(dim=(1, 2), keepdim=True)
-    tiles = ((maps - lo) / (hi - lo).clamp_min(1e-6) * 255).byte().numpy()
-    cols = 4
-    rows = math.ceil(len(tiles) / cols)
-    grid = np.full((rows * 34, cols * 34), 255, dtype=np.uint8)
-    for i, tile in enumerate(tiles):
-        r, c = divmod(i, cols)
-        grid[r * 34 + 1:r * 34 + 33, c * 34 + 1:c * 34 + 33] = tile
-    return Image.fromarray(grid).resize((cols * 34 * 4, rows * 34 * 4), Image.Resampling.NEAREST)
+    batch = normalize(x.unsqueeze(0))
+    layers = feature_maps.layers_of(net)
+    outputs, scores = feature_maps.layer_outputs(net, batch, layers)
+    said = class_names(model)[int(scores.argmax())]
+    pixels = x.permute(1, 2, 0).numpy()
+    shown = [(Image.fromarray(pixels).resize((160, 160), Image.Resampling.NEAREST), "the input: 32x32 pixels")]
+    for layer, output in zip(layers, outputs):
+        size = f"{output.shape[0]} maps of {output.shape[1]}x{output.shape[2]}" if output.dim() == 3 else \
+            f"{output.numel()} values"
+        strongest = ", the 16 strongest shown" if output.dim() == 3 and output.shape[0] > 16 else ""
+        shown.append((Image.fromarray(feature_maps.tile(output)), f"{layer.name} ({size}{strongest}): {layer.about}"))
+    convs = [layer for layer in layers if isinstance(layer.module, torch.nn.Conv2d)]
+    heat = feature_maps.grad_cam(net, batch, feature_maps.shown_module(net, convs[-1]) if convs else None,
+                                 int(scores.argmax()))
+    if heat.shape != pixels.shape[:2]:  # the ImageNet network reads the picture upsampled
+        heat = np.asarray(Image.fromarray(heat).resize(pixels.shape[1::-1], Image.Resampling.BILINEAR))
+    looked = f"where {convs[-1].name} looked" if convs else "the pixels that counted most"
+    shown.append((Image.fromarray(feature_maps.overlay(pixels, heat)),
+                  f"{looked} for the {said} it says ({'Grad-CAM' if convs else 'gradient x input'})"))
+    return shown
 
 
 # ---- the course's study and the training lab ------------------------------------------------
@@ -323,8 +322,9 @@ def build():
             plot = gr.Plot(fig, label="Training curves")
             confusion_plot = gr.Plot(confusion, label="Confusion matrix (test set)")
         gallery = gr.Gallery(wrong, label="Test images it gets most confidently wrong", columns=8, height=300)
-        maps_btn = gr.Button("Show what its first conv layer sees in your picture")
-        maps = gr.Image(label="First conv layer's feature maps (16 channels)", interactive=False, height=300)
+        maps_btn = gr.Button("Look inside it: every layer's output for your picture")
+        maps = gr.Gallery(label="Layer by layer (bright is strong)", columns=4, height="auto", object_fit="contain",
+                          elem_id="cifar10-inside")
 
     with gr.Accordion("The course's study: activation, initializer, optimizer, augmentation, depth", open=False):
         gr.Dataframe(study_rows(), headers=["variant", "test accuracy", "course's number", "training time"],
@@ -357,7 +357,8 @@ def build():
           outputs=[*outputs, seen, status], api_name="cifar10_classify", trigger_mode="always_last", preprocess=False)
     chosen.change(user_errors(show_model), inputs=chosen, outputs=[card, plot, confusion_plot, gallery],
                   api_name="cifar10_model_card")
-    maps_btn.click(user_errors(feature_maps), inputs=[picture, chosen], outputs=maps, api_name="cifar10_feature_maps")
+    maps_btn.click(user_errors(inside), inputs=[picture, chosen], outputs=maps, api_name="cifar10_inside")
+    picture.clear(lambda: [], outputs=maps, api_name="cifar10_clear_inside", api_visibility="private")
     lab_event = train_btn.click(user_errors(run_lab), inputs=[activation, initializer, optimizer, augment, batch_norm,
                                                               frozen, epochs, train_images],
                                 outputs=[lab_curves, lab_status], api_name="cifar10_lab_train",

@@ -4,6 +4,7 @@ from pathlib import Path
 
 import gradio as gr
 import numpy as np
+import torch
 from PIL import Image
 
 from core import checkpoints
@@ -11,7 +12,8 @@ from core.errors import BadInput
 from core.plots import curves
 from core.results import Entry, Figure
 from core.ui import drawing_canvas, user_errors
-from models.mnist import ARCHS, checkpoint_name, load_model, predict, preprocess_drawing, train_command
+from models import feature_maps
+from models.mnist import ARCHS, MEAN, STD, checkpoint_name, load_model, predict, preprocess_drawing, train_command
 
 TITLE = "Draw a digit (MNIST)"
 LABELS = {"cnn": "Bootcamp CNN", "lenet": "LeNet-style CNN", "mlp": "MLP 784-256-128-64-10"}
@@ -52,6 +54,39 @@ def predict_all(image):
             gr.Warning(str(e))
     seen = Image.fromarray((digit * 255).astype(np.uint8)).resize((140, 140), Image.Resampling.NEAREST)
     return (*labels, seen, "")
+
+
+def inside(image, model: str = "cnn") -> list[tuple[Image.Image, str]]:
+    """Inside one model for a drawing, as (picture, caption) pairs: the 28x28 digit it reads,
+    every layer's output, and where it looked for the digit it chose. An empty canvas: []."""
+    if model not in ARCHS:
+        raise BadInput(f"Unknown model {model!r}; choose one of {models()}.")
+    try:
+        digit = preprocess_drawing(image)
+    except BadInput:
+        return []  # the prediction's status already says why
+    net = load_model(model)
+    x = torch.from_numpy((digit - MEAN) / STD).float().view(1, 1, 28, 28)
+    layers = feature_maps.layers_of(net)
+    outputs, scores = feature_maps.layer_outputs(net, x, layers)
+    said = int(scores.argmax())
+    pixels = (digit * 255).astype(np.uint8)
+    shown = [(big(pixels), "the input: 28x28 pixels")]
+    for layer, output in zip(layers, outputs):
+        size = f"{output.shape[0]} maps of {output.shape[1]}x{output.shape[2]}" if output.dim() == 3 else \
+            f"{output.numel()} values"
+        strongest = ", the 16 strongest shown" if output.dim() == 3 and output.shape[0] > 16 else ""
+        shown.append((Image.fromarray(feature_maps.tile(output)), f"{layer.name} ({size}{strongest}): {layer.about}"))
+    convs = [layer for layer in layers if isinstance(layer.module, torch.nn.Conv2d)]
+    heat = feature_maps.grad_cam(net, x, feature_maps.shown_module(net, convs[-1]) if convs else None, said)
+    looked = f"where {convs[-1].name} looked" if convs else "the pixels that counted most"
+    shown.append((Image.fromarray(feature_maps.overlay(pixels, heat)), f"{looked} for the {said} it says (Grad-CAM)"
+                  if convs else f"{looked} for the {said} it says (gradient x input)"))
+    return shown
+
+
+def big(pixels: np.ndarray, size: int = 168) -> Image.Image:
+    return Image.fromarray(pixels).resize((size, size), Image.Resampling.NEAREST)
 
 
 def cleared() -> tuple:
@@ -138,6 +173,12 @@ def build():
                     fn=predict_all, run_on_click=True,
                     label="Examples (drawn by the project)", api_name="mnist_example")
 
+    with gr.Accordion("Inside the network: every layer's output for your drawing", open=True):
+        inside_model = gr.Radio([(LABELS[n], n) for n in ARCHS], value="cnn", label="Model",
+                                info="Bright is strong. Each layer reads the one before; it follows your drawing.")
+        layers = gr.Gallery(label="Layer by layer", columns=5, height="auto", object_fit="contain",
+                            elem_id="mnist-inside")
+
     with gr.Accordion("Model cards: test accuracy, training curves, digits each model gets wrong", open=False):
         chosen = gr.Radio([(LABELS[n], n) for n in ARCHS], value="cnn", label="Model")
         text, fig, wrong = show_model("cnn")
@@ -157,3 +198,8 @@ def build():
                     api_name="mnist_clear", api_visibility="private", show_progress="hidden",
                     concurrency_id="mnist_predict")
     chosen.change(user_errors(show_model), inputs=chosen, outputs=[card, plot, gallery], api_name="mnist_model_card")
+    looking = gr.on([sketch.change, predict_btn.click, inside_model.change], user_errors(inside),
+                    inputs=[sketch, inside_model], outputs=layers, api_name="mnist_inside", trigger_mode="always_last",
+                    show_progress="hidden", concurrency_id="mnist_predict")
+    clear_btn.click(lambda: [], outputs=layers, cancels=[looking], api_name="mnist_clear_inside",
+                    api_visibility="private", show_progress="hidden", concurrency_id="mnist_predict")

@@ -102,8 +102,9 @@ def test_cifar10_endpoints(client, tmp_path):
     assert any(label and label.get("confidences") for label in labels)
     text, curves_plot, confusion, gallery = client.predict("cnn", api_name="/cifar10_model_card")
     assert "test accuracy" in text
-    maps = client.predict(handle_file(str(PICTURES[0])), "cnn", api_name="/cifar10_feature_maps")
-    assert os.path.exists(maps)
+    layers = client.predict(handle_file(str(PICTURES[0])), "cnn", api_name="/cifar10_inside")
+    assert len(layers) == 6 and all(os.path.exists(item["image"]) for item in layers)  # input, 4 layers, Grad-CAM
+    assert "Grad-CAM" in layers[-1]["caption"]
     plot, note = client.predict("relu", "he", "adam", True, True, 0, 1, 500, api_name="/cifar10_lab_train")
     assert "Epoch 1/1" in note
 

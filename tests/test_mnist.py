@@ -233,3 +233,44 @@ def test_only_the_sketchpad_composite_is_read(tmp_path):
     value = pad.preprocess(pad.data_model(background=missing, layers=[missing] * 20, composite=FileData(path=str(path))))
     assert value["background"] is None and value["layers"] == []
     assert mnist.classify(value, "cnn")["1"] > 0.5
+
+
+def test_inside_the_network_shows_every_layer_and_where_it_looked():
+    """For a drawn 7: the input, the CNN's three conv layers (after their ReLU: zero on most of
+    the page) and a Grad-CAM map whose heat lies on the ink; the MLP's three dense layers; an
+    empty canvas shows nothing (its prediction says why)."""
+    from PIL import Image
+
+    from models import feature_maps
+
+    seven = np.asarray(Image.open(mnist.EXAMPLES / "digit_7.png"))
+    shown = mnist.inside(seven, "cnn")
+    assert [caption.split(" (")[0] for _, caption in shown] == [
+        "the input: 28x28 pixels", "conv 1", "conv 2", "conv 3", "where conv 3 looked for the 7 it says"]
+    net = mnist.load_model("cnn")
+    layers = feature_maps.layers_of(net)
+    assert all(isinstance(feature_maps.shown_module(net, layer), torch.nn.ReLU) for layer in layers)
+    digit = mnist.preprocess_drawing(seven)
+    x = torch.from_numpy((digit - mnist.MEAN) / mnist.STD).float().view(1, 1, 28, 28)
+    outputs, scores = feature_maps.layer_outputs(net, x, layers)
+    assert [tuple(o.shape) for o in outputs] == [(64, 14, 14), (128, 7, 7), (256, 4, 4)]
+    assert min(o.min().item() for o in outputs) >= 0 and (outputs[0] == 0).float().mean() > 0.3
+    heat = feature_maps.grad_cam(net, x, feature_maps.shown_module(net, layers[-1]), int(scores.argmax()))
+    ink = digit > 0.5
+    assert heat.shape == (28, 28) and heat.max() == 1
+    assert heat[ink].mean() > 2 * heat[~ink].mean()  # it looked at the strokes, not the paper
+    assert len(mnist.inside(seven, "mlp")) == 5 and "dense 3" in mnist.inside(seven, "mlp")[3][1]
+    assert mnist.inside({"background": None, "layers": [], "composite": None}, "cnn") == []
+
+
+def test_clear_also_empties_and_cancels_the_inside_view():
+    import gradio as gr
+
+    with gr.Blocks() as demo:
+        mnist.build()
+    fns = {fn.api_name: fn for fn in demo.fns.values()}
+    inside, clear = fns["mnist_inside"], fns["mnist_clear_inside"]
+    assert clear.fn() == [] and clear.targets == fns["mnist_clear"].targets
+    index = {fn: k for k, fn in demo.fns.items()}
+    assert any(fn.targets == clear.targets for fn in demo.fns.values()
+               if fn.is_cancel_function and index[inside] in fn.cancels)
