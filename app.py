@@ -51,8 +51,9 @@ MAX_QUEUE = 64
 THEME = gr.themes.Default(text_size="lg")  # readable on a projector; light and dark both defined
 CSS = """
 #title h1 { font-size: clamp(1.5rem, 6vw, 2.4rem); overflow-wrap: normal; word-break: normal; margin-bottom: 0; }
-/* A plot's label sits over the top of its box: the chart starts below it. */
-.gradio-container .block .matplotlib { padding-top: 2.4rem; }
+/* A block's label floats over the top of its box: pictures, charts and answers start below it,
+   so it never covers their top row or first word. */
+.gradio-container .block:has(> label.float) { padding-top: 2.4rem; }
 /* Charts are drawn dark on transparent (core/plots.py); in the dark theme they are inverted
    and their hues turned back, so text and lines are light and the colours keep their meaning
    (heat maps use one-hue colour maps, which stay readable inverted). */

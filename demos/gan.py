@@ -339,10 +339,12 @@ def build():
         frames = len(timelapse(model_name)[1]) if checkpoints.find(checkpoint_name(_check_model(model_name))) else 1
         return ([gr.Slider(label=name, value=0) for name in DIRECTIONS[MODELS[model_name].kind]]
                 + [gr.Slider(maximum=frames - 1, value=frames - 1)])
-    gr.on([s.release for s in sliders] + [edit_index.release, edit_seed.submit], user_errors(show_edit),
-          inputs=[model, edit_seed, edit_index, digit, *sliders], outputs=edited, api_name="gan_edit")
+    # One generator pass is milliseconds: the sample follows a slider while it is dragged.
+    gr.on([s.input for s in sliders] + [edit_index.input, edit_seed.submit], user_errors(show_edit),
+          inputs=[model, edit_seed, edit_index, digit, *sliders], outputs=edited, api_name="gan_edit",
+          trigger_mode="always_last", show_progress="hidden")
     model.change(user_errors(relabel), inputs=model, outputs=[*sliders, epoch], api_name="gan_relabel").then(
         user_errors(show_timelapse), inputs=[model, epoch], outputs=[frame, frame_note], api_name="gan_timelapse_reset")
-    epoch.release(user_errors(show_timelapse), inputs=[model, epoch], outputs=[frame, frame_note],
-                  api_name="gan_timelapse")
+    epoch.input(user_errors(show_timelapse), inputs=[model, epoch], outputs=[frame, frame_note],
+                api_name="gan_timelapse", trigger_mode="always_last", show_progress="hidden")
     anim_btn.click(user_errors(timelapse_animation), inputs=model, outputs=anim, api_name="gan_timelapse_animation")

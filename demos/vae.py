@@ -242,13 +242,14 @@ def build():
             recon = gr.Image(label="Reconstruction", type="pil", height=220)
         recon_btn = gr.Button("Reconstruct")
 
-    gr.on([z1.release, z2.release], user_errors(show_point), inputs=[model, z1, z2], outputs=[decoded, scatter],
-          api_name="vae_decode_point")
+    # Decoding is a few milliseconds: the picture follows the slider while it is dragged.
+    gr.on([z1.input, z2.input], user_errors(show_point), inputs=[model, z1, z2], outputs=[decoded, scatter],
+          api_name="vae_decode_point", trigger_mode="always_last", show_progress="hidden")
 
     def switch(name):
         r = latent_extent(name)
         return (*show_point(name, 0, 0), manifold(name), model_card(name),
-                gr.Slider(-r * 1.3, r * 1.3, 0), gr.Slider(-r * 1.3, r * 1.3, 0))
+                gr.Slider(-round(r * 1.3, 1), round(r * 1.3, 1), 0), gr.Slider(-round(r * 1.3, 1), round(r * 1.3, 1), 0))
     model.change(user_errors(switch), inputs=model, outputs=[decoded, scatter, grid_image, card, z1, z2],
                  api_name="vae_switch")
     interp_btn.click(user_errors(show_interpolation), inputs=[interp_model, index_a, index_b, steps], outputs=strip,

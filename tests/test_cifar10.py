@@ -542,3 +542,20 @@ def test_stop_through_the_app_answers_at_once_and_ends_the_training(lab_app):
     before = cpu_seconds(pid)
     time.sleep(2)
     assert cpu_seconds(pid) - before < 0.3
+
+
+def test_the_leaderboard_is_whole_and_sorted_and_the_time_chart_tells_its_lines_apart():
+    from demos import cifar10 as demo
+
+    rows = demo.leaderboard()
+    assert len(rows) == len(demo.models())
+    accuracies = [float(r[2].rstrip("%")) for r in rows if r[2].endswith("%")]
+    assert accuracies == sorted(accuracies, reverse=True) and len(accuracies) == len(demo.trained_models())
+    fig = demo.accuracy_against_time_figure()
+    lines = fig.axes[0].get_lines()
+    styles = [(line.get_color(), line.get_linestyle()) for line in lines if line.get_label()[0] != "_"]
+    assert len(set(styles)) == len(styles) >= 10  # no two models share a colour and a dash
+    legend = fig.axes[0].get_legend()
+    fig.canvas.draw()
+    # the legend is outside the axes: it covers no curve
+    assert legend.get_window_extent().x0 >= fig.axes[0].get_window_extent().x1
