@@ -54,6 +54,8 @@ CSS = """
 /* A block's label floats over the top of its box: pictures, charts and answers start below it,
    so it never covers their top row or first word. */
 .gradio-container .block:has(> label.float) { padding-top: 2.4rem; }
+/* Drawings are black ink on transparent: they keep white paper in the dark theme too. */
+#mnist-examples img, #vae-examples img { background: white; }
 /* Charts are drawn dark on transparent (core/plots.py); in the dark theme they are inverted
    and their hues turned back, so text and lines are light and the colours keep their meaning
    (heat maps use one-hue colour maps, which stay readable inverted). */

@@ -204,11 +204,11 @@ MAX_DRAWING_SIDE = 2048
 
 
 def drawing_canvas(label: str, elem_id: str) -> gr.Sketchpad:
-    """A 280x280 Sketchpad with a black brush thick enough to survive shrinking to 28x28,
-    whose brush is picked automatically. Only its composite is decoded, and only when its
+    """A 280x280 Sketchpad with a black 12-px brush (models.mnist redraws strokes far thinner or
+    thicker than MNIST's for the digit's size), whose brush is picked automatically. Only its composite is decoded, and only when its
     sides are at most MAX_DRAWING_SIDE."""
     canvas = gr.Sketchpad(label=label, type="numpy", image_mode="RGBA", canvas_size=(280, 280),
-                          brush=gr.Brush(default_size=18, colors=["#000000"], color_mode="fixed"),
+                          brush=gr.Brush(default_size=12, colors=["#000000"], color_mode="fixed"),
                           layers=False, elem_id=elem_id, elem_classes=["dlp-sketchpad"])
     preprocess = canvas.preprocess
 

@@ -13,7 +13,8 @@ from core.plots import curves
 from core.results import Entry, Figure
 from core.ui import drawing_canvas, user_errors
 from models import feature_maps
-from models.mnist import ARCHS, MEAN, STD, checkpoint_name, load_model, predict, preprocess_drawing, train_command
+from models.mnist import (ARCHS, MEAN, STD, checkpoint_name, load_model, predict, preprocess_drawing, preprocess_photo,
+                          train_command)
 
 TITLE = "Draw a digit (MNIST)"
 LABELS = {"cnn": "Bootcamp CNN", "lenet": "LeNet-style CNN", "mlp": "MLP 784-256-128-64-10"}
@@ -39,10 +40,11 @@ def classify(image, model: str = "cnn") -> dict[str, float]:
     return classify_preprocessed(preprocess_drawing(image), model)
 
 
-def predict_all(image):
-    """The tab's action: every model's probabilities and the 28x28 image they saw."""
+def predict_all(image, photo: bool = False):
+    """The tab's action: every model's probabilities and the 28x28 image they saw, for a drawing
+    or (photo=True) a photo of a digit written on paper."""
     try:
-        digit = preprocess_drawing(image)
+        digit = preprocess_photo(image) if photo else preprocess_drawing(image)
     except BadInput as e:
         return (*[None] * len(ARCHS), None, str(e))
     labels = []
@@ -56,13 +58,17 @@ def predict_all(image):
     return (*labels, seen, "")
 
 
-def inside(image, model: str = "cnn") -> list[tuple[Image.Image, str]]:
-    """Inside one model for a drawing, as (picture, caption) pairs: the 28x28 digit it reads,
-    every layer's output, and where it looked for the digit it chose. An empty canvas: []."""
+def predict_photo(image):
+    return predict_all(image, photo=True)
+
+
+def inside(image, model: str = "cnn", photo: bool = False) -> list[tuple[Image.Image, str]]:
+    """Inside one model for a drawing (or a photo), as (picture, caption) pairs: the 28x28 digit
+    it reads, every layer's output, and where it looked for the digit it chose. An empty canvas: []."""
     if model not in ARCHS:
         raise BadInput(f"Unknown model {model!r}; choose one of {models()}.")
     try:
-        digit = preprocess_drawing(image)
+        digit = preprocess_photo(image) if photo else preprocess_drawing(image)
     except BadInput:
         return []  # the prediction's status already says why
     net = load_model(model)
@@ -149,10 +155,11 @@ def thumbnail():
 
 
 def build():
-    gr.Markdown("Draw one digit anywhere on the canvas, any size (if nothing appears, pick the "
-                "brush: the pen icon left of the canvas). Each model's answer updates when you lift "
-                "the pen. The small image is exactly what the models see: the ink cropped, scaled to "
-                "fit 20x20 and centred by its centre of mass, as MNIST was made.")
+    gr.Markdown("Draw one digit anywhere on the canvas, any size (if nothing appears, pick the brush: the pen "
+                "icon left of the canvas), or upload a photo of one written on paper. Three networks answer as you "
+                "draw; below, every layer of one of them shows what it makes of your digit. The small image is "
+                "exactly what the models see: the ink cropped, scaled to fit 20x20 and centred by its centre of "
+                "mass, as MNIST was made.")
     with gr.Row():
         with gr.Column(scale=2):
             sketch = drawing_canvas("Your digit", elem_id="mnist-sketchpad")
@@ -163,15 +170,17 @@ def build():
         with gr.Column(scale=1):
             seen = gr.Image(label="What the models see (28x28)", interactive=False, height=160,
                             buttons=[])
+            photo = gr.Image(type="filepath", image_mode=None, label="Or a photo of a digit written on paper",
+                             sources=["upload", "webcam", "clipboard"], height=200, elem_id="mnist-photo")
     with gr.Row():
         outputs = [gr.Label(num_top_classes=3, label=LABELS[name], elem_id=f"mnist-label-{name}")
                    for name in ARCHS]
     examples = sorted(EXAMPLES.glob("*.png"))
     if examples:
         # In the browser, loading an example into the editor fires no change event: run it here.
-        gr.Examples([[str(p)] for p in examples], inputs=[sketch], outputs=[*outputs, seen, status],
+        drawn = gr.Examples([[str(p)] for p in examples], inputs=[sketch], outputs=[*outputs, seen, status],
                     fn=predict_all, run_on_click=True,
-                    label="Examples (drawn by the project)", api_name="mnist_example")
+                    label="Examples (drawn by the project)", api_name="mnist_example", elem_id="mnist-examples")
 
     with gr.Accordion("Inside the network: every layer's output for your drawing", open=True):
         inside_model = gr.Radio([(LABELS[n], n) for n in ARCHS], value="cnn", label="Model",
@@ -203,3 +212,13 @@ def build():
                     show_progress="hidden", concurrency_id="mnist_predict")
     clear_btn.click(lambda: [], outputs=layers, cancels=[looking], api_name="mnist_clear_inside",
                     api_visibility="private", show_progress="hidden", concurrency_id="mnist_predict")
+    if examples:  # an example fills the canvas without a change event: look inside it too
+        drawn.load_input_event.then(user_errors(inside), inputs=[sketch, inside_model], outputs=layers,
+                                    api_name="mnist_example_inside", show_progress="hidden", concurrency_id="mnist_predict")
+    # A photo: the same models and view, after evening out the paper's light (models.mnist.photo_ink).
+    photo.upload(user_errors(predict_photo), inputs=photo, outputs=[*outputs, seen, status],
+                 api_name="mnist_predict_photo", concurrency_id="mnist_predict").then(
+        user_errors(lambda image, model: inside(image, model, photo=True)), inputs=[photo, inside_model],
+        outputs=layers, api_name="mnist_inside_photo", show_progress="hidden", concurrency_id="mnist_predict")
+    photo.clear(cleared, outputs=[*outputs, seen, status], api_name="mnist_clear_photo", api_visibility="private").then(
+        lambda: [], outputs=layers, api_name="mnist_clear_photo_inside", api_visibility="private")

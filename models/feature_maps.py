@@ -110,7 +110,7 @@ def grad_cam(model: nn.Module, x: torch.Tensor, layer: nn.Module | None, target:
     return (heat / heat.max().clamp_min(1e-8)).numpy()
 
 
-def tile(output: torch.Tensor, count: int = 16, cols: int = 8, cell: int = 48) -> np.ndarray:
+def tile(output: torch.Tensor, count: int = 16, cols: int = 4, cell: int = 48) -> np.ndarray:
     """A layer's output as a uint8 picture: for maps (C, H, W) the `count` most active channels
     (each scaled to its own range, bright = strong), for a vector its values as a square of
     cells (bright = strong)."""

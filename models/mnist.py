@@ -133,17 +133,70 @@ def ink_image(image) -> np.ndarray:
     return np.clip(ink / max(max(paper, 1 - paper), 1e-6), 0.0, 1.0)
 
 
-def preprocess_drawing(image) -> np.ndarray:
+# MNIST's strokes are about 2.5 px wide on its 20-px digits. A large digit drawn with a thin
+# brush fades to a faint trace when shrunk to 20 px: its strokes are redrawn at MNIST's width
+# along their skeleton. (Strokes too thick for a small digit cannot be recovered so: the brush
+# is thin enough for a digit a third of the canvas tall, core.ui.drawing_canvas.)
+MNIST_STROKE_RATIO = 0.13
+THIN_STROKE_RATIO = 0.06  # below this (stroke width / the digit's longer side) it is redrawn
+
+
+def stroke_width(mask: np.ndarray) -> float:
+    """A binary drawing's mean stroke width in pixels: its area over its skeleton's length."""
+    from skimage.morphology import skeletonize
+
+    return mask.sum() / max(skeletonize(mask).sum(), 1)
+
+
+def even_strokes(ink: np.ndarray) -> np.ndarray:
+    """The ink with its strokes redrawn at MNIST's width for its size, if they are far thinner."""
+    from scipy.ndimage import binary_dilation
+    from skimage.morphology import disk, skeletonize
+
+    mask = ink >= 0.5
+    side = max(ink.shape)
+    if side < 20 or stroke_width(mask) >= THIN_STROKE_RATIO * side:
+        return ink
+    radius = max(1, round(MNIST_STROKE_RATIO * side / 2))
+    return binary_dilation(skeletonize(mask), structure=disk(radius)).astype(np.float32)
+
+
+def photo_ink(ink: np.ndarray) -> np.ndarray:
+    """The ink of a photo of a digit on paper: uneven light evened out (ink is what is darker
+    than the paper around it), Otsu's threshold, and specks far smaller than the digit dropped."""
+    from scipy import ndimage
+    from skimage.filters import threshold_otsu
+
+    paper = ndimage.grey_opening(ink, size=max(3, max(ink.shape) // 8))  # the paper's own level, strokes removed
+    even = np.clip(ink - paper, 0, 1)
+    if even.max() < INK_THRESHOLD:
+        raise BadInput("No digit found in the photo: write it darker, or photograph it closer.")
+    mask = even > threshold_otsu(even)
+    labels, count = ndimage.label(mask)
+    if count > 1:
+        sizes = ndimage.sum(mask, labels, range(1, count + 1))
+        mask = np.isin(labels, 1 + np.nonzero(sizes >= 0.1 * sizes.max())[0])
+    return np.where(mask, even / even[mask].max(), 0).astype(np.float32)
+
+
+def preprocess_photo(image) -> np.ndarray:
+    """A photo of a handwritten digit -> the (28, 28) image a model sees (see photo_ink)."""
+    return preprocess_drawing(image, photo=True)
+
+
+def preprocess_drawing(image, photo: bool = False) -> np.ndarray:
     """A drawing -> the (28, 28) float32 image in [0, 1] a model sees (white ink on black).
 
     Raises BadInput for an empty canvas or an unusable image."""
     ink = ink_image(image)
+    if photo:
+        ink = photo_ink(ink)
     if ink.max() < INK_THRESHOLD:
         raise BadInput("The canvas is empty: pick the brush (left of the canvas) and draw a digit.")
     ink = ink / ink.max()  # a faint pencil stroke counts as much as black ink
     ink = np.where(ink >= INK_THRESHOLD, ink, 0.0).astype(np.float32)
     rows, cols = np.nonzero(ink)
-    ink = ink[rows.min():rows.max() + 1, cols.min():cols.max() + 1]
+    ink = even_strokes(ink[rows.min():rows.max() + 1, cols.min():cols.max() + 1])
     h, w = ink.shape
     scale = 20.0 / max(h, w)
     size = (max(1, round(w * scale)), max(1, round(h * scale)))  # PIL wants (width, height)

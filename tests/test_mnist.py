@@ -279,3 +279,33 @@ def test_clear_also_empties_and_cancels_the_inside_view():
     index = {fn: k for k, fn in demo.fns.items()}
     assert any(fn.targets == clear.targets for fn in demo.fns.values()
                if fn.is_cancel_function and index[inside] in fn.cancels)
+
+
+def photo_of(digit_path, light=(0.55, 0.95), size=(480, 360), seed=0):
+    """A phone photo of a digit written on paper, made here: a project drawing as dark grey ink
+    on paper lit unevenly (a gradient and a shadow), with sensor noise, as RGB."""
+    from PIL import Image
+
+    rng = np.random.default_rng(seed)
+    h, w = size[1], size[0]
+    paper = np.linspace(light[0], light[1], w)[None, :] * np.ones((h, 1))
+    paper[: h // 3, : w // 3] *= 0.8  # a shadow in one corner
+    drawing = Image.open(digit_path).convert("RGBA").resize((200, 200))
+    ink = np.asarray(drawing)[..., 3] / 255.0  # the drawing's strokes
+    top, left = (h - 200) // 2, (w - 200) // 2
+    paper[top:top + 200, left:left + 200] *= 1 - 0.7 * ink
+    photo = np.clip(paper + rng.normal(0, 0.02, paper.shape), 0, 1)
+    return (np.repeat(photo[..., None], 3, axis=2) * 255).astype(np.uint8)
+
+
+@pytest.mark.parametrize("digit", [3, 7, 8])
+def test_a_photo_of_a_digit_on_unevenly_lit_paper_is_read(digit):
+    """The paper's light is evened out before the ink is cut out, so the shadow and the
+    gradient are not ink; the digit is read as drawn."""
+    picture = photo_of(mnist.EXAMPLES / f"digit_{digit}.png")
+    labels = mnist.predict_photo(picture)[:3]
+    assert all(max(label, key=label.get) == str(digit) for label in labels), labels
+    digit_image = mnist.preprocess_photo(picture)
+    assert (digit_image > 0.1).mean() < 0.3  # the digit, not the shadowed paper
+    with pytest.raises(BadInput, match="No digit found"):
+        mnist.preprocess_photo(np.full((300, 400, 3), 200, np.uint8) + np.arange(400, dtype=np.uint8)[None, :, None] // 8)
