@@ -54,6 +54,13 @@ CSS = """
 /* A block's label floats over the top of its box: pictures, charts and answers start below it,
    so it never covers their top row or first word. */
 .gradio-container .block:has(> label.float) { padding-top: 2.4rem; }
+/* The translation's focused attention: a table of shaded cells, keys written upwards. */
+.attention-table { overflow-x: auto; }
+.attention-table table { border-collapse: collapse; width: auto; font-size: 0.8rem; }
+.attention-table td { width: 1.6rem; height: 1.6rem; min-width: 1.6rem; border: 1px solid var(--border-color-primary); padding: 0; }
+.attention-table th { padding: 0 0.4rem; font-weight: normal; background: none; border: none; }
+.attention-table th.query { text-align: right; white-space: nowrap; }
+.attention-table th.key span { writing-mode: vertical-rl; transform: rotate(180deg); white-space: nowrap; }
 /* Drawings are black ink on transparent: they keep white paper in the dark theme too. */
 #mnist-examples img, #vae-examples img { background: white; }
 /* Charts are drawn dark on transparent (core/plots.py); in the dark theme they are inverted

@@ -3,6 +3,8 @@
 (cross-attention, per layer and head), how the English tokens look at each other, and the
 candidates the decoder weighed at every step."""
 import functools
+import html
+import json
 import re
 import unicodedata
 
@@ -275,6 +277,50 @@ def translate_tab(text: str, beam_size: int = 4, alpha: float = 0.6, kind: str =
             attention_figure(view, kind), view["steps"])
 
 
+def first_sentence_view(text: str, beam_size: float, alpha: float) -> dict:
+    """inspect() of the first sentence's translation (what the attention views show)."""
+    beam_size, alpha = _check_options(beam_size, alpha)
+    sentences, _ = split_sentences(text)
+    sources, outputs, _ = decode(sentences[:1], beam_size, alpha)
+    return inspect(sources[0], outputs[0])
+
+
+def focus_choices(layers: int, heads: int) -> list[tuple[str, str]]:
+    return [(f"layer {layer}, all heads (mean)", f"{layer}/mean") for layer in range(layers, 0, -1)] + \
+        [(f"layer {layer}, head {head}", f"{layer}/{head}") for layer in range(1, layers + 1) for head in range(1, heads + 1)]
+
+
+def attention_html(view: dict, kind: str = "cross", focus: str = "3/mean") -> str:
+    """One layer's attention (one head, or the mean of its heads) as a table of shaded cells:
+    rows are the queries, columns the keys; hovering a cell shows its weight."""
+    weights = view[_check_kind(kind)]
+    try:
+        layer, head = focus.split("/")
+        layer = int(layer) - 1
+        matrix = weights[layer].mean(0) if head == "mean" else weights[layer, int(head) - 1]
+    except (ValueError, IndexError, AttributeError):
+        raise BadInput(f"Choose a layer and head from the list, not {focus!r}.") from None
+    rows, cols = {"cross": (view["target_out"], view["source"]), "encoder": (view["source"], view["source"]),
+                  "decoder": (view["target_out"], view["target_in"])}[kind]
+    header = "".join(f'<th class="key"><span>{html.escape(c)}</span></th>' for c in cols)
+    body = []
+    for r, row in enumerate(rows):
+        cells = "".join(f'<td style="background: rgba(37, 99, 235, {w:.3f})" '
+                        f'title="{html.escape(row)} \u2192 {html.escape(cols[c])}: {w:.3f}"></td>'
+                        for c, w in enumerate(matrix[r][:len(cols)]))
+        body.append(f'<tr><th class="query">{html.escape(row)}</th>{cells}</tr>')
+    return (f'<div class="attention-table"><table><tr><th></th>{header}</tr>{"".join(body)}</table>'
+            f"<p>Rows: {'German tokens' if kind != 'encoder' else 'English tokens'} (queries); columns: what they "
+            f"looked at (keys). Darker is more weight; hover a cell for its value. Each row sums to 1.</p></div>")
+
+
+def focused_attention_tab(text: str, beam_size: float = 4, alpha: float = 0.6, kind: str = "cross",
+                          focus: str = "3/mean") -> str:
+    if not text or not text.strip():
+        return ""
+    return attention_html(first_sentence_view(text, beam_size, alpha), kind, focus)
+
+
 def linked_text(text: str) -> str:
     if not text.strip() or len(text) > MAX_INPUT_CHARS:
         raise ValueError("no text, or more than the box holds")
@@ -326,6 +372,13 @@ def build():
     gr.Examples([[e] for e in EXAMPLES], inputs=[text], label="Examples (the first four from the seed)",
                 api_name="translation_example")
     kind = gr.Radio([(label, k) for k, label in KINDS.items()], value="cross", label="Attention to show")
+    folder = checkpoints.find(checkpoint_name())
+    model_config = json.loads((folder / "config.json").read_text()) if folder else {}
+    layers, heads = model_config.get("decoder_layers", 3), model_config.get("heads", 4)
+    with gr.Row():
+        focus = gr.Dropdown(focus_choices(layers, heads), value=f"{layers}/mean", label="Look closer: one layer and head",
+                            scale=1)
+    focused = gr.HTML(elem_id="translation-attention-focus")
     attention_plot = gr.Plot(label="Attention weights, every layer and head")
     steps = gr.Dataframe(headers=["step", "chosen", "p(chosen)", *[f"top {i + 1}" for i in range(TOP_K)]],
                          interactive=False, label="Decoding step by step: the candidates and their probabilities "
@@ -345,5 +398,9 @@ def build():
     links.field("alpha", alpha)
     links.field("attention", kind, parse=links.choice(kind))
     links.on_open(user_errors(translate_tab), [text, beam, alpha, kind], [german, note, attention_plot, steps])
+    # The focused view follows every new translation (typed or from a link) and its own choices.
+    gr.on([german.change, kind.change, focus.change], user_errors(focused_attention_tab),
+          inputs=[text, beam, alpha, kind, focus], outputs=focused, api_name="translation_attention_focus",
+          trigger_mode="always_last", show_progress="hidden")
     kind.change(user_errors(attention_tab), inputs=[text, beam, alpha, kind], outputs=attention_plot,
                 api_name="translation_attention")

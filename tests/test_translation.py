@@ -414,3 +414,27 @@ def test_a_long_sentence_whose_translation_comes_out_short_is_never_dropped_sile
     if "Helm" not in german:  # the committed model drops the helmet: the note has it
         assert "part of it may be missing" in note and "Helm" in note.split("Clause by clause")[1]
     assert demo.translate_with_note("A group of people stand in front of an igloo.")[1] == ""
+
+
+def test_the_focused_attention_view_shows_one_layer_and_head_with_hover_values():
+    """One layer's head (or its heads' mean) as a table: a row per German token, a column per
+    English token, each cell's weight in its tooltip; rows sum to 1."""
+    import html
+    import re
+
+    from demos import translation as demo
+
+    view = demo.first_sentence_view("Two dogs play in the snow.", 1, 0.6)
+    page = demo.attention_html(view, "cross", "2/3")
+    rows = re.findall(r"<tr><th class=\"query\">(.*?)</th>(.*?)</tr>", page)
+    assert [html.unescape(r[0]) for r in rows] == view["target_out"]
+    for (_, cells), weights in zip(rows, view["cross"][1, 2]):
+        values = [float(v) for v in re.findall(r": ([0-9.]+)\"></td>", cells)]
+        assert len(values) == len(view["source"]) and abs(sum(values) - 1) < 0.01
+        assert values == pytest.approx(weights[:len(view["source"])].tolist(), abs=1e-3)
+    mean = demo.attention_html(view, "encoder", "3/mean")
+    assert mean.count("<tr>") == len(view["source"]) + 1
+    with pytest.raises(BadInput):
+        demo.attention_html(view, "cross", "9/1")
+    assert demo.focused_attention_tab("", 1, 0.6) == ""
+    assert ("layer 3, all heads (mean)", "3/mean") in demo.focus_choices(3, 4)
