@@ -722,7 +722,7 @@ def build():
         size = gr.Slider(64, largest, 256, step=32, label="Output size (longer side, px)",
                          info=f"optimisation: at most {largest} px{shared}")
         steps = gr.Slider(1, min(500, most_steps), 60, step=1, label="Steps (optimisation)",
-                          info=f"at most {min(500, most_steps)}{shared}")
+                          info=f"at most {min(500, most_steps)}{shared}", elem_id="style-steps")
     with gr.Row():
         strength = gr.Slider(0, 1, 1, step=0.05, label="Style strength",
                              info="1: the painting's style in full; 0: the photo (any painting: blends features)")

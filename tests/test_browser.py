@@ -278,6 +278,9 @@ def test_a_feed_forward_run_finishes_within_3_s_while_another_user_optimises(pag
         heavy = other.locator("#tab-style_transfer")
         heavy.locator("#style-content input[type='file']").set_input_files(photo)
         heavy.locator("#style-style input[type='file']").set_input_files(str(demo.made_examples()[1]))
+        steps = heavy.locator("#style-steps input[type='number']")  # long enough to be running when stopped
+        steps.fill("200")
+        steps.press("Enter")
         heavy.get_by_role("button", name="Stylise", exact=True).click()
         expect(other.locator("#style-status")).to_contain_text("Step ", timeout=SLOW)
 
