@@ -49,6 +49,8 @@ def tab(name: str):
 def field(key: str, component, parse: Callable | None = None):
     """Let a link set `component` from ?key=...; parse turns the text into its value (default:
     the text itself, or a number for a Slider or Number)."""
+    if not _building:  # a tab built on its own (a test, a notebook): no page, no links
+        return component
     if parse is None:
         parse = float if isinstance(component, (gr.Slider, gr.Number)) else str
     FIELDS.append(Field(_building[-1], key, component, parse))
@@ -70,7 +72,8 @@ def choice(component: gr.Dropdown | gr.Radio) -> Callable:
 def on_open(fn: Callable, inputs: list, outputs: list, **options):
     """Run fn(*inputs) -> outputs after a link has opened this tab with at least one field set
     (options: e.g. preprocess=False, concurrency_id, as for an event)."""
-    OPENERS.append(Opener(_building[-1], fn, inputs, outputs, options))
+    if _building:
+        OPENERS.append(Opener(_building[-1], fn, inputs, outputs, options))
 
 
 def clear():

@@ -98,8 +98,8 @@ def grad_cam(model: nn.Module, x: torch.Tensor, layer: nn.Module | None, target:
 
     handle = layer.register_forward_hook(keep)
     try:
-        with torch.enable_grad():
-            scores = model(x.clone().requires_grad_(False))
+        with torch.enable_grad():  # the input asks for gradients: a model frozen elsewhere still gives them
+            scores = model(x.clone().requires_grad_(True))
             scores[0, target].backward()
     finally:
         handle.remove()

@@ -265,6 +265,11 @@ def test_inside_the_network_shows_every_layer_and_where_it_looked():
     assert rows.min() <= centre[0] <= rows.max() and cols.min() <= centre[1] <= cols.max(), centre
     assert heat[ink].mean() > heat[~ink].mean()
     assert len(mnist.inside(seven, "mlp")) == 5 and "dense 3" in mnist.inside(seven, "mlp")[3][1]
+    net.requires_grad_(False)  # another tab may freeze the shared model: Grad-CAM still works
+    try:
+        assert "Grad-CAM" in mnist.inside(seven, "cnn")[-1][1]
+    finally:
+        net.requires_grad_(True)
     assert mnist.inside({"background": None, "layers": [], "composite": None}, "cnn") == []
 
 
