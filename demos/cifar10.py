@@ -181,11 +181,7 @@ def inside(image, model: str) -> list[tuple[Image.Image, str]]:
     said = class_names(model)[int(scores.argmax())]
     pixels = x.permute(1, 2, 0).numpy()
     shown = [(Image.fromarray(pixels).resize((160, 160), Image.Resampling.NEAREST), "the input: 32x32 pixels")]
-    for layer, output in zip(layers, outputs):
-        size = f"{output.shape[0]} maps of {output.shape[1]}x{output.shape[2]}" if output.dim() == 3 else \
-            f"{output.numel()} values"
-        strongest = ", the 16 strongest shown" if output.dim() == 3 and output.shape[0] > 16 else ""
-        shown.append((Image.fromarray(feature_maps.tile(output)), f"{layer.name} ({size}{strongest}): {layer.about}"))
+    shown += [(Image.fromarray(picture), caption) for picture, caption in feature_maps.captioned(layers, outputs)]
     convs = [layer for layer in layers if isinstance(layer.module, torch.nn.Conv2d)]
     heat = feature_maps.grad_cam(net, batch, feature_maps.shown_module(net, convs[-1]) if convs else None,
                                  int(scores.argmax()))

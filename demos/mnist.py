@@ -78,11 +78,7 @@ def inside(image, model: str = "cnn", photo: bool = False) -> list[tuple[Image.I
     said = int(scores.argmax())
     pixels = (digit * 255).astype(np.uint8)
     shown = [(big(pixels), "the input: 28x28 pixels")]
-    for layer, output in zip(layers, outputs):
-        size = f"{output.shape[0]} maps of {output.shape[1]}x{output.shape[2]}" if output.dim() == 3 else \
-            f"{output.numel()} values"
-        strongest = ", the 16 strongest shown" if output.dim() == 3 and output.shape[0] > 16 else ""
-        shown.append((Image.fromarray(feature_maps.tile(output)), f"{layer.name} ({size}{strongest}): {layer.about}"))
+    shown += [(Image.fromarray(picture), caption) for picture, caption in feature_maps.captioned(layers, outputs)]
     convs = [layer for layer in layers if isinstance(layer.module, torch.nn.Conv2d)]
     heat = feature_maps.grad_cam(net, x, feature_maps.shown_module(net, convs[-1]) if convs else None, said)
     looked = f"where {convs[-1].name} looked" if convs else "the pixels that counted most"

@@ -133,6 +133,17 @@ def tile(output: torch.Tensor, count: int = 16, cols: int = 4, cell: int = 48) -
     return grid
 
 
+def captioned(layers: list[Layer], outputs: list[torch.Tensor]) -> list[tuple[np.ndarray, str]]:
+    """Each layer's output as (tile picture, caption saying its size and what it does)."""
+    shown = []
+    for layer, output in zip(layers, outputs):
+        size = f"{output.shape[0]} maps of {output.shape[1]}x{output.shape[2]}" if output.dim() == 3 else \
+            f"{output.numel()} values"
+        strongest = ", the 16 strongest shown" if output.dim() == 3 and output.shape[0] > 16 else ""
+        shown.append((tile(output), f"{layer.name} ({size}{strongest}): {layer.about}"))
+    return shown
+
+
 def _scaled(maps: torch.Tensor) -> np.ndarray:
     lo = maps.amin(dim=(1, 2), keepdim=True)
     hi = maps.amax(dim=(1, 2), keepdim=True)
