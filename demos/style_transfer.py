@@ -723,7 +723,7 @@ def build():
         most_steps, largest = optimisation_limits()
         shared = " on this shared server" if shared_server() else ""
         size = gr.Slider(64, largest, 256, step=32, label="Output size (longer side, px)",
-                         info=f"optimisation: at most {largest} px{shared}")
+                         info=f"optimisation: at most {largest} px{shared}", elem_id="style-size")
         steps = gr.Slider(1, min(500, most_steps), 60, step=1, label="Steps (optimisation)",
                           info=f"at most {min(500, most_steps)}{shared}", elem_id="style-steps")
     with gr.Row():

@@ -264,23 +264,23 @@ def test_a_feed_forward_run_finishes_within_3_s_while_another_user_optimises(pag
     """Two users in two browsers: one starts an optimisation (it holds the style-transfer lane
     for minutes), the other's feed-forward run is back within 3 s, and the first one's Stop
     says where it stopped."""
-    import time
-
     from demos import style_transfer as demo
 
     if not demo.fast_paintings():
         pytest.skip("no trained feed-forward network")
     photo = str(demo.CONTENT_EXAMPLES[2])
-    other = page.context.browser.new_context(viewport={"width": 1280, "height": 1000}).new_page()
+    # the bare app: page.url carries the last tab's link, which a new page would open by itself
+    other = new_page(page, width=1280)
     try:
-        other.goto(page.url)
         open_tab(other, "style_transfer")
         heavy = other.locator("#tab-style_transfer")
         heavy.locator("#style-content input[type='file']").set_input_files(photo)
         heavy.locator("#style-style input[type='file']").set_input_files(str(demo.made_examples()[1]))
-        steps = heavy.locator("#style-steps input[type='number']")  # long enough to be running when stopped
-        steps.fill("200")
-        steps.press("Enter")
+        # long enough to be running when stopped, on a fast machine too (500 steps at 512 px)
+        for box, value in (("#style-steps", "500"), ("#style-size", "512")):
+            number = heavy.locator(f"{box} input[type='number']")
+            number.fill(value)
+            number.press("Enter")
         heavy.get_by_role("button", name="Stylise", exact=True).click()
         expect(other.locator("#style-status")).to_contain_text("Step ", timeout=SLOW)
 
@@ -293,10 +293,20 @@ def test_a_feed_forward_run_finishes_within_3_s_while_another_user_optimises(pag
         for box in ("#style-content", "#style-style"):  # both uploads shown (and their checks answered)
             expect(light.locator(f"{box} img")).to_be_visible(timeout=SLOW)
         page.wait_for_timeout(1000)
-        start = time.perf_counter()
-        light.get_by_role("button", name="Stylise", exact=True).click()
-        expect(page.locator("#style-status")).to_contain_text("Feed-forward, ", timeout=3_000)
-        took = time.perf_counter() - start
+        # Timed in the page, from the click to the answer on screen: Playwright's own polling
+        # of the status (up to a second apart) and its checks before a click are not the app's.
+        go = light.get_by_role("button", name="Stylise", exact=True)
+        go.evaluate("""button => {
+            const status = document.querySelector('#tab-style_transfer #style-status');
+            button.addEventListener('click', () => { window.dlpClicked = performance.now(); }, {capture: true, once: true});
+            new MutationObserver(() => {
+                if (window.dlpClicked && !window.dlpAnswered && status.innerText.includes('Feed-forward, '))
+                    window.dlpAnswered = performance.now();
+            }).observe(status, {subtree: true, childList: true, characterData: true});
+        }""")
+        go.click()
+        expect(page.locator("#style-status")).to_contain_text("Feed-forward, ", timeout=SLOW)
+        took = page.evaluate("() => (window.dlpAnswered - window.dlpClicked) / 1000")
         expect(other.locator("#style-status")).to_contain_text("Step ")  # the optimisation still runs
         assert took < 3, took
 

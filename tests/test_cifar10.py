@@ -14,7 +14,7 @@ import pytest
 import torch
 from PIL import Image
 
-from conftest import free_port, run_cli, running_app, wait_for
+from conftest import free_port, run_cli, run_cli_failing, running_app, wait_for
 from core import checkpoints, labs
 from core.data import CIFAR10_CLASSES
 from core.errors import BadInput
@@ -233,6 +233,26 @@ def test_cifar10_train_eval_and_resume(tmp_path):
     run_cli(*base, "--checkpoint-dir", str(tmp_path / "b"), "--stop-after", "1")
     resumed = run_cli(*base, "--checkpoint-dir", str(tmp_path / "b"), "--resume")
     assert resumed["cnn"]["test_accuracy"] == trained["cnn"]["test_accuracy"]
+
+
+@pytest.mark.slow
+def test_a_candidate_run_reads_the_test_split_only_when_it_is_kept(tmp_path):
+    """--skip-test: a candidate for a choice on validation images; --report-test reads the
+    test split once for the one kept, and never a second time."""
+    where = ["--arch", "logistic", "--limit", "400", "--val-images", "80", "--checkpoint-dir", str(tmp_path)]
+    candidate = run_cli("train.cifar10", *where, "--epochs", "2", "--skip-test")["logistic"]
+    folder = tmp_path / "cifar10" / "logistic"
+    metrics = json.loads((folder / "metrics.json").read_text())
+    assert "test_accuracy" not in metrics and not (folder / "mistakes.safetensors").exists()
+    assert metrics["val_images"] == 80 and candidate["val_accuracy"] == metrics["history"][-1]["val_accuracy"]
+    reported = run_cli("train.cifar10", *where, "--report-test")["logistic"]
+    metrics = json.loads((folder / "metrics.json").read_text())
+    assert metrics["test_accuracy"] == reported["test_accuracy"] and metrics["test_images"] == 400
+    assert metrics["val_accuracy"] == candidate["val_accuracy"] and (folder / "mistakes.safetensors").exists()
+    evaluated = run_cli("train.cifar10", *where, "--eval")["logistic"]
+    assert evaluated["test_accuracy"] == reported["test_accuracy"]
+    again = run_cli_failing("train.cifar10", *where, "--report-test")
+    assert "read once" in again.stderr + again.stdout
 
 
 @pytest.mark.slow

@@ -256,8 +256,12 @@ def run(args) -> dict:
     if writer is not None:
         writer.close()
 
+    if args.skip_test:  # a candidate for a choice: only the validation split is measured
+        measured = {"val_accuracy": history[-1]["val_accuracy"], "val_loss": history[-1]["val_loss"]}
+    else:
+        measured = evaluate(model, test_x, test_y, arch, device, final_bf16, args.channels_last)
     metrics = {
-        **evaluate(model, test_x, test_y, arch, device, final_bf16, args.channels_last),
+        **measured,
         "train_images": len(train_x), "val_images": len(curve_y) if args.val_images else 0,
         "parameters": sum(p.numel() for p in model.parameters()),
         "seed_accuracy": ARCHITECTURES[arch].seed_accuracy,
@@ -268,9 +272,32 @@ def run(args) -> dict:
         "history": history,
     }
     path = checkpoints.save(model.cpu(), name, metrics, root=args.checkpoint_dir)
+    if args.skip_test:
+        return {k: metrics[k] for k in ("val_accuracy", "val_loss", "train_wall_time_s")}
+    save_mistakes(path, metrics, test_x)
+    return {k: metrics[k] for k in ("test_accuracy", "test_loss", "train_wall_time_s")}
+
+
+def save_mistakes(path: Path, metrics: dict, test_x: torch.Tensor) -> None:
     worst = torch.tensor([m["index"] for m in metrics["confident_mistakes"]], dtype=torch.long)
     save_file({"images": test_x[worst].contiguous(), "index": worst}, str(path / "mistakes.safetensors"))
-    return {k: metrics[k] for k in ("test_accuracy", "test_loss", "train_wall_time_s")}
+
+
+def report_test(args) -> dict:
+    """Read the test split once for a candidate that was kept on its validation accuracy
+    (trained with --skip-test), and write the result into its metrics.json."""
+    arch, device = args.arch, pick_device(args.device)
+    path = checkpoints.find(checkpoint_name(arch), args.checkpoint_dir)
+    metrics = json.loads((path / "metrics.json").read_text())
+    if "test_accuracy" in metrics:
+        raise SystemExit(f"{path} already has a test accuracy: the test split is read once")
+    test_x, test_y = load_split("test", arch, args)
+    model = load_model(arch, device, root=args.checkpoint_dir)
+    metrics = {**evaluate(model, test_x, test_y, arch, device, False, args.channels_last), **metrics,
+               "test_command": checkpoints.command_line("train.cifar10")}
+    (path / "metrics.json").write_text(json.dumps(metrics, indent=1) + "\n")
+    save_mistakes(path, metrics, test_x)
+    return {k: metrics[k] for k in ("test_accuracy", "test_loss", "val_accuracy", "train_wall_time_s")}
 
 
 def main(argv=None):
@@ -298,6 +325,11 @@ def main(argv=None):
     parser.add_argument("--record-check", action="store_true",
                         help="with --eval --limit N: store the accuracy re-measured on that fixed subset of the test "
                              "split in metrics.json as \"check\" (what the tests re-measure in a fraction of the time)")
+    parser.add_argument("--skip-test", action="store_true",
+                        help="a candidate run for a choice made on validation: the test split is not read")
+    parser.add_argument("--report-test", action="store_true",
+                        help="read the test split once for the kept --skip-test candidate in --checkpoint-dir "
+                             "and write its test metrics into its metrics.json")
     add_run_arguments(parser)
     args = parse_run_arguments(parser, argv)
 
@@ -313,7 +345,10 @@ def main(argv=None):
         if args.eval and args.arch == "all" and checkpoints.find(checkpoint_name(arch), args.checkpoint_dir) is None:
             tqdm.write(f"{arch}: no checkpoint to evaluate ({train_command(arch)} trains it)")
             continue
-        results[arch] = run(with_defaults(args, "arch", arch, DEFAULTS))
+        arch_args = with_defaults(args, "arch", arch, DEFAULTS)
+        if args.skip_test and not arch_args.val_images:
+            parser.error("--skip-test needs --val-images (the choice is made on them)")
+        results[arch] = report_test(arch_args) if args.report_test else run(arch_args)
         if args.record_check:
             checkpoints.record_check(checkpoint_name(arch), {k: results[arch][k] for k in ("test_images", "test_accuracy")},
                                      f"python -m train.cifar10 --arch {arch} --eval --limit {args.limit}", args.checkpoint_dir)
