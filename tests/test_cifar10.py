@@ -223,7 +223,8 @@ def test_cifar10_train_eval_and_resume(tmp_path):
     trained = run_cli(*base, "--checkpoint-dir", str(tmp_path / "a"), "--tensorboard", str(tmp_path / "tb"))
     folder = tmp_path / "a" / "cifar10" / "cnn"
     metrics = json.loads((folder / "metrics.json").read_text())
-    assert metrics["train_images"] == 300 and len(metrics["history"]) == 2
+    # the cnn's default holds out a fifth of a small split (5,000 of the whole one) for validation
+    assert (metrics["train_images"], metrics["val_images"]) == (240, 60) and len(metrics["history"]) == 2
     # cnn asks for bfloat16 autocast; it is used only where the CPU has native bf16 kernels
     assert metrics["hyperparameters"]["bf16"] == bf16_is_fast(torch.device("cpu"))
     assert len(metrics["confusion_matrix"]) == 10 and (folder / "mistakes.safetensors").exists()
