@@ -54,6 +54,10 @@ CSS = """
 /* A block's label floats over the top of its box: pictures, charts and answers start below it,
    so it never covers their top row or first word. */
 .gradio-container .block:has(> label.float) { padding-top: 2.4rem; }
+/* A native plot's chart is as tall as its box, label not counted, so the box cut off the legend
+   drawn under the axis: the chart takes the height left below the label. */
+.gradio-container .block:has(> .vega-embed) { display: flex; flex-direction: column; }
+.gradio-container .block > .vega-embed { flex: 1 1 0; min-height: 0; height: auto !important; }
 /* The translation's focused attention: a table of shaded cells, keys written upwards. */
 .attention-table { overflow-x: auto; }
 .attention-table table { border-collapse: collapse; width: auto; font-size: 0.8rem; }

@@ -467,13 +467,16 @@ def mirror_examples() -> tuple[list[Path], list[Path]]:
 
 # ---- the tab ----------------------------------------------------------------------------------
 
+LOSS_TERMS = ("style x style weight", "content x content weight", "total")
+
+
 def loss_table(losses: list[dict], style_weight: float, content_weight: float) -> pd.DataFrame:
     """Long-format rows (step, term, value) of the weighted losses, for gr.LinePlot."""
     rows = []
     for h in losses:
-        rows += [(h["step"], f"style x {style_weight:g}", style_weight * h["style"]),
-                 (h["step"], f"content x {content_weight:g}", content_weight * h["content"]),
-                 (h["step"], "total", h["total"])]
+        rows += [(h["step"], LOSS_TERMS[0], style_weight * h["style"]),
+                 (h["step"], LOSS_TERMS[1], content_weight * h["content"]),
+                 (h["step"], LOSS_TERMS[2], h["total"])]
     return pd.DataFrame(rows, columns=["step", "term", "loss"])
 
 
@@ -749,7 +752,9 @@ def build():
         result = gr.Image(label="Result", type="pil", interactive=False, height=420, format="png")
         compare = gr.ImageSlider(label="Before / after", type="pil", height=420)
     with gr.Row():
-        curves = gr.LinePlot(x="step", y="loss", color="term", label="Losses (weighted)", height=260)
+        # the loss terms keep their colours from run to run
+        curves = gr.LinePlot(x="step", y="loss", color="term", label="Losses (weighted)", height=300, color_title="",
+                             color_map=dict(zip(LOSS_TERMS, ("#d62728", "#1f77b4", "#7f7f7f"))), elem_id="style-losses")
         download = gr.DownloadButton("Download the result (PNG)")
 
     rows, labels = finished_examples(trained)

@@ -312,6 +312,11 @@ def test_a_feed_forward_run_finishes_within_3_s_while_another_user_optimises(pag
 
         heavy.get_by_role("button", name="Stop", exact=True).click()
         expect(other.locator("#style-status")).to_contain_text("Stopped at step ", timeout=2_000)
+        # the loss chart's legend names the terms inside its box (Gradio's box had cut it off)
+        legend = other.locator("#style-losses .role-legend")
+        expect(legend).to_contain_text("total")
+        box, shown = other.locator("#style-losses").bounding_box(), legend.bounding_box()
+        assert shown["height"] > 5 and shown["y"] + shown["height"] <= box["y"] + box["height"], (shown, box)
         no_error_toast(page)
         no_error_toast(other)
     finally:
