@@ -16,8 +16,8 @@ from core.pictures import read_picture
 from core.plots import curves, curves_image
 from core.results import Entry, Figure
 from core.ui import clear_refused_uploads, user_errors
-from models.detection import (CLASSES, CROPS_COMMAND, DEFAULT_BACKBONE, MAX_SIDE, FaceMaskDetector, checkpoint_name,
-                              detect_faces, image_path, load_annotations, load_detector, shrink, split, train_command)
+from models.detection import (CLASSES, CROPS_COMMAND, DEFAULT_BACKBONE, FaceMaskDetector, checkpoint_name,
+                              detect_faces, image_path, load_annotations, load_detector, split, train_command)
 
 TITLE = "Face-mask detection"
 COLORS = {"with_mask": (30, 160, 60), "without_mask": (220, 40, 40), "mask_weared_incorrect": (240, 160, 0)}
@@ -57,22 +57,51 @@ def detect(image, score_threshold: float = 0.5, backbone: str = DEFAULT_BACKBONE
     return detect_picture(read_picture(image, min_side=MIN_SIDE), score_threshold, backbone)
 
 
-def draw(picture: Image.Image, detections: list[dict], max_side: int = MAX_SIDE) -> Image.Image:
-    """The picture (shrunk for the page) with each box and its label and score."""
-    shown, scale = shrink(picture, max_side)
-    shown = shown.copy() if shown is picture else shown  # never draw on the caller's picture
+DRAWN_SIDE = 960  # the picture is drawn at this longer side (small photos enlarged), so labels stay readable
+SHORT_LABELS = {"with_mask": "mask", "without_mask": "no mask", "mask_weared_incorrect": "worn wrong"}
+
+
+def place_labels(boxes: list, label_sizes: list, canvas_size: tuple[int, int]) -> list:
+    """Where each box's label goes, in order (the first boxes first): above its box, below it,
+    or inside its top; the first of those on the canvas that covers no label placed before,
+    preferring one that covers no other face either; else None (no label: the box's colour
+    and the table still say what it is)."""
+    placed, width, height = [], *canvas_size
+
+    def overlaps(a, b):
+        return a[0] < b[2] and b[0] < a[2] and a[1] < b[3] and b[1] < a[3]
+
+    for k, ((x0, y0, x1, y1), (w, h)) in enumerate(zip(boxes, label_sizes)):
+        x = min(max(0, x0), max(0, width - w))
+        spots = [(x, top, x + w, top + h) for top in (y0 - h, y1, y0) if top >= 0 and top + h <= height]
+        free = [r for r in spots if not any(overlaps(r, q) for q in placed if q is not None)]
+        clear = [r for r in free if not any(overlaps(r, b) for n, b in enumerate(boxes) if n != k)]
+        placed.append((clear or free or [None])[0])
+    return placed
+
+
+def draw(picture: Image.Image, detections: list[dict], side: int = DRAWN_SIDE) -> Image.Image:
+    """The picture at `side` px on its longer side with each box and a short label and score
+    (the most confident faces labelled first; a label that would cover another is left out)."""
+    scale = side / max(picture.size)
+    shown = picture.resize((max(1, round(picture.width * scale)), max(1, round(picture.height * scale))),
+                           Image.Resampling.LANCZOS if scale > 1 else Image.Resampling.BILINEAR)
     canvas = ImageDraw.Draw(shown)
-    width = max(2, round(max(shown.size) / 300))
-    font = ImageFont.load_default(size=max(11, round(max(shown.size) / 55)))
-    for d in detections:
-        x0, y0, x1, y1 = (v * scale for v in d["box"])
-        color = COLORS[d["label"]]
-        canvas.rectangle((x0, y0, x1, y1), outline=color, width=width)
-        text = f"{d['label']} {d['score']:.2f}"
+    width = max(2, round(side / 320))
+    font = ImageFont.load_default(size=max(12, round(side / 50)))
+    ordered = sorted(detections, key=lambda d: -d["score"])
+    boxes = [[v * scale for v in d["box"]] for d in ordered]
+    texts = [f"{SHORT_LABELS.get(d['label'], d['label'])} {d['score']:.2f}" for d in ordered]
+    sizes = []
+    for text in texts:
         left, top, right, bottom = canvas.textbbox((0, 0), text, font=font)
-        label_top = y0 - (bottom + 4) if y0 >= bottom + 4 else y1  # above the box, or below it at the top edge
-        canvas.rectangle((x0, label_top, x0 + right + 4, label_top + bottom + 4), fill=color)
-        canvas.text((x0 + 2, label_top + 2), text, fill=(255, 255, 255), font=font)
+        sizes.append((right + 6, bottom + 6))
+    for d, box in zip(ordered, boxes):
+        canvas.rectangle(box, outline=COLORS[d["label"]], width=width)
+    for d, text, spot in zip(ordered, texts, place_labels(boxes, sizes, shown.size)):
+        if spot is not None:
+            canvas.rectangle(spot, fill=COLORS[d["label"]])
+            canvas.text((spot[0] + 3, spot[1] + 3), text, fill=(255, 255, 255), font=font)
     return shown
 
 
@@ -234,7 +263,7 @@ def build():
             detect_btn = gr.Button("Detect faces", variant="primary")
             status = gr.Markdown(elem_id="detection-status")
         with gr.Column(scale=2):
-            shown = gr.Image(label="Faces found", interactive=False, height=420, elem_id="detection-result")
+            shown = gr.Image(label="Faces found", interactive=False, height=640, elem_id="detection-result")
     table = gr.Dataframe(headers=["label", "score", "x0", "y0", "x1", "y1"], label="Detections (pixels of your photo)",
                          interactive=False)
     outputs = [shown, status, table]

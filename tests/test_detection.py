@@ -190,10 +190,30 @@ def test_detect_refuses_bad_input_clearly(fake_model, tmp_path):
             detection.detect(np.zeros((20, 20, 3), np.uint8), threshold)
 
 
+def test_labels_never_cover_each_other():
+    """A crowd of touching faces: each label goes above, below or inside its box where it
+    covers no label placed before; where none is free the box goes unlabelled."""
+    boxes = [[x, 100, x + 40, 150] for x in range(0, 400, 42)] + [[0, 0, 30, 20]]
+    spots = detection.place_labels(boxes, [(90, 20)] * len(boxes), (400, 300))
+    shown = [r for r in spots if r is not None]
+    assert len(shown) >= 3 and spots[0] == (0, 80, 90, 100)  # the first (most confident) above its box
+    for i, a in enumerate(shown):
+        assert 0 <= a[0] and a[2] <= 400 and 0 <= a[1] and a[3] <= 300
+        for b in shown[i + 1:]:
+            assert a[2] <= b[0] or b[2] <= a[0] or a[3] <= b[1] or b[3] <= a[1], (a, b)
+    assert spots[-1] == (0, 20, 90, 40)  # at the top edge: below its box
+    # drawn: the best-scored face is labelled first, in its class's colour
+    faces = [{"box": [10 + 60 * i, 40, 60 + 60 * i, 100], "label": "without_mask", "score": 0.5 + i / 100} for i in range(5)]
+    drawn = np.asarray(detection.draw(Image.new("RGB", (320, 160), "white"), faces))
+    red = (drawn[..., 0] > 200) & (drawn[..., 1] < 60) & (drawn[..., 2] < 60)
+    assert red.any() and drawn.shape[:2] == (480, 960)
+
+
 def test_the_tab_says_what_it_found_or_how_to_train(fake_model, monkeypatch, tmp_path):
     picture = np.full((50, 70, 3), 180, np.uint8)
     drawn, text, rows = detection.detect_and_draw(picture, 0.5)
-    assert drawn.size == (70, 50) and "1 with_mask" in text and rows[0][:2] == ["with_mask", 0.9]
+    # drawn enlarged (960 px on the longer side), so the label is readable in the page
+    assert drawn.size == (960, 686) and "1 with_mask" in text and rows[0][:2] == ["with_mask", 0.9]
     assert "no faces" in detection.detect_and_draw(picture, 0.95)[1]
     monkeypatch.undo()
     monkeypatch.setattr(checkpoints, "CHECKPOINTS", tmp_path)  # nothing trained there
@@ -285,7 +305,7 @@ def test_endpoint_of_the_tab(fake_model, tmp_path):
     path = tmp_path / "photo.png"
     Image.new("RGB", (120, 90), (10, 120, 200)).save(path)
     drawn, text, table = demo(str(path), 0.5, "mobilenet_v3", api_name="detection_upload")
-    assert "with_mask" in text and Image.open(drawn).size == (120, 90)
+    assert "with_mask" in text and Image.open(drawn).size == (960, 720)
 
 
 # Floors: what each committed detector measures. The ImageNet one meets the issue's without_mask
