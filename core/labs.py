@@ -34,9 +34,35 @@ class Run:
     error: BaseException | None = None
     started: float = field(default_factory=time.monotonic)
     ended: float = 0.0
+    batches: list = field(default_factory=list)  # a point per training batch, for curves that move every few
+    paused: bool = False
+    steps_allowed: int = 0  # batches Step lets through while paused
+    holding: bool = False  # paused and waiting between two batches now
 
     def should_stop(self) -> bool:
+        """Asked by the training after every batch: True ends it. While paused it waits here
+        (between two batches) until Resume, Step (one more batch) or Stop; the time limit
+        counts paused time too, so a forgotten pause still ends."""
+        while self.paused and not self.steps_allowed and not self._over():
+            self.holding = True
+            self.stop.wait(0.05)
+        self.holding = False
+        if self.steps_allowed:
+            self.steps_allowed -= 1
+        return self._over()
+
+    def _over(self) -> bool:
         return self.stop.is_set() or time.monotonic() - self.started > self.limit_s
+
+    def pause(self) -> None:
+        self.paused, self.steps_allowed = True, 0
+
+    def step(self) -> None:
+        """Paused: train one more batch, then pause again."""
+        self.paused, self.steps_allowed = True, 1
+
+    def resume(self) -> None:
+        self.paused, self.steps_allowed = False, 0
 
     def timed_out(self) -> bool:
         return self.done.is_set() and not self.stop.is_set() and self.ended - self.started > self.limit_s

@@ -202,13 +202,37 @@ def study_rows() -> list[list]:
              f"{r['train_wall_time_s']:.0f} s"] for r in json.loads(STUDY.read_text())["runs"]]
 
 
-def lab_plot(history, title="Training lab"):
-    return curves(history, {"loss": ["train_loss", "test_loss"], "accuracy": ["train_accuracy", "test_accuracy"]}, title)
+def lab_plot(history, title="Training lab", batches=()):
+    """The lab's curves: each batch's training loss and accuracy (faint, with a running mean)
+    as they come, and the test loss and accuracy after each epoch."""
+    import matplotlib.pyplot as plt
+
+    if not batches:
+        return curves(history, {"loss": ["train_loss", "test_loss"], "accuracy": ["train_accuracy", "test_accuracy"]},
+                      title)
+    fig, axes = plt.subplots(1, 2, figsize=(8.4, 3.2))
+    x = np.array([b["epoch"] for b in batches])
+    for ax, key in zip(axes, ("loss", "accuracy")):
+        values = np.array([b[f"train_{key}"] for b in batches])
+        mean = [values[max(0, i - 9):i + 1].mean() for i in range(len(values))]  # of the last ten batches
+        ax.plot(x, values, color="tab:blue", alpha=0.25, linewidth=0.8)
+        ax.plot(x, mean, color="tab:blue", label=f"train {key} (batches)")
+        if history:
+            ax.plot([h["epoch"] for h in history], [h[f"test_{key}"] for h in history], "o-", color="tab:orange",
+                    label=f"test {key} (each epoch)")
+        ax.set_xlabel("epoch")
+        ax.set_ylabel(key)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+    fig.suptitle(title)
+    fig.tight_layout()
+    return fig
 
 
 # ---- the training lab: one run at a time, stopped within a batch --------------------------------
 # The lab trains in a thread of its own, one training at a time, stopped within a batch by
 # Stop or by the client leaving (core/labs.py says why).
+PLOT_EVERY_S = 1.0  # the lab's curves are redrawn at most this often (a few batches each time)
 LAB = labs.Lab(limit_s=30 * 60, busy="The lab is busy: one training at a time on this server. Try again in a minute.")
 
 
@@ -217,6 +241,11 @@ def lab_status(run: labs.Run, note: str = "") -> str:
     accuracy = f"test accuracy {run.history[-1]['test_accuracy']:.1%}" if finished else ""
     seconds = time.monotonic() - run.started
     if not run.done.is_set():
+        if run.paused and not run.stop.is_set() and not run.holding:
+            return "Pausing after the current batch..."
+        if run.paused and not run.stop.is_set():
+            where = f"after batch {len(run.batches)} (epoch {run.batches[-1]['epoch']:.2f})" if run.batches else "before the first batch"
+            return f"Paused {where}. Step trains one more batch; Resume goes on."
         if run.stop.is_set():
             return (f"Stopping (after the current batch): {finished} epoch(s) finished"
                     + (f", {accuracy}" if accuracy else ""))
@@ -239,14 +268,35 @@ def run_lab(activation, initializer, optimizer, augment, batch_norm, frozen_stag
     note = " (frozen stages come from the committed 3-layer CNN: ReLU and batch norm)" if frozen_stages else ""
     yield gr.skip(), f"Loading data and starting{note}..."
     run = LAB.new_run(getattr(request, "session_hash", None), epochs)
+
+    def follow(epoch, loss, accuracy):
+        run.batches.append({"epoch": epoch, "train_loss": loss, "train_accuracy": accuracy})
+
     training = lab_train(activation, initializer, optimizer, augment, batch_norm, frozen_stages, epochs, train_images,
-                         should_stop=run.should_stop)
-    shown = 0
+                         should_stop=run.should_stop, on_batch=follow)
+    shown, drawn_at = (0, 0), 0.0
     for training_now in LAB.watch(run, training, request):
         status = lab_status(run, note) if training_now else "Waiting for the training before yours to end..."
-        yield (lab_plot(run.history) if len(run.history) > shown else gr.skip()), status
-        shown = len(run.history)
-    yield (lab_plot(run.history) if run.history else None), lab_status(run, note)
+        now = (len(run.history), len(run.batches))
+        # the curves move every few batches: redrawn when there is something new, at most every PLOT_EVERY_S
+        fresh = now != shown and (now[0] > shown[0] or time.monotonic() - drawn_at >= PLOT_EVERY_S)
+        yield (lab_plot(run.history, batches=list(run.batches)) if fresh else gr.skip()), status
+        if fresh:
+            shown, drawn_at = now, time.monotonic()
+    batches = list(run.batches)
+    yield (lab_plot(run.history, batches=batches) if run.history or batches else None), lab_status(run, note)
+
+
+def pause_lab(action: str, request: gr.Request = None) -> str:
+    """The Pause, Step and Resume buttons: this session's training waits between two batches,
+    trains one more batch, or goes on; the answer is the status at once."""
+    run = LAB.runs.get(getattr(request, "session_hash", None))
+    if run is None or run.done.is_set():
+        return "No training of yours is running: Train starts one."
+    if action not in ("pause", "step", "resume"):
+        raise BadInput(f"The lab's action is pause, step or resume, not {action!r}.")
+    getattr(run, action)()
+    return lab_status(run) if action != "step" else f"Training one more batch (batch {len(run.batches) + 1})..."
 
 
 def stop_lab(request: gr.Request = None) -> str:
@@ -338,7 +388,8 @@ def build():
     with gr.Accordion("Training lab: train a small CNN now and watch the curves", open=False):
         gr.Markdown("Trains the course's 3-layer CNN on a random subset of CIFAR-10 training images and tests "
                     "it on 2,000 test images after every epoch. One run at a time on this server (up to "
-                    f"{LAB.limit_s // 60:.0f} minutes); Stop ends it after the current batch.")
+                    f"{LAB.limit_s // 60:.0f} minutes). The training curves move every few batches; Pause holds it "
+                    "between two batches, Step trains one more, Resume goes on, and Stop ends it after the current batch.")
         with gr.Row():
             activation = gr.Dropdown(["relu", "sigmoid", "tanh"], value="relu", label="Activation")
             initializer = gr.Dropdown(list(INITIALIZERS), value="he", label="Initializer")
@@ -351,8 +402,11 @@ def build():
             train_images = gr.Slider(500, 50000, value=10000, step=500, label="Training images")
         with gr.Row():
             train_btn = gr.Button("Train", variant="primary")
+            pause_btn = gr.Button("Pause")
+            step_btn = gr.Button("Step one batch")
+            resume_btn = gr.Button("Resume")
             stop_btn = gr.Button("Stop")
-        lab_status = gr.Markdown()
+        lab_status = gr.Markdown(elem_id="cifar10-lab-status")
         lab_curves = gr.Plot(label="Curves")
 
     # The tab reads the upload itself (preprocess=False): a refused picture is said once in the
@@ -368,5 +422,8 @@ def build():
                                                               frozen, epochs, train_images],
                                 outputs=[lab_curves, lab_status], api_name="cifar10_lab_train",
                                 concurrency_limit=1, concurrency_id="cifar10_lab")
+    for button, action in ((pause_btn, "pause"), (step_btn, "step"), (resume_btn, "resume")):
+        button.click(user_errors(functools.partial(pause_lab, action)), outputs=lab_status,
+                     api_name=f"cifar10_lab_{action}", concurrency_limit=None, queue=False)
     stop_btn.click(stop_lab, outputs=lab_status, cancels=[lab_event], api_name="cifar10_lab_stop",
                    concurrency_limit=None, queue=False)

@@ -397,12 +397,14 @@ def test_removing_the_picture_clears_every_card():
 
 def fake_lab_train(batches: list, batch_s: float = 0.02):
     """Stands in for lab_train: epochs of ten batches, each checking should_stop."""
-    def train(*settings, should_stop=None):
+    def train(*settings, should_stop=None, on_batch=None):
         history = []
         for epoch in range(1, int(settings[6]) + 1):
-            for _ in range(10):
+            for batch in range(10):
                 time.sleep(batch_s)
                 batches.append(1)
+                if on_batch is not None:
+                    on_batch(epoch - 1 + (batch + 1) / 10, 1.0, 0.5)
                 if should_stop():
                     return
             history.append({"epoch": epoch, "train_loss": 1.0, "train_accuracy": 0.5, "test_loss": 1.0,
@@ -449,6 +451,45 @@ def test_stop_button_stops_only_its_own_sessions_run_and_says_so(monkeypatch):
     assert status.startswith("Stopped after epoch") or status == "Stopped during epoch 1: no epoch finished."
     assert not labs.LOCK.locked()
     assert cifar10.stop_lab(session("nobody")) == "No training of yours is running (the lab is free)."
+
+
+def test_pause_holds_the_training_between_batches_step_trains_one_and_resume_goes_on(monkeypatch):
+    batches = []
+    monkeypatch.setattr(cifar10, "lab_train", fake_lab_train(batches))
+    run = cifar10.run_lab(*lab_settings(epochs=50), request=session("p"))
+    wait_for(lambda: "training" in next(run)[1])
+    assert cifar10.pause_lab("pause", session("p")).startswith(("Pausing", "Paused"))
+    wait_for(lambda: next(run)[1].startswith("Paused after batch"))
+    held = len(batches)
+    for _ in range(5):  # the last batches before the pause are drawn within PLOT_EVERY_S
+        next(run)
+    for _ in range(3):  # then 0.75 s of the stream: no batch trained while paused, the curves stay
+        plot, status = next(run)
+        assert status.startswith("Paused after batch") and isinstance(plot, type(gr.skip()))
+    assert len(batches) == held
+    cifar10.pause_lab("step", session("p"))
+    wait_for(lambda: next(run)[1].startswith(f"Paused after batch {held + 1} "))
+    time.sleep(0.2)
+    assert len(batches) == held + 1 and len(cifar10.LAB.runs["p"].batches) == held + 1
+    assert cifar10.pause_lab("resume", session("p")).startswith("Epoch")
+    wait_for(lambda: len(batches) > held + 5)
+    assert cifar10.pause_lab("pause", session("nobody")).startswith("No training of yours")
+    cifar10.pause_lab("pause", session("p"))
+    wait_for(lambda: next(run)[1].startswith("Paused"))
+    assert cifar10.stop_lab(session("p")).startswith(("Stopped", "Stopping"))  # Stop ends a paused run too
+    *_, (plot, status) = run
+    assert status.startswith("Stopped") and not labs.LOCK.locked()
+
+
+def test_the_labs_curves_move_every_few_batches(monkeypatch):
+    monkeypatch.setattr(cifar10, "lab_train", fake_lab_train([], batch_s=0.05))  # an epoch in 0.5 s
+    monkeypatch.setattr(cifar10, "PLOT_EVERY_S", 0.2)
+    run = cifar10.run_lab(*lab_settings(epochs=3), request=session("c"))
+    plots = [plot for plot, _ in run if plot is not None and not isinstance(plot, type(gr.skip()))]
+    assert len(plots) >= 5  # redrawn within epochs, not only once each
+    panels = plots[-1].axes
+    assert [a.get_ylabel() for a in panels] == ["loss", "accuracy"]
+    assert len(panels[0].lines[0].get_xdata()) == 30  # a point per batch
 
 
 def test_a_second_run_waits_for_the_first_then_says_busy(monkeypatch):

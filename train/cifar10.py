@@ -163,8 +163,10 @@ def make_optimizer(model, args, steps_per_epoch: int):
     return optimizer, scheduler
 
 
-def train_epoch(model, optimizer, scheduler, images, labels, args, epoch, device, should_stop=None) -> dict:
-    """One pass over the training images; `should_stop()` (the lab's cancel) ends it early."""
+def train_epoch(model, optimizer, scheduler, images, labels, args, epoch, device, should_stop=None,
+                on_batch=None) -> dict:
+    """One pass over the training images; `should_stop()` (the lab's cancel) ends it early;
+    `on_batch(fraction of the epoch done, batch loss, batch accuracy)` follows it live."""
     model.train()
     gen = seed_epoch(args.seed, epoch)
     order = torch.randperm(len(images), generator=gen)
@@ -189,9 +191,12 @@ def train_epoch(model, optimizer, scheduler, images, labels, args, epoch, device
         scheduler.step()
         total_loss += loss.item() * len(idx)
         predicted = (logits > 0).long() if logits.dim() == 1 else logits.argmax(1)
-        correct += (predicted == y).sum().item()
+        batch_correct = (predicted == y).sum().item()
+        correct += batch_correct
         seen += len(idx)
         bar.set_postfix(loss=f"{total_loss / seen:.3f}", acc=f"{correct / seen:.3f}")
+        if on_batch is not None:
+            on_batch(min(1.0, (i + len(idx)) / len(images)), loss.item(), batch_correct / len(idx))
         if should_stop is not None and should_stop():
             break
     return {"train_loss": total_loss / max(seen, 1), "train_accuracy": correct / max(seen, 1)}

@@ -28,10 +28,13 @@ LAB_BATCH = 128
 
 
 def lab_train(activation="relu", initializer="he", optimizer="adam", augment=True, batch_norm=True, frozen_stages=0,
-              epochs=5, train_images=10000, seed=0, should_stop=None, convs_per_stage=1, test_images=2000):
+              epochs=5, train_images=10000, seed=0, should_stop=None, convs_per_stage=1, test_images=2000,
+              on_batch=None):
     """Train the course's small CNN (the "cnn" architecture) on a CIFAR-10 subset; yields
     the history (a list of per-epoch dicts) after every epoch, tested on `test_images` test images.
     `should_stop()` is asked after every batch; when it says True the run ends there.
+    `on_batch(epoch, loss, accuracy)` is told each batch's training loss and accuracy, with
+    the epoch as a fraction (1.5: halfway through the second).
 
     frozen_stages > 0 restores the committed "cnn" checkpoint, freezes its first conv
     stages and retrains the rest (the course's "freezing layers and restoring
@@ -77,7 +80,9 @@ def lab_train(activation="relu", initializer="he", optimizer="adam", augment=Tru
                            channels_last=False, label_smoothing=0.0, arch="lab", epochs=epochs, crop_padding=4, cutout=0)
     history, start = [], time.perf_counter()
     for epoch in range(1, epochs + 1):
-        stats = training.train_epoch(net, opt, sched, train_x, train_y, args, epoch, torch.device("cpu"), should_stop)
+        follow = None if on_batch is None else lambda done, loss, acc, epoch=epoch: on_batch(epoch - 1 + done, loss, acc)
+        stats = training.train_epoch(net, opt, sched, train_x, train_y, args, epoch, torch.device("cpu"), should_stop,
+                                     follow)
         if should_stop is not None and should_stop():
             return  # stopped within the epoch (checked every batch): the history keeps the finished epochs
         test = training.evaluate(net, test_x, test_y, "lab", torch.device("cpu"), channels_last=False)
