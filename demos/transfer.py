@@ -2,6 +2,8 @@
 strategies, "bring your own classes" (a head on frozen ImageNet features, fitted in seconds)
 and what the pretrained network itself sees in a photo (its ImageNet top-5 and a heat map)."""
 import functools
+import json
+import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -10,6 +12,8 @@ import gradio as gr
 import numpy as np
 import torch
 import torch.nn.functional as F
+from safetensors import safe_open
+from safetensors.torch import save_file
 
 from core import checkpoints, labs
 from core.errors import BadInput
@@ -247,16 +251,34 @@ def stop_live(request: gr.Request = None) -> str:
 
 def add_drawing(drawings, sketch, slot):
     """Adds the canvas to a class; the session keeps only its small backbone inputs."""
-    drawings = dict(drawings or {})
     image = sketch.get("composite") if isinstance(sketch, dict) else sketch
     if image is None or np.asarray(image).size == 0 or (np.asarray(image).ndim == 3 and np.asarray(image)[..., -1].max() == 0):
         raise BadInput("The canvas is empty: draw something first.")
+    return add_example(drawings, image, slot, "drawing")
+
+
+def add_photo(drawings, photo, slot):
+    """Adds a webcam shot (or a pasted or uploaded photo) to a class, as add_drawing does."""
+    if photo is None:
+        raise BadInput("No photo yet: take one with the webcam (or upload or paste one) first.")
+    return add_example(drawings, photo, slot, "photo")
+
+
+def add_photo_in_tab(drawings, photo, slot):
+    try:
+        return add_photo(drawings, photo, slot)
+    except BadInput as e:
+        return drawings or {}, f"{counts_text(drawings or {})}. **Not added:** {e}"
+
+
+def add_example(drawings, image, slot, what: str):
+    drawings = dict(drawings or {})
     if str(slot) not in {str(k) for k in range(1, MAX_CLASSES + 1)}:
         raise BadInput(f"Pick the class (1 to {MAX_CLASSES}) the drawing is an example of.")
     if len(drawings.get(str(slot), [])) >= MAX_IMAGES_PER_CLASS:
         raise BadInput(f"Class {slot} already has {MAX_IMAGES_PER_CLASS} drawings, the most a class can have: "
                        "train the head with them (a few are enough).")
-    inputs = backbone_inputs(image, "drawing")  # also refuses what no backbone could read (a 1x1 image), now rather than at Train
+    inputs = backbone_inputs(image, what)  # also refuses what no backbone could read (a 1x1 image), now rather than at Train
     drawings[str(slot)] = drawings.get(str(slot), []) + [inputs]
     return drawings, counts_text(drawings)
 
@@ -271,7 +293,104 @@ def add_drawing_in_tab(drawings, sketch, slot):
 
 
 def counts_text(drawings):
-    return "Drawings added: " + (", ".join(f"class {k}: {len(v)}" for k, v in sorted(drawings.items())) or "none")
+    return "Drawings and photos added: " + (", ".join(f"class {k}: {len(v)}" for k, v in sorted(drawings.items())) or "none")
+
+
+def preview(inputs: dict) -> np.ndarray:
+    """A kept drawing or photo (its backbone inputs) as an HxWx3 uint8 picture to show."""
+    x = inputs.get("imagenet")
+    if x is None:
+        x = next((t for t in inputs.values() if t.dim() == 3 and t.shape[0] == 3), next(iter(inputs.values())))
+        x = (x.float().clamp(0, 1) * 255).to(torch.uint8)
+    x = x if x.dim() == 3 else x[None]
+    return x.expand(3, -1, -1).permute(1, 2, 0).numpy()
+
+
+def class_examples(files, drawings, slot: int) -> list:
+    """What a class holds, as thumbnails: its uploads, then the drawings and photos added to it."""
+    uploads = [f if isinstance(f, str) else (f or {}).get("path") for f in files or []]
+    return [u for u in uploads if u] + [preview(d) for d in (drawings or {}).get(str(slot), [])]
+
+
+HEAD_FORMAT = "deep-learning-playground transfer head 1"
+MAX_HEAD_BYTES = 2_000_000  # five classes on EfficientNet's 1,280 features take 26 KB
+
+
+def head_file(head: Head) -> str:
+    """The trained head as a safetensors file (weights, and its backbone and class names as
+    metadata) that load_head reads back."""
+    if head is None:
+        raise BadInput("Train a head first: name your classes, add images, press Train head.")
+    path = Path(tempfile.mkdtemp(prefix="dlp_head_")) / f"head_{'_'.join(head.classes)[:60] or 'classes'}.safetensors"
+    save_file({"weight": head.weight.contiguous(), "bias": head.bias.contiguous()}, str(path),
+              metadata={"format": HEAD_FORMAT, "backbone": head.backbone, "classes": json.dumps(head.classes)})
+    return str(path)
+
+
+@functools.cache
+def feature_size(backbone: str) -> int:
+    probe = np.full((32, 32, 3), 255, np.uint8)
+    probe[8:24, 14:18] = 0  # a stroke: the digit backbones refuse a blank canvas
+    return embed([probe], backbone, "a probe picture").shape[1]
+
+
+def load_head(file) -> Head:
+    """A head saved by head_file, checked: its format, a backbone available here, 2 to
+    MAX_CLASSES named classes, and weights of the shapes that backbone's features need."""
+    path = file.get("path") if isinstance(file, dict) else file
+    if not path or not Path(path).is_file():
+        raise BadInput("Choose a head file (.safetensors) saved by Download the head.")
+    if Path(path).stat().st_size > MAX_HEAD_BYTES:
+        raise BadInput(f"That file is {Path(path).stat().st_size:,} bytes: a saved head is far smaller "
+                       f"(at most {MAX_HEAD_BYTES:,}). Choose the file Download the head gave you.")
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            meta = f.metadata() or {}
+            tensors = {k: f.get_tensor(k) for k in f.keys()}
+        classes = json.loads(meta.get("classes", "null"))
+    except Exception as e:
+        raise BadInput(f"That file is not a head saved here (not a readable safetensors file: {e}).") from e
+    if meta.get("format") != HEAD_FORMAT:
+        raise BadInput("That safetensors file is not a head saved by this tab (Download the head makes one).")
+    backbone = meta.get("backbone")
+    if backbone not in available_backbones():
+        raise BadInput(f"That head was trained on the {backbone!r} features, which this server does not have.")
+    if not isinstance(classes, list) or not 2 <= len(classes) <= MAX_CLASSES \
+            or not all(isinstance(c, str) and c.strip() for c in classes):
+        raise BadInput(f"That head's classes are not 2 to {MAX_CLASSES} names.")
+    weight, bias = tensors.get("weight"), tensors.get("bias")
+    size = feature_size(backbone)
+    if weight is None or bias is None or tuple(weight.shape) != (len(classes), size) or tuple(bias.shape) != (len(classes),) \
+            or not (torch.isfinite(weight).all() and torch.isfinite(bias).all()):
+        raise BadInput(f"That head's weights do not fit {len(classes)} classes on {size} features.")
+    return Head(backbone, classes, weight.float(), bias.float())
+
+
+def download_head_in_tab(head):
+    try:
+        return gr.update(value=head_file(head), visible=True), ""
+    except BadInput as e:
+        return gr.update(value=None, visible=False), str(e)
+
+
+def load_head_in_tab(file):
+    """The head's upload: (head, status); a file it cannot use is said, and no head is kept."""
+    if file is None:
+        return gr.skip(), ""
+    try:
+        head = load_head(file)
+    except BadInput as e:
+        return None, f"**Not loaded:** {e}"
+    return head, (f"Head loaded: {', '.join(head.classes)} on {BACKBONE_LABELS.get(head.backbone, head.backbone)}. "
+                  "Now classify a new image.")
+
+
+def classify_drawing_in_tab(head, sketch):
+    """The drawn item to classify: as classify_in_tab, an empty canvas said in the status."""
+    image = sketch.get("composite") if isinstance(sketch, dict) else sketch
+    if image is None or (np.asarray(image).ndim == 3 and np.asarray(image)[..., -1].max() == 0):
+        return None, "The canvas is empty: draw the item to classify first."
+    return classify_in_tab(head, image)
 
 
 def train_head(backbone_name, drawings, *names_and_files):
@@ -432,32 +551,50 @@ def build():
         see_note = gr.Markdown()
 
     with gr.Accordion("Bring your own classes", open=True):
-        gr.Markdown(f"Name 2 to {MAX_CLASSES} classes, give each a few images (upload, or draw and add; at most "
-                    f"{MAX_IMAGES_PER_CLASS} a class), train a head on frozen features in seconds, then "
-                    "classify a new image. ImageNet's features are the default for photos (Teachable Machine's "
+        gr.Markdown(f"Name 2 to {MAX_CLASSES} classes, give each a few images (upload them, draw or take a "
+                    f"photo and add it; at most {MAX_IMAGES_PER_CLASS} a class), train a head on frozen features in "
+                    "seconds, then classify a new image or drawing. Download the head to keep it, and load it back "
+                    "later. ImageNet's features are the default for photos (Teachable Machine's "
                     "recipe); the digit CNN's suit drawn digits.")
         backbone_name = gr.Radio([(BACKBONE_LABELS[b], b) for b in available_backbones()], value=default_backbone(),
                                  label="Features")
-        names, uploads = [], []
+        names, uploads, shown = [], [], []
         with gr.Row():
             for slot in range(1, MAX_CLASSES + 1):
                 with gr.Column(min_width=160):
                     names.append(gr.Textbox(value=["cats", "dogs", "", "", ""][slot - 1], label=f"Class {slot} name"))
                     uploads.append(gr.File(file_count="multiple", file_types=["image"], type="filepath",
-                                           label=f"Class {slot} images"))
+                                           label=f"Class {slot} images", elem_id=f"transfer-files-{slot}"))
+                    shown.append(gr.Gallery(label=f"Class {slot}: what it holds", columns=4, height=140,
+                                            object_fit="cover", interactive=False, buttons=[],
+                                            elem_id=f"transfer-class-{slot}"))
         with gr.Row():
             with gr.Column():
                 sketch = drawing_canvas("Or draw an example", elem_id="transfer-sketchpad")
-                with gr.Row():
-                    slot = gr.Dropdown([str(k) for k in range(1, MAX_CLASSES + 1)], value="1",
-                                       label="Add it to class")  # text, as the API documents it
-                    add_btn = gr.Button("Add drawing")
-                drawn = gr.Markdown(counts_text({}))
+                add_btn = gr.Button("Add drawing")
+            with gr.Column():
+                photo = gr.Image(sources=["webcam", "upload", "clipboard"], type="filepath", image_mode=None,
+                                 label="Or take a photo (webcam)", height=280, elem_id="transfer-photo")
+                add_photo_btn = gr.Button("Add photo")
+        with gr.Row():
+            slot = gr.Dropdown([str(k) for k in range(1, MAX_CLASSES + 1)], value="1",
+                               label="Add the drawing or photo to class")  # text, as the API documents it
+            drawn = gr.Markdown(counts_text({}))
+        with gr.Row():
             with gr.Column():
                 fit_btn = gr.Button("Train head", variant="primary")
-                fit_status = gr.Markdown()
+                fit_status = gr.Markdown(elem_id="transfer-fit-status")
+                with gr.Row():
+                    save_btn = gr.Button("Download the head")
+                    saved = gr.File(label="Your head (load it back below)", visible=False, interactive=False,
+                                    elem_id="transfer-saved-head")
+                loaded = gr.File(label="Load a head you downloaded (.safetensors)", file_types=[".safetensors"],
+                                 type="filepath", elem_id="transfer-load-head")
+            with gr.Column():
                 test_image = gr.Image(type="filepath", image_mode=None, label="New image to classify", height=220)
-                result = gr.Label(label="Prediction")
+                test_sketch = drawing_canvas("Or draw the item to classify", elem_id="transfer-test-sketchpad")
+                classify_drawing_btn = gr.Button("Classify the drawing")
+                result = gr.Label(label="Prediction", elem_id="transfer-prediction")
                 predict_status = gr.Markdown()
         drawings, head = gr.State({}), gr.State(None)
 
@@ -468,6 +605,18 @@ def build():
                    queue=False)
     add_btn.click(user_errors(add_drawing_in_tab), [drawings, sketch, slot], [drawings, drawn],
                   api_name="transfer_add_drawing")
+    clear_refused_uploads(photo, "photo", api_name="transfer_check_photo")
+    add_photo_btn.click(user_errors(add_photo_in_tab), [drawings, photo, slot], [drawings, drawn],
+                        api_name="transfer_add_photo", preprocess=False)
+    # each class's thumbnails follow its uploads and the drawings and photos added to it
+    for number, (files, gallery) in enumerate(zip(uploads, shown), start=1):
+        gr.on([files.change, drawings.change], functools.partial(class_examples, slot=number), [files, drawings],
+              gallery, api_name=f"transfer_class_{number}_examples", api_visibility="private", queue=False,
+              show_progress="hidden")
+    save_btn.click(user_errors(download_head_in_tab), head, [saved, fit_status], api_name="transfer_download_head")
+    loaded.upload(user_errors(load_head_in_tab), loaded, [head, fit_status], api_name="transfer_load_head")
+    classify_drawing_btn.click(user_errors(classify_drawing_in_tab), [head, test_sketch], [result, predict_status],
+                               api_name="transfer_predict_drawing")
     # The tab reads its uploads itself (preprocess=False): a refused picture is said once in a
     # status and leaves its box, instead of a red "Error" on every output (core.ui). The pictures'
     # events are .input (the user's upload or removal), so emptying a refused box runs nothing.

@@ -323,6 +323,32 @@ def test_a_feed_forward_run_finishes_within_3_s_while_another_user_optimises(pag
         other.context.close()
 
 
+def test_bring_your_own_classes_shows_thumbnails_and_a_downloaded_head_loads_back(page, tmp_path):
+    """Teachable Machine's loop: a class's uploads show as thumbnails, the head trains, downloads
+    as a file, and that file loaded back classifies again."""
+    import skimage
+
+    photos = Path(skimage.__file__).parent / "data"
+    open_tab(page, "transfer")
+    panel = page.locator("#tab-transfer")
+    panel.locator("#transfer-files-1 input[type='file']").set_input_files([str(photos / "chelsea.png"),
+                                                                          str(photos / "astronaut.png")])
+    panel.locator("#transfer-files-2 input[type='file']").set_input_files([str(photos / "coffee.png"),
+                                                                          str(photos / "rocket.jpg")])
+    expect(panel.locator("#transfer-class-1 img")).to_have_count(2, timeout=SLOW)
+    expect(panel.locator("#transfer-class-2 img")).to_have_count(2)
+    panel.get_by_role("button", name="Train head").click()
+    expect(panel.locator("#transfer-fit-status")).to_contain_text("Head trained on cats (2), dogs (2)", timeout=SLOW)
+    panel.get_by_role("button", name="Download the head").click()
+    with page.expect_download(timeout=SLOW) as download:
+        panel.locator("#transfer-saved-head a").first.click()
+    saved = tmp_path / "head.safetensors"
+    download.value.save_as(saved)
+    panel.locator("#transfer-load-head input[type='file']").set_input_files(str(saved))
+    expect(panel.locator("#transfer-fit-status")).to_contain_text("Head loaded: cats, dogs", timeout=SLOW)
+    no_error_toast(page)
+
+
 # ---- finding things: the navigation, deep links, what a newcomer sees ------------------------
 
 def new_page(page, query: str = "", width: int = 1400, height: int = 1000):

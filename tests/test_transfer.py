@@ -144,6 +144,56 @@ def test_bring_your_own_bad_input_is_a_clear_message(examples, message):
         transfer.fit_head(examples, "digits04_cnn")
 
 
+def test_a_downloaded_head_loads_back_and_answers_the_same(tmp_path):
+    if not checkpoints.find("transfer/digits04_cnn"):
+        pytest.skip("digits 0-4 backbone not committed")
+    boxes = [(40 + 8 * s, 40, 240 - 5 * s, 240 - 6 * s) for s in range(3)]
+    head = transfer.fit_head({"sevens": [draw_digit(7, box=b) for b in boxes],
+                              "eights": [draw_digit(8, box=b) for b in boxes]}, "digits04_cnn")
+    path = transfer.head_file(head)
+    assert Path(path).suffix == ".safetensors" and Path(path).stat().st_size < 100_000
+    again, status = transfer.load_head_in_tab({"path": path})
+    assert "Head loaded: sevens, eights" in status and again.backbone == "digits04_cnn"
+    seven = draw_digit(7, box=(70, 60, 200, 230))
+    assert transfer.predict(again, seven) == pytest.approx(transfer.predict(head, seven))
+    # what is refused, each with a message: not safetensors, another safetensors file, wrong shapes
+    from safetensors.torch import save_file
+
+    notes = tmp_path / "notes.safetensors"
+    notes.write_text("not a head")
+    other = tmp_path / "other.safetensors"
+    save_file({"weight": torch.zeros(2, 3)}, str(other))
+    wrong = tmp_path / "wrong.safetensors"
+    save_file({"weight": torch.zeros(2, 3), "bias": torch.zeros(2)}, str(wrong),
+              metadata={"format": transfer.HEAD_FORMAT, "backbone": "digits04_cnn", "classes": '["a", "b"]'})
+    for bad, message in ((notes, "not a head saved here"), (other, "not a head saved by this tab"),
+                         (wrong, "do not fit 2 classes"), (tmp_path / "missing.safetensors", "Choose a head file")):
+        head_kept, status = transfer.load_head_in_tab(str(bad))
+        assert head_kept is None and message in status, (bad, status)
+    with pytest.raises(BadInput, match="Train a head first"):
+        transfer.head_file(None)
+
+
+def test_drawings_and_photos_join_a_class_and_show_as_thumbnails(tmp_path):
+    photo = tmp_path / "photo.png"
+    picture = Image.new("RGB", (640, 480), (200, 30, 30))
+    ImageDraw.Draw(picture).ellipse((200, 120, 440, 360), fill=(250, 250, 250))  # something in it, not a blank wall
+    picture.save(photo)
+    drawings, counts = transfer.add_photo_in_tab({}, {"path": str(photo)}, "2")
+    assert counts == "Drawings and photos added: class 2: 1"
+    drawings, _ = transfer.add_drawing_in_tab(drawings, {"composite": np.asarray(draw_digit(7).convert("RGBA"))}, "2")
+    assert "**Not added:** No photo yet" in transfer.add_photo_in_tab(drawings, None, "1")[1]
+    shown = transfer.class_examples([str(photo)], drawings, 2)
+    assert shown[0] == str(photo) and len(shown) == 3
+    thumb = shown[1]
+    assert thumb.dtype == np.uint8 and thumb.ndim == 3 and thumb.shape[2] == 3
+    assert thumb[:20, :20, 0].mean() > 150 and thumb[:20, :20, 1].mean() < 80  # the red photo, as kept
+    assert transfer.class_examples(None, drawings, 1) == []
+    empty = {"composite": np.zeros((280, 280, 4), np.uint8)}
+    assert transfer.classify_drawing_in_tab(None, empty) == (None, "The canvas is empty: draw the item to classify first.")
+    assert "Train a head" in transfer.classify_drawing_in_tab(None, {"composite": np.asarray(draw_digit(3).convert("RGBA"))})[1]
+
+
 def test_predict_without_a_head():
     with pytest.raises(BadInput, match="Train a head"):
         transfer.predict(None, np.zeros((30, 30, 3), np.uint8))
