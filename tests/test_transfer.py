@@ -544,7 +544,7 @@ def state_bytes(drawings: dict) -> int:
 
 def test_a_drawing_is_kept_as_small_backbone_inputs():
     drawings, counts = transfer.add_drawing({}, {"composite": ink(2000)}, "1")  # 16 MB as a picture
-    assert counts == "Drawings added: class 1: 1"
+    assert counts == "Drawings and photos added: class 1: 1"
     (inputs,) = drawings["1"]
     assert set(inputs) == {BACKBONES[b].input for b in transfer.available_backbones()}
     assert {k: t.dtype for k, t in inputs.items()} == {"gray": torch.float16, "rgb": torch.float16,
@@ -571,7 +571,7 @@ def test_the_tab_says_beside_the_counts_why_a_drawing_was_not_added():
     drawings, _ = transfer.add_drawing({}, {"composite": ink(300)}, "1")
     empty = {"composite": np.zeros((300, 300, 4), np.uint8), "layers": [], "background": None}
     kept, text = transfer.add_drawing_in_tab(drawings, empty, "2")
-    assert kept == drawings and text == "Drawings added: class 1: 1. **Not added:** The canvas is empty: draw something first."
+    assert kept == drawings and text == "Drawings and photos added: class 1: 1. **Not added:** The canvas is empty: draw something first."
     kept, text = transfer.add_drawing_in_tab(None, {"composite": ink(300)}, "9")
     assert kept == {} and "Pick the class (1 to" in text
 
