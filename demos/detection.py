@@ -248,8 +248,10 @@ def thumbnail():
 
 def build():
     gr.Markdown("Upload a photo with people in it: the detector boxes every face it finds and says whether it "
-                "wears a mask (**with_mask**), wears it wrongly (**mask_weared_incorrect**) or wears none "
-                "(**without_mask**). Move the slider to see less confident boxes.")
+                "wears a mask (green, **mask**: the dataset's with_mask), wears it wrongly (orange, **worn wrong**: "
+                "mask_weared_incorrect) or wears none (red, **no mask**: without_mask), with its score. Move the "
+                "slider to see less confident boxes; where labels would cover each other the most confident keep "
+                "theirs, and the table lists every face.")
     for backbone, name in DETECTORS.items():
         if checkpoints.find(checkpoint_name(backbone)) is None:
             gr.Markdown(f"**The {name} detector is not trained yet.** Train it with `{train_command(backbone)}`; "
