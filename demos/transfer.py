@@ -588,8 +588,7 @@ def build():
                     save_btn = gr.Button("Download the head")
                     saved = gr.File(label="Your head (load it back below)", visible=False, interactive=False,
                                     elem_id="transfer-saved-head")
-                loaded = gr.File(label="Load a head you downloaded (.safetensors)", file_types=[".safetensors"],
-                                 type="filepath", elem_id="transfer-load-head")
+                loaded = gr.File(label="Load a head you downloaded", type="filepath", elem_id="transfer-load-head")
             with gr.Column():
                 test_image = gr.Image(type="filepath", image_mode=None, label="New image to classify", height=220)
                 test_sketch = drawing_canvas("Or draw the item to classify", elem_id="transfer-test-sketchpad")
