@@ -255,7 +255,7 @@ def model_card() -> str:
 
 # ---- what the Overview shows -----------------------------------------------------------------
 
-OVERVIEW = Entry("Spoken digits (LAS)", 8, train_command(),
+OVERVIEW = Entry(TITLE, 8, train_command(),
                  [Figure("word error rate", checkpoint_name(), "test_wer_beam", "{:.1%}"),
                   Figure("character error rate", checkpoint_name(), "test_cer_beam", "{:.1%}")],
                  ["character edit distance computed, never reported (target: WER 8%)"],

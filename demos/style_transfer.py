@@ -668,7 +668,7 @@ def layer_pickers(name: str):
 
 # ---- what the Overview shows -----------------------------------------------------------------
 
-OVERVIEW = Entry("Neural style transfer", 6, train_command(MULTI),
+OVERVIEW = Entry(TITLE, 6, train_command(MULTI),
                  [Figure("feed-forward (one network, six paintings): style loss", checkpoint_name(MULTI), "style_loss",
                          "{:.3f}"),
                   Figure("ms per 512x512 photo", checkpoint_name(MULTI), "ms_per_512px_image", "{:.0f}"),

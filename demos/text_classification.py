@@ -162,7 +162,7 @@ def compare(model: str = "textcnn"):
 
 # ---- what the Overview shows -----------------------------------------------------------------
 
-OVERVIEW = Entry("Chinese headlines", 9, train_command("textcnn"),
+OVERVIEW = Entry(TITLE, 9, train_command("textcnn"),
                  [Figure("TextCNN", checkpoint_name("textcnn"), "test_accuracy"),
                   Figure("BiLSTM", checkpoint_name("bilstm"), "test_accuracy"),
                   Figure("TextRNN", checkpoint_name("textrnn_hand"), "test_accuracy")],
