@@ -2,6 +2,7 @@
 where the last convolutional layer looked for the class it chose (Grad-CAM, Selvaraju et al.
 2017: the layer's maps weighted by the class score's mean gradient over each map)."""
 import math
+import threading
 from dataclasses import dataclass
 
 import numpy as np
@@ -68,8 +69,11 @@ def layer_outputs(model: nn.Module, x: torch.Tensor, layers: list[Layer]) -> tup
     shown_module), and the model's scores."""
     captured = {}
     handles = []
+    caller = threading.get_ident()
     for i, layer in enumerate(layers):
         def keep(mod, inp, out, i=i):
+            if threading.get_ident() != caller:  # another request's pass through the same cached model
+                return
             captured.setdefault(i, out.detach()[0].float().clone())  # a shared activation runs more than once
         handles.append(shown_module(model, layer).register_forward_hook(keep))
     try:
@@ -84,27 +88,29 @@ def layer_outputs(model: nn.Module, x: torch.Tensor, layers: list[Layer]) -> tup
 def grad_cam(model: nn.Module, x: torch.Tensor, layer: nn.Module | None, target: int) -> np.ndarray:
     """Where `layer` looked for class `target`: a (H, W) map in [0, 1] at x's size. Without a
     layer (a network with no convolution) the input's own gradient times the input."""
+    # Gradients by torch.autograd.grad, not backward(): nothing accumulates in the parameters of
+    # a model the app shares between requests.
     if layer is None:
         with torch.enable_grad():
             pixels = x.clone().requires_grad_(True)
-            model(pixels)[0, target].backward()
-        heat = torch.relu(pixels.grad * pixels).detach()[0].sum(0)
+            (grad,) = torch.autograd.grad(model(pixels)[0, target], pixels)
+        heat = torch.relu(grad * pixels).detach()[0].sum(0)
         return (heat / heat.max().clamp_min(1e-8)).numpy()
-    saved = {}
+    saved, caller = {}, threading.get_ident()
 
     def keep(mod, inp, out):
-        out.retain_grad()
-        saved["maps"] = out
+        if threading.get_ident() == caller:  # not another request's pass through the same cached model
+            saved["maps"] = out
 
     handle = layer.register_forward_hook(keep)
     try:
         with torch.enable_grad():  # the input asks for gradients: a model frozen elsewhere still gives them
             scores = model(x.clone().requires_grad_(True))
-            scores[0, target].backward()
+            maps = saved["maps"]
+            (grad,) = torch.autograd.grad(scores[0, target], maps)
     finally:
         handle.remove()
-    maps = saved["maps"]
-    weights = maps.grad[0].mean(dim=(1, 2), keepdim=True)
+    weights = grad[0].mean(dim=(1, 2), keepdim=True)
     heat = torch.relu((weights * maps[0]).sum(0)).detach()[None, None]
     heat = nn.functional.interpolate(heat, size=x.shape[-2:], mode="bilinear", align_corners=False)[0, 0]
     return (heat / heat.max().clamp_min(1e-8)).numpy()

@@ -273,6 +273,48 @@ def test_inside_the_network_shows_every_layer_and_where_it_looked():
     assert mnist.inside({"background": None, "layers": [], "composite": None}, "cnn") == []
 
 
+def test_the_inside_view_ignores_other_requests_passing_through_the_same_model():
+    """The app shares one model between requests: while Grad-CAM and the layer outputs hook its
+    layers, another thread's prediction passes through them (CI: a bare error in /classify_all).
+    Their hooks answer only their own pass, and no gradient piles up in the shared weights."""
+    import threading
+
+    from models import feature_maps
+
+    net = mnist.load_model("cnn")
+    layers = feature_maps.layers_of(net)
+    last = feature_maps.shown_module(net, layers[-1])
+    x = torch.randn(1, 1, 28, 28)
+    other = torch.randn(1, 1, 28, 28)
+    errors = []
+
+    def predict_elsewhere():
+        try:
+            with torch.inference_mode():
+                net(other)
+        except Exception as e:  # what the other request would have seen
+            errors.append(e)
+
+    def meanwhile(module, inputs):  # the first conv, on the caller's pass: another request runs now
+        if threading.current_thread() is threading.main_thread():
+            thread = threading.Thread(target=predict_elsewhere)
+            thread.start()
+            thread.join()
+
+    alone_outputs, _ = feature_maps.layer_outputs(net, x, layers)
+    alone_heat = feature_maps.grad_cam(net, x, last, 7)
+    handle = layers[0].module.register_forward_pre_hook(meanwhile)
+    try:
+        outputs, _ = feature_maps.layer_outputs(net, x, layers)
+        heat = feature_maps.grad_cam(net, x, last, 7)
+    finally:
+        handle.remove()
+    assert not errors, errors
+    assert all(torch.equal(a, b) for a, b in zip(outputs, alone_outputs))
+    assert np.allclose(heat, alone_heat)
+    assert all(p.grad is None for p in net.parameters())
+
+
 def test_clear_also_empties_and_cancels_the_inside_view():
     import gradio as gr
 
