@@ -3,7 +3,6 @@ strategies, "bring your own classes" (a head on frozen ImageNet features, fitted
 and what the pretrained network itself sees in a photo (its ImageNet top-5 and a heat map)."""
 import functools
 import json
-import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,7 +19,7 @@ from core.errors import BadInput
 from core.plots import curves_image
 from core.results import Entry, Figure
 from core.pictures import open_picture
-from core.ui import clear_refused_uploads, drawing_canvas, user_errors
+from core.ui import clear_refused_uploads, drawing_canvas, output_file, user_errors
 from models import efficientnet
 from models.transfer import (BACKBONES, EXPERIMENTS, STRATEGIES, available_backbones, backbone_inputs,
                              check_backbone, checkpoint_name, embed, imagenet_available, train_command)
@@ -321,7 +320,7 @@ def head_file(head: Head) -> str:
     metadata) that load_head reads back."""
     if head is None:
         raise BadInput("Train a head first: name your classes, add images, press Train head.")
-    path = Path(tempfile.mkdtemp(prefix="dlp_head_")) / f"head_{'_'.join(head.classes)[:60] or 'classes'}.safetensors"
+    path = output_file(".safetensors", prefix="head_")  # removed after an hour, as the other outputs
     save_file({"weight": head.weight.contiguous(), "bias": head.bias.contiguous()}, str(path),
               metadata={"format": HEAD_FORMAT, "backbone": head.backbone, "classes": json.dumps(head.classes)})
     return str(path)
