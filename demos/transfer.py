@@ -248,10 +248,18 @@ def stop_live(request: gr.Request = None) -> str:
 
 # ---- bring your own classes ---------------------------------------------------------------------
 
-def add_drawing(drawings, sketch, slot):
-    """Adds the canvas to a class; the session keeps only its small backbone inputs."""
+def drawn_image(sketch):
+    """A Sketchpad's picture, or None when nothing is drawn on it (transparent everywhere)."""
     image = sketch.get("composite") if isinstance(sketch, dict) else sketch
     if image is None or np.asarray(image).size == 0 or (np.asarray(image).ndim == 3 and np.asarray(image)[..., -1].max() == 0):
+        return None
+    return image
+
+
+def add_drawing(drawings, sketch, slot):
+    """Adds the canvas to a class; the session keeps only its small backbone inputs."""
+    image = drawn_image(sketch)
+    if image is None:
         raise BadInput("The canvas is empty: draw something first.")
     return add_example(drawings, image, slot, "drawing")
 
@@ -264,16 +272,13 @@ def add_photo(drawings, photo, slot):
 
 
 def add_photo_in_tab(drawings, photo, slot):
-    try:
-        return add_photo(drawings, photo, slot)
-    except BadInput as e:
-        return drawings or {}, f"{counts_text(drawings or {})}. **Not added:** {e}"
+    return added_in_tab(add_photo, drawings, photo, slot)
 
 
 def add_example(drawings, image, slot, what: str):
     drawings = dict(drawings or {})
     if str(slot) not in {str(k) for k in range(1, MAX_CLASSES + 1)}:
-        raise BadInput(f"Pick the class (1 to {MAX_CLASSES}) the drawing is an example of.")
+        raise BadInput(f"Pick the class (1 to {MAX_CLASSES}) the {what} is an example of.")
     if len(drawings.get(str(slot), [])) >= MAX_IMAGES_PER_CLASS:
         raise BadInput(f"Class {slot} already has {MAX_IMAGES_PER_CLASS} drawings, the most a class can have: "
                        "train the head with them (a few are enough).")
@@ -283,10 +288,14 @@ def add_example(drawings, image, slot, what: str):
 
 
 def add_drawing_in_tab(drawings, sketch, slot):
-    """add_drawing for the tab: a drawing it cannot add (an empty canvas, a full class) is said
-    beside the counts, once, instead of as an error toast."""
+    return added_in_tab(add_drawing, drawings, sketch, slot)
+
+
+def added_in_tab(add, drawings, value, slot):
+    """add_drawing or add_photo for the tab: what it cannot add (an empty canvas, no photo, a
+    full class) is said beside the counts, once, instead of as an error toast."""
     try:
-        return add_drawing(drawings, sketch, slot)
+        return add(drawings, value, slot)
     except BadInput as e:
         return drawings or {}, f"{counts_text(drawings or {})}. **Not added:** {e}"
 
@@ -386,8 +395,8 @@ def load_head_in_tab(file):
 
 def classify_drawing_in_tab(head, sketch):
     """The drawn item to classify: as classify_in_tab, an empty canvas said in the status."""
-    image = sketch.get("composite") if isinstance(sketch, dict) else sketch
-    if image is None or (np.asarray(image).ndim == 3 and np.asarray(image)[..., -1].max() == 0):
+    image = drawn_image(sketch)
+    if image is None:
         return None, "The canvas is empty: draw the item to classify first."
     return classify_in_tab(head, image)
 
