@@ -599,6 +599,7 @@ def stylise(net, x: torch.Tensor, k: int = 0) -> torch.Tensor:
 ARBITRARY = "arbitrary"  # the style name of the AdaIN network, which takes any painting
 ADAIN_LAYERS = ("block2", "block4", "block7")  # EfficientNet-Lite0's stage ends at 1/4, 1/8 and 1/16
 ADAIN_CHANNELS = {"block2": 24, "block4": 40, "block7": 80}
+ADAIN_BORDER = 16  # mirrored pixels added round a photo and cut off after decoding
 ADAIN_STYLE_SIZE = 256  # the painting's longer side when its statistics are taken (as in training's measures)
 # Two paintings are never trained on: they show what the network does with a painting it has not seen.
 HELD_OUT_PAINTINGS = ("hokusai_great_wave", "kandinsky_composition_vii")
@@ -669,11 +670,13 @@ class AdaINNet(nn.Module, PyTorchModelHubMixin):
 
     def forward(self, photo: torch.Tensor, painting: torch.Tensor | dict, strength: float = 1.0) -> torch.Tensor:
         h, w = photo.shape[2:]
-        pad_h, pad_w = -h % 16, -w % 16  # the encoder halves the picture four times
-        if pad_h or pad_w:
-            photo = F.pad(photo, (0, pad_w, 0, pad_h), mode="reflect")
+        # A mirrored border all round, cut off again: the encoder's zero padding otherwise paints
+        # a bright line down the picture's edges. Then up to a multiple of 16, as the encoder
+        # halves the picture four times.
+        b = ADAIN_BORDER if min(h, w) >= 2 * ADAIN_BORDER else 0  # reflect needs a pad under the size
+        photo = F.pad(photo, (b, b + (-w % 16), b, b + (-h % 16)), mode="reflect")
         statistics = painting if isinstance(painting, dict) else self.style_statistics(painting)
-        return self.decode(self.targets(photo, statistics, strength))[:, :, :h, :w]
+        return self.decode(self.targets(photo, statistics, strength))[:, :, b:b + h, b:b + w]
 
 
 def _fit(x: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
