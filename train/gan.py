@@ -5,6 +5,7 @@ DCGAN on 64x64 LFW faces.
     python -m train.gan --model all            # all four
     python -m train.gan --model dcgan --eval   # re-measure the committed checkpoint
     python -m train.gan --model dcgan --epochs 1 --limit 512 --eval-samples 500 --checkpoint-dir /tmp/ck
+    python -m train.gan --model sgan           # the semi-supervised GAN (train/sgan.py; not in "all")
 
 Quality of digit models is measured on 10,000 samples with the project's own LeNet-style
 MNIST classifier (checkpoints/mnist/lenet): a Frechet distance between its 500-d
@@ -31,6 +32,7 @@ from core.training import (add_run_arguments, load_state, parse_run_arguments, p
 from models import cifar10, mnist
 from models.gan import MODELS, checkpoint_name, generate, init_dcgan_weights, is_conditional, load_generator, noise
 from models.mnist import MEAN, STD, LeNet
+from train import sgan
 
 DEFAULTS = {
     "bootcamp": dict(epochs=25, lr=2e-4, batch_size=128, ema_decay=0.999, decay_from=0),
@@ -343,7 +345,8 @@ def evaluate(gen, kind, conditional, args, device) -> dict:
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--model", default="all", choices=["all", *MODELS], help="which GAN (default: all)")
+    parser.add_argument("--model", default="all", choices=["all", *MODELS, "sgan"],
+                        help="which GAN (default: all four image GANs; sgan is the semi-supervised classifier)")
     parser.add_argument("--epochs", type=int, help="epochs (default: per model, see DEFAULTS)")
     parser.add_argument("--lr", type=float, help="Adam learning rate (betas 0.5, 0.999 as in DCGAN)")
     parser.add_argument("--batch-size", type=int, help="batch size")
@@ -355,9 +358,15 @@ def main(argv=None):
     parser.add_argument("--update-metrics", action="store_true",
                         help="with --eval: also write the re-measured numbers into the checkpoint's metrics.json")
     parser.add_argument("--eval-samples", type=int, default=10000, help="samples for the quality metrics")
+    sgan.add_arguments(parser)
     add_run_arguments(parser)
     args = parse_run_arguments(parser, argv)
 
+    if args.model == "sgan":  # its own script: a classifier, judged by accuracy
+        result = sgan.run(argparse.Namespace(**{k: (sgan.DEFAULTS[k] if v is None and k in sgan.DEFAULTS else v)
+                                                for k, v in vars(args).items()}))
+        print(json.dumps(result))
+        return result
     results = {}
     for model in MODELS if args.model == "all" else [args.model]:
         results[model] = run(with_defaults(args, "model", model, DEFAULTS))
