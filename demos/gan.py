@@ -1,5 +1,6 @@
 """GANs: sample a grid, walk between two latents, push samples along latent directions,
-and watch a generator learn (the same noise decoded after every training epoch)."""
+and watch a generator learn (the same noise decoded after every training epoch); and the
+semi-supervised GAN, a digit classifier that learned from 100 labels."""
 import functools
 
 import gradio as gr
@@ -11,9 +12,11 @@ from safetensors.numpy import load_file
 from core import checkpoints
 from core.errors import BadInput
 from core.results import Entry, Figure
-from core.ui import output_file, user_errors
-from models import gan
+from core.plots import plt
+from core.ui import drawing_canvas, output_file, user_errors
+from models import gan, sgan
 from models.gan import MODELS, checkpoint_name, generate, noise, to_uint8, train_command
+from models.mnist import preprocess_drawing
 
 TITLE = "GANs"
 LABELS = {"bootcamp": "Bootcamp MLP GAN (Maxout D)", "dcgan": "DCGAN (digits, self-conditioned on pixel clusters)",
@@ -200,6 +203,79 @@ def animation(images: np.ndarray, scale: int = 4, ms_per_frame: int = 120, bounc
     return path
 
 
+# ---- the semi-supervised GAN: a classifier from 100 labels ---------------------------------
+
+@functools.cache
+def load_sgan():
+    return sgan.load()
+
+
+@functools.cache
+def load_sgan_baseline():
+    return sgan.load_baseline()
+
+
+def sgan_classify(image) -> tuple[dict[str, float], dict[str, float]]:
+    """A drawing (a Sketchpad value or a uint8 image, as the MNIST tab takes) classified by the
+    semi-supervised GAN and by the same classifier trained on its 100 labels alone:
+    ({"0".."9": probability}, {...}). Raises BadInput for an empty canvas."""
+    digit = torch.from_numpy(preprocess_drawing(image)).mul(255).round().byte()[None]  # as MNIST stores digits
+    return tuple({str(d): float(p) for d, p in enumerate(sgan.predict(model, digit)[0])}
+                 for model in (load_sgan(), load_sgan_baseline()))
+
+
+def sgan_samples(seed) -> Image.Image:
+    """64 digits from the semi-supervised GAN's generator (it is trained to help the
+    classifier, not to draw well: feature matching)."""
+    return grid(sgan.sample(load_sgan(), 64, _check_seed(seed)).numpy())
+
+
+def sgan_curve():
+    """Test accuracy against the number of labelled digits, with and without the GAN."""
+    m = checkpoints.load_metrics(sgan.NAME)
+    if "sweep" not in m:
+        raise checkpoints.MissingCheckpoint(f"{sgan.NAME} (its curve)", sgan.TRAIN_COMMAND + " --sweep")
+    fig, ax = plt.subplots(figsize=(6, 3.6))
+    for method, label in (("sgan", "semi-supervised GAN (+ 59,000 unlabelled)"), ("supervised", "labels alone")):
+        rows = sorted((r["labels"], r["test_accuracy"]) for r in m["sweep"]
+                      if r["method"] == method and r["labels"] in sgan.LABEL_COUNTS)
+        ax.plot([r[0] for r in rows], [100 * r[1] for r in rows], "o-", label=label, linewidth=2.5)
+    every = [r for r in m["sweep"] if r["labels"] not in sgan.LABEL_COUNTS]
+    if every:
+        ax.axhline(100 * every[0]["test_accuracy"], color="0.5", linestyle="--",
+                   label=f"all {every[0]['labels']:,} labels")
+    ax.set_xscale("log")
+    ax.set_xticks(sgan.LABEL_COUNTS, [str(n) for n in sgan.LABEL_COUNTS])
+    ax.set_xlabel("labelled digits (10 a class)")
+    ax.set_ylabel("test accuracy (%)")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=10)
+    fig.tight_layout()
+    return fig
+
+
+def sgan_card() -> str:
+    m = checkpoints.load_metrics(sgan.NAME)
+    if not m:
+        return f"No checkpoint yet: run `{sgan.TRAIN_COMMAND} --sweep`."
+    return (f"Trained on **{m['labels']} labelled digits** (10 of each) and {m['unlabelled']:,} unlabelled ones: "
+            f"**{m['test_accuracy']:.1%}** on the 10,000 test digits. The same classifier on the {m['labels']} labels "
+            f"alone: {m['supervised_only']['test_accuracy']:.1%}. The discriminator is the classifier: it learns "
+            f"ten classes of real digits plus \"made up by the generator\", so every unlabelled digit and every "
+            f"fake teaches it what digits look like (Salimans et al. 2016). Epoch kept on "
+            f"{m['val_images']:,} held-out training digits ({m['epoch_kept']} of {m['hyperparameters']['epochs']}); "
+            f"{m['train_wall_time_s'] / 60:.0f} min of training here.")
+
+
+def show_sgan(image):
+    """The tab's action for a drawing: both classifiers' answers, or the reason there are none."""
+    try:
+        semi, alone = sgan_classify(image)
+    except BadInput as e:
+        return None, None, str(e)
+    return semi, alone, ""
+
+
 # ---- the tab ----------------------------------------------------------------------------
 
 def model_card(model: str) -> str:
@@ -319,6 +395,33 @@ def build():
         anim_btn = gr.Button("Play as animation")
         anim = gr.Image(label="Timelapse", type="filepath", height=400)
 
+    with gr.Accordion("Semi-supervised GAN: a digit classifier from 100 labels", open=True):
+        gr.Markdown("Its discriminator is a classifier that learned from 100 labelled digits, 59,000 unlabelled "
+                    "ones and its generator's fakes. Draw a digit: it answers beside the same network trained on "
+                    "the 100 labels alone.")
+        sgan_card_text = sgan_card()
+        with gr.Row():
+            with gr.Column(scale=2):
+                sgan_sketch = drawing_canvas("Your digit", elem_id="gan-sgan-sketchpad")
+                sgan_status = gr.Markdown(elem_id="gan-sgan-status")
+            with gr.Column(scale=2):
+                sgan_semi = gr.Label(num_top_classes=3, label="Semi-supervised GAN (100 labels + unlabelled)",
+                                     elem_id="gan-sgan-semi")
+                sgan_alone = gr.Label(num_top_classes=3, label="The 100 labels alone", elem_id="gan-sgan-alone")
+        with gr.Row():
+            try:
+                curve = sgan_curve()
+            except checkpoints.MissingCheckpoint as e:
+                curve, sgan_card_text = None, f"**{e}**"
+            gr.Plot(curve, label="Test accuracy against labelled digits")
+            with gr.Column():
+                gr.Markdown(sgan_card_text)
+                with gr.Row():
+                    sgan_seed = gr.Number(0, label="Seed", precision=0, minimum=0, maximum=MAX_SEED)
+                    sgan_go = gr.Button("Sample its generator")
+                sgan_grid = gr.Image(label="Its generator's digits (trained to teach the classifier, not to draw)",
+                                     type="pil", height=320, interactive=False)
+
     sample_inputs = [model, seed, digit]
     gr.on([go.click, model.change, digit.change, seed.submit], user_errors(show_samples), inputs=sample_inputs,
           outputs=[samples, card], api_name="gan_sample")
@@ -348,3 +451,7 @@ def build():
     epoch.input(user_errors(show_timelapse), inputs=[model, epoch], outputs=[frame, frame_note],
                 api_name="gan_timelapse", trigger_mode="always_last", show_progress="hidden")
     anim_btn.click(user_errors(timelapse_animation), inputs=model, outputs=anim, api_name="gan_timelapse_animation")
+    gr.on([sgan_sketch.change], user_errors(show_sgan), inputs=sgan_sketch, outputs=[sgan_semi, sgan_alone, sgan_status],
+          api_name="gan_sgan_classify", trigger_mode="always_last", show_progress="hidden")
+    gr.on([sgan_go.click, sgan_seed.submit], user_errors(sgan_samples), inputs=sgan_seed, outputs=sgan_grid,
+          api_name="gan_sgan_sample")
