@@ -232,9 +232,9 @@ def sgan_samples(seed) -> Image.Image:
 
 def sgan_curve():
     """Test accuracy against the number of labelled digits, with and without the GAN."""
-    m = checkpoints.load_metrics(sgan.NAME)
+    m = checkpoints.load_metrics(sgan.checkpoint_name())
     if "sweep" not in m:
-        raise checkpoints.MissingCheckpoint(f"{sgan.NAME} (its curve)", sgan.TRAIN_COMMAND + " --sweep")
+        raise checkpoints.MissingCheckpoint(f"{sgan.checkpoint_name()} (its curve)", sgan.train_command() + " --sweep")
     fig, ax = plt.subplots(figsize=(6, 3.6))
     for method, label in (("sgan", "semi-supervised GAN (+ 59,000 unlabelled)"), ("supervised", "labels alone")):
         rows = sorted((r["labels"], r["test_accuracy"]) for r in m["sweep"]
@@ -255,9 +255,9 @@ def sgan_curve():
 
 
 def sgan_card() -> str:
-    m = checkpoints.load_metrics(sgan.NAME)
+    m = checkpoints.load_metrics(sgan.checkpoint_name())
     if not m:
-        return f"No checkpoint yet: run `{sgan.TRAIN_COMMAND} --sweep`."
+        return f"No checkpoint yet: run `{sgan.train_command()} --sweep`."
     return (f"Trained on **{m['labels']} labelled digits** (10 of each) and {m['unlabelled']:,} unlabelled ones: "
             f"**{m['test_accuracy']:.1%}** on the 10,000 test digits. The same classifier on the {m['labels']} labels "
             f"alone: {m['supervised_only']['test_accuracy']:.1%}. The discriminator is the classifier: it learns "

@@ -28,11 +28,17 @@ from torch.nn.utils.parametrizations import weight_norm
 
 from core import checkpoints
 
-NAME = "gan/sgan"
-TRAIN_COMMAND = "python -m train.gan --model sgan"
 LABEL_COUNTS = (20, 50, 100, 1000)  # labelled digits in the curve of accuracy against labels
 LATENT_DIM = 100
 SWEEP = "sweep"  # the checkpoint's sub-folder with the curve's other classifiers (--sweep)
+
+
+def checkpoint_name() -> str:
+    return "gan/sgan"
+
+
+def train_command() -> str:
+    return "python -m train.gan --model sgan"
 
 
 class GaussianNoise(nn.Module):
@@ -126,7 +132,7 @@ def sample(model: SemiSupervisedGAN, n: int, seed: int) -> torch.Tensor:
 
 
 def load(device="cpu", root=None) -> SemiSupervisedGAN:
-    return checkpoints.load(SemiSupervisedGAN, NAME, TRAIN_COMMAND, device, root=root)
+    return checkpoints.load(SemiSupervisedGAN, checkpoint_name(), train_command(), device, root=root)
 
 
 def save_classifier(model: SemiSupervisedGAN, path: Path) -> None:
@@ -144,7 +150,7 @@ def load_classifier(path: Path) -> SemiSupervisedGAN:
 
 def load_baseline(labels: int = 100, root=None) -> SemiSupervisedGAN:
     """The same classifier trained on the labelled digits alone (from the committed sweep)."""
-    path = checkpoints.find(NAME, root)
+    path = checkpoints.find(checkpoint_name(), root)
     if path is None or not (path / SWEEP / f"supervised_{labels}.safetensors").exists():
-        raise checkpoints.MissingCheckpoint(f"{NAME}/{SWEEP}", TRAIN_COMMAND + " --sweep")
+        raise checkpoints.MissingCheckpoint(f"{checkpoint_name()}/{SWEEP}", train_command() + " --sweep")
     return load_classifier(path / SWEEP / f"supervised_{labels}.safetensors")

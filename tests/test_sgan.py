@@ -94,7 +94,7 @@ def test_sgan_train_resume_and_eval_cycle(tmp_path):
 
 
 def committed_or_skip():
-    if checkpoints.find(sgan.NAME) is None:
+    if checkpoints.find(sgan.checkpoint_name()) is None:
         pytest.skip("no committed semi-supervised GAN: python -m train.gan --model sgan --sweep")
 
 
@@ -103,7 +103,7 @@ def test_committed_sgan_is_re_measured_and_beats_its_labels_alone():
     """--eval on the 10,000 test digits gives what metrics.json says, for the model and every
     point of its curve; with the GAN, 100 labels do far better than the 100 labels alone."""
     committed_or_skip()
-    m = checkpoints.load_metrics(sgan.NAME)
+    m = checkpoints.load_metrics(sgan.checkpoint_name())
     measured = run_cli("train.gan", "--model", "sgan", "--eval")
     assert measured["test_images"] == 10000
     assert measured["test_accuracy"] == pytest.approx(m["test_accuracy"], abs=1e-4)

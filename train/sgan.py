@@ -26,7 +26,7 @@ from tqdm import tqdm
 
 from core import checkpoints, data
 from core.training import load_state, pick_device, save_state, seed_epoch, seed_everything
-from models.sgan import (LABEL_COUNTS, NAME, SWEEP, TRAIN_COMMAND, SemiSupervisedGAN, discriminator_loss,
+from models.sgan import (LABEL_COUNTS, SWEEP, SemiSupervisedGAN, checkpoint_name, train_command, discriminator_loss,
                          feature_matching_loss, load_classifier, predict, save_classifier, to_input)
 
 DEFAULTS = dict(epochs=30, lr=0.003, batch_size=100, labels=100)
@@ -159,10 +159,10 @@ def test_split(args):
 
 def evaluate(args) -> dict:
     """Test accuracy of the committed model and of every classifier of its sweep."""
-    path = checkpoints.find(NAME, args.checkpoint_dir)
+    path = checkpoints.find(checkpoint_name(), args.checkpoint_dir)
     if path is None:
-        raise checkpoints.MissingCheckpoint(NAME, TRAIN_COMMAND)
-    model = checkpoints.load(SemiSupervisedGAN, NAME, TRAIN_COMMAND, root=args.checkpoint_dir)
+        raise checkpoints.MissingCheckpoint(checkpoint_name(), train_command())
+    model = checkpoints.load(SemiSupervisedGAN, checkpoint_name(), train_command(), root=args.checkpoint_dir)
     images, labels = test_split(args)
     result = {"test_accuracy": round(accuracy(model, images, labels), 4), "test_images": len(images)}
     sweep = {p.stem: round(accuracy(load_classifier(p), images, labels), 4) for p in sorted((path / SWEEP).glob("*.safetensors"))}
@@ -175,11 +175,11 @@ def run(args) -> dict:
         return evaluate(args)
     root = Path(args.checkpoint_dir or checkpoints.CHECKPOINTS)
     test_x, test_y = test_split(args)
-    model, record = train_one(args, True, device, resume_dir=root / NAME / "resume")
+    model, record = train_one(args, True, device, resume_dir=root / checkpoint_name() / "resume")
     record["test_accuracy"] = round(accuracy(model, test_x, test_y), 4)
     baseline, base_record = train_one(args, False, device)
     if args.sweep:  # the 100-label baseline is one of the curve's classifiers
-        path = root / NAME / SWEEP / f"supervised_{args.labels}.safetensors"
+        path = root / checkpoint_name() / SWEEP / f"supervised_{args.labels}.safetensors"
         save_classifier(baseline, path)
         baseline = load_classifier(path)
     metrics = {"model": "sgan", "labels": record["labels"], "test_accuracy": record["test_accuracy"],
@@ -194,8 +194,8 @@ def run(args) -> dict:
                "hyperparameters": {k: getattr(args, k) for k in ("epochs", "lr", "batch_size", "labels")},
                "history": record["history"], "supervised_only_history": base_record["history"]}
     if args.sweep:
-        metrics["sweep"] = sweep(args, device, root / NAME / SWEEP, (test_x, test_y), record, metrics)
-    checkpoints.save(model.cpu(), NAME, metrics, root=args.checkpoint_dir)
+        metrics["sweep"] = sweep(args, device, root / checkpoint_name() / SWEEP, (test_x, test_y), record, metrics)
+    checkpoints.save(model.cpu(), checkpoint_name(), metrics, root=args.checkpoint_dir)
     return {k: v for k, v in metrics.items() if not k.endswith("history")}
 
 
