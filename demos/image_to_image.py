@@ -1,0 +1,180 @@
+"""Image to image (pix2pix): draw a face and get a photo, or give colour to a grey picture."""
+import functools
+from pathlib import Path
+
+import gradio as gr
+import numpy as np
+import skimage
+import torch
+import torch.nn.functional as F
+from PIL import Image
+
+from core import checkpoints
+from core.errors import BadInput
+from core.pictures import read_picture
+from core.results import Entry, Figure
+from core.ui import drawing_canvas, user_errors
+from models import image_to_image as i2i
+from models.image_to_image import SIZE, TASKS, checkpoint_name, train_command
+
+TITLE = "Image to image"
+EXAMPLES = Path(__file__).parent / "examples" / "faces"
+TEMPLATE = EXAMPLES / "template.png"
+SKIMAGE_DATA = Path(skimage.__file__).parent / "data"
+SHOWN = 256  # the 64-px face is shown this large
+MAX_SIDE = 1024  # a photo to colour is shrunk to this first
+WORKING_SIDE = 64  # the shorter side the network colours at (its training faces' size)
+MAX_WORKING_SIDE = 256
+
+
+def tasks() -> list[str]:
+    return list(TASKS)
+
+
+@functools.cache
+def load(task: str):
+    return i2i.load(task)
+
+
+def _check_task(task) -> str:
+    if task not in TASKS:
+        raise BadInput(f"Unknown task {task!r}; choose one of {tasks()}.")
+    return task
+
+
+def sketch_to_face(image) -> Image.Image:
+    """A drawing (a Sketchpad value, or any picture of dark lines on light paper) -> the face,
+    SHOWN x SHOWN. Raises BadInput for an empty canvas."""
+    picture = read_picture(image, "drawing", max_side=MAX_SIDE)
+    try:
+        ink = i2i.read_drawing(picture)
+    except ValueError:
+        raise BadInput("The canvas is empty: pick the brush (left of the canvas) and draw a face over the "
+                       "grey guide.") from None
+    face = i2i.translate(load("sketch_to_face"), ink * 2 - 1)
+    return Image.fromarray(i2i.to_uint8(face)[0].permute(1, 2, 0).numpy()).resize((SHOWN, SHOWN),
+                                                                                   Image.Resampling.LANCZOS)
+
+
+def colourise(image) -> tuple[Image.Image, Image.Image]:
+    """Any picture -> (its colours as the network sees them, the grey it was given), both at
+    the picture's size (at most MAX_SIDE). The network colours a small copy (shorter side
+    WORKING_SIDE, the size of its training faces); its colours are laid over the picture's
+    own full-size brightness."""
+    picture = read_picture(image, "picture", min_side=16, max_side=MAX_SIDE)
+    pixels = torch.from_numpy(np.asarray(picture).copy()).permute(2, 0, 1)[None].float() / 255  # (1, 3, H, W)
+    brightness = i2i.grey(pixels * 2 - 1).add(1).div(2)  # (1, 1, H, W) in [0, 1]
+    h, w = brightness.shape[-2:]
+    scale = min(WORKING_SIDE / min(h, w), MAX_WORKING_SIDE / max(h, w))
+    small = F.interpolate(brightness, size=(max(1, round(h * scale)), max(1, round(w * scale))), mode="area")
+    sh, sw = small.shape[-2:]
+    pad_h, pad_w = -sh % SIZE, -sw % SIZE  # the U-Net halves the picture six times
+    padded = F.pad(small, (0, pad_w, 0, pad_h), mode="replicate")
+    colour = i2i.translate(load("grey_to_colour"), padded * 2 - 1)[:, :, :sh, :sw].add(1).div(2)
+    coloured = i2i.with_brightness(colour, brightness)
+    to_picture = lambda t: Image.fromarray(t[0].mul(255).round().byte().permute(1, 2, 0).numpy())  # noqa: E731
+    return to_picture(coloured), to_picture(brightness.expand(-1, 3, -1, -1))
+
+
+def translate(image, task: str) -> Image.Image:
+    """The tab's two translations from Python: task "sketch_to_face" (a drawing -> a face) or
+    "grey_to_colour" (any picture -> coloured); image: any upload or Sketchpad value."""
+    if _check_task(task) == "sketch_to_face":
+        return sketch_to_face(image)
+    return colourise(image)[0]
+
+
+def show_face(image):
+    """The tab's action for a drawing: the face, and the reason there is none."""
+    try:
+        return sketch_to_face(image), ""
+    except BadInput as e:
+        return None, str(e)
+
+
+def show_colours(image):
+    try:
+        coloured, grey = colourise(image)
+    except BadInput as e:
+        return None, None, str(e)
+    return coloured, grey, ""
+
+
+# ---- what the Overview shows ----------------------------------------------------------------
+
+OVERVIEW = Entry(TITLE, 32, train_command("sketch_to_face"),
+                 [Figure("sketch -> face: same person as the photo (face verification)",
+                         checkpoint_name("sketch_to_face"), "test.same_person_rate", "{:.1%}"),
+                  Figure("grey -> colour: PSNR (dB)", checkpoint_name("grey_to_colour"), "test.psnr_db", "{:.1f}")],
+                 ["none: the issue set no target for these numbers"],
+                 "LFW people held out of training")
+
+
+def model_card(task: str) -> str:
+    m = checkpoints.load_metrics(checkpoint_name(task))
+    if not m:
+        return f"No checkpoint yet: run `{train_command(task)}`."
+    t = m["test"]
+    text = (f"**{TASKS[task].label}**: a U-Net of {m['generator_parameters']:,} parameters, trained "
+            f"{m['hyperparameters']['epochs']} epochs on {m['train_photos']:,} LFW faces in "
+            f"{m['train_wall_time_s'] / 60:.0f} min ({m['device']}), epoch {m['epoch_kept']} kept ({m['chosen_on']}). "
+            f"On {t['photos']:,} photos of {m['test_people']} people it never saw: L1 {t['l1']:.3f}, "
+            f"PSNR {t['psnr_db']:.1f} dB, Frechet distance in the face-verification network's embedding "
+            f"{t['frechet_distance_facenet']:.2f} (real photos, half against half: "
+            f"{t['frechet_distance_facenet_real_half_vs_half']:.2f}).")
+    if "same_person_rate" in t:
+        text += (f" The face-verification network says the face drawn from a photo's sketch is that photo's "
+                 f"person **{t['same_person_rate']:.1%}** of the time.")
+    return text
+
+
+def thumbnail():
+    """The Overview's picture: the example sketches and the faces drawn from them."""
+    sketches = sorted(p for p in EXAMPLES.glob("face_*.png"))[:3]
+    tiles = []
+    for path in sketches:
+        drawing = Image.alpha_composite(Image.new("RGBA", (280, 280), "white"), Image.open(path).convert("RGBA"))
+        tiles += [drawing.convert("RGB").resize((128, 128)), sketch_to_face(path).resize((128, 128))]
+    sheet = Image.new("RGB", (128 * len(tiles), 128), "white")
+    for k, tile in enumerate(tiles):
+        sheet.paste(tile, (128 * k, 0))
+    return sheet
+
+
+def build():
+    gr.Markdown("pix2pix (Isola et al. 2017): a network that learned to turn one kind of picture into another "
+                "from pairs of them. Draw a face and it paints the photo as you draw; or give it a grey picture "
+                "and it adds the colours. Both learned from 64x64 faces of LFW, people the measurements below "
+                "never saw.")
+    with gr.Accordion("Sketch -> face", open=True):
+        with gr.Row():
+            with gr.Column(scale=2):
+                sketch = drawing_canvas("Draw a face over the grey guide (brush: left of the canvas)",
+                                        elem_id="i2i-sketchpad", background=TEMPLATE)
+                sketch_status = gr.Markdown(elem_id="i2i-sketch-status")
+            with gr.Column(scale=2):
+                face = gr.Image(label="The face it paints", type="pil", height=SHOWN + 40, interactive=False,
+                                elem_id="i2i-face")
+        gr.Examples([[str(p)] for p in sorted(EXAMPLES.glob("face_*.png"))], inputs=[sketch],
+                    outputs=[face, sketch_status], fn=show_face, run_on_click=True, label="Sketches drawn by the project",
+                    api_name="image_to_image_sketch_example", elem_id="i2i-examples")
+    with gr.Accordion("Grey -> colour", open=True):
+        with gr.Row():
+            photo = gr.Image(type="filepath", image_mode=None, label="A picture (a colour one is made grey first)",
+                             sources=["upload", "webcam", "clipboard"], height=320, elem_id="i2i-photo")
+            grey = gr.Image(label="What the network is given", type="pil", height=320, interactive=False)
+            coloured = gr.Image(label="Its colours", type="pil", height=320, interactive=False, elem_id="i2i-coloured")
+        colour_status = gr.Markdown(elem_id="i2i-colour-status")
+        gr.Examples([[str(p)] for p in colour_examples()], inputs=[photo], label="Pictures from scikit-image")
+    with gr.Accordion("About these models", open=False):
+        for task in TASKS:
+            gr.Markdown(model_card(task))
+
+    gr.on([sketch.change], user_errors(show_face), inputs=sketch, outputs=[face, sketch_status],
+          api_name="image_to_image_sketch", trigger_mode="always_last", show_progress="hidden")
+    photo.change(user_errors(show_colours), inputs=photo, outputs=[coloured, grey, colour_status],
+                 api_name="image_to_image_colour")
+
+
+def colour_examples() -> list[Path]:
+    return [SKIMAGE_DATA / name for name in ("astronaut.png", "coffee.png", "chelsea.png")]
