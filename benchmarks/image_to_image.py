@@ -1,0 +1,102 @@
+"""The Image-to-image tab's speed and its sample sheets.
+
+    python -m benchmarks.image_to_image            # latency, and docs/image_to_image_*.jpg
+    python -m benchmarks.image_to_image --no-sheets
+
+Latency: a drawing from the Sketchpad (280x280 RGBA) to the 256-px face the tab shows, the way
+the tab computes it (read the drawing, the network, the upscale), median of 50 after a warm-up
+(asked: under 100 ms, so the face follows the drawing live); the network alone; and colouring
+a 512-px picture. Sheets: for 16 test people's photos (people no network here trained on), the
+sketch made from the photo, the face drawn from it and the photo; the project's example
+drawings and their faces; for colour, the grey photo, the colours and the photo.
+"""
+import argparse
+import json
+import statistics
+import time
+
+import numpy as np
+import torch
+from PIL import Image
+
+from core import checkpoints, data
+from core.data import REPO
+from demos import image_to_image as demo
+from models import image_to_image as i2i
+
+
+def timed(fn, repeats: int = 50) -> float:
+    fn()
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times) * 1000
+
+
+def tile(t: torch.Tensor) -> Image.Image:
+    """(C, H, W) in [-1, 1] -> a 128-px tile."""
+    pixels = i2i.to_uint8(t.expand(3, -1, -1)).permute(1, 2, 0).numpy()
+    return Image.fromarray(pixels).resize((128, 128), Image.Resampling.LANCZOS)
+
+
+def sheet(rows: list[list[Image.Image]]) -> Image.Image:
+    """Rows of tiles side by side; the rows one under another, transposed so each row of the
+    result is one kind (sketch, output, photo)."""
+    columns = list(zip(*rows))
+    out = Image.new("RGB", (128 * len(rows), 128 * len(columns)), "white")
+    for r, kind in enumerate(columns):
+        for c, picture in enumerate(kind):
+            out.paste(picture, (128 * c, 128 * r))
+    return out
+
+
+def test_people_sheet(task: str, n: int = 16) -> Image.Image:
+    from train.image_to_image import sources, split
+
+    rows = split(argparse.Namespace(data_dir=None, limit=0))["rows"]["test"]
+    picked = rows[torch.linspace(0, len(rows) - 1, n).long()]
+    faces64 = data.lfw_faces(i2i.SIZE)[picked]
+    targets = i2i.to_model(faces64)
+    ink = None
+    if task == "sketch_to_face":
+        ink = torch.cat([i2i.edges(data.lfw_faces(112)[picked], 2.0), i2i.edges(data.lfw_faces(112)[picked], 3.0)], 1)
+    source = sources(task, targets, ink, None)
+    outputs = i2i.translate(i2i.load(task), source)
+    return sheet([[tile(s), tile(o), tile(t)] for s, o, t in zip(source, outputs, targets)])
+
+
+def examples_sheet() -> Image.Image:
+    rows = []
+    for path in sorted(demo.EXAMPLES.glob("face_*.png")):
+        drawing = Image.alpha_composite(Image.new("RGBA", (280, 280), "white"), Image.open(path).convert("RGBA"))
+        rows.append([drawing.convert("RGB").resize((128, 128)), demo.sketch_to_face(path).resize((128, 128))])
+    return sheet(rows)
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--no-sheets", action="store_true", help="only the latency")
+    args = parser.parse_args(argv)
+    results = {"threads": torch.get_num_threads()}
+    if checkpoints.find(i2i.checkpoint_name("sketch_to_face")):
+        drawing = np.asarray(Image.open(sorted(demo.EXAMPLES.glob("face_*.png"))[0]).convert("RGBA"))
+        net = demo.load("sketch_to_face")
+        ink = i2i.read_drawing(drawing) * 2 - 1
+        results["sketch_to_face_ms"] = round(timed(lambda: demo.sketch_to_face(drawing)), 1)
+        results["sketch_network_only_ms"] = round(timed(lambda: i2i.translate(net, ink)), 1)
+        if not args.no_sheets:
+            test_people_sheet("sketch_to_face").save(REPO / "docs" / "image_to_image_sketch_test.jpg", quality=90)
+            examples_sheet().save(REPO / "docs" / "image_to_image_sketch_examples.jpg", quality=90)
+    if checkpoints.find(i2i.checkpoint_name("grey_to_colour")):
+        photo = Image.open(demo.colour_examples()[0]).convert("RGB").resize((512, 512))
+        results["colourise_512px_ms"] = round(timed(lambda: demo.colourise(photo), 20), 1)
+        if not args.no_sheets:
+            test_people_sheet("grey_to_colour").save(REPO / "docs" / "image_to_image_colour_test.jpg", quality=90)
+    print(json.dumps(results))
+    return results
+
+
+if __name__ == "__main__":
+    main()
