@@ -24,6 +24,7 @@ from core import checkpoints
 
 SIZE = 64
 SKETCH_SIDE = 112  # sketches are drawn from LFW's 112-px faces, then shrunk to SIZE
+MASK = "mask"  # the CycleGAN's checkpoint: its two generators put a mask on and take it off
 INK_THRESHOLD = 0.25  # darker than this (after shrinking to 112 px) is a line; the faint guide is not
 
 
@@ -44,7 +45,7 @@ def checkpoint_name(task: str) -> str:
 
 
 def train_command(task: str) -> str:
-    return f"python -m train.image_to_image --task {task}"
+    return "python -m train.cyclegan" if task == MASK else f"python -m train.image_to_image --task {task}"
 
 
 # ---- the networks -------------------------------------------------------------------------------
@@ -225,3 +226,85 @@ def translate(model: UNet, source: torch.Tensor, batch_size: int = 256) -> torch
     dropout (the paper keeps it at test time as noise; here one sketch gives one face)."""
     model.eval()
     return torch.cat([model(source[i:i + batch_size]) for i in range(0, len(source), batch_size)])
+
+
+# ---- CycleGAN: put a mask on, take it off ---------------------------------------------------------
+# Zhu et al. 2017: no pairs exist (nobody is photographed with and without the same mask), so two
+# generators learn the two directions at once, each judged by its own discriminator, and each
+# must undo the other (the cycle loss): what makes a face keep its identity.
+
+class ResidualBlock(nn.Module):
+    def __init__(self, channels: int):
+        super().__init__()
+        self.body = nn.Sequential(nn.ReflectionPad2d(1), nn.Conv2d(channels, channels, 3), nn.InstanceNorm2d(channels),
+                                  nn.ReLU(), nn.ReflectionPad2d(1), nn.Conv2d(channels, channels, 3),
+                                  nn.InstanceNorm2d(channels))
+
+    def forward(self, x):
+        return x + self.body(x)
+
+
+class ResnetGenerator(nn.Module):
+    """CycleGAN's generator: c7s1-w, two stride-2 convs, `blocks` residual blocks at 1/4 size,
+    two transposed convs back, c7s1-3; instance norm, mirrored padding."""
+
+    def __init__(self, width: int = 32, blocks: int = 6):
+        super().__init__()
+        w = width
+        layers = [nn.ReflectionPad2d(3), nn.Conv2d(3, w, 7), nn.InstanceNorm2d(w), nn.ReLU()]
+        for k in (1, 2):
+            layers += [nn.Conv2d(w * k, w * 2 * k, 3, 2, 1), nn.InstanceNorm2d(w * 2 * k), nn.ReLU()]
+        layers += [ResidualBlock(4 * w) for _ in range(blocks)]
+        for k in (4, 2):
+            layers += [nn.ConvTranspose2d(w * k, w * k // 2, 3, 2, 1, output_padding=1), nn.InstanceNorm2d(w * k // 2),
+                       nn.ReLU()]
+        layers += [nn.ReflectionPad2d(3), nn.Conv2d(w, 3, 7), nn.Tanh()]
+        self.net = nn.Sequential(*layers)
+
+    def forward(self, x):  # (N, 3, H, W) in [-1, 1], H and W multiples of 4
+        return self.net(x)
+
+
+class MaskCycleGAN(nn.Module, PyTorchModelHubMixin):
+    """The two generators of the mask CycleGAN, saved together: add_mask (a bare face -> masked)
+    and remove_mask (masked -> bare)."""
+
+    def __init__(self, width: int = 32, blocks: int = 6):
+        super().__init__()
+        self.add_mask = ResnetGenerator(width, blocks)
+        self.remove_mask = ResnetGenerator(width, blocks)
+
+    def forward(self, faces, direction: str = "add_mask"):
+        return getattr(self, direction)(faces)
+
+
+class CycleDiscriminator(nn.Module):
+    """A 64-px PatchGAN with instance norm (CycleGAN's), judging one picture, not a pair."""
+
+    def __init__(self, width: int = 64):
+        super().__init__()
+        self.net = nn.Sequential(
+            nn.Conv2d(3, width, 4, 2, 1), nn.LeakyReLU(0.2),
+            nn.Conv2d(width, 2 * width, 4, 2, 1), nn.InstanceNorm2d(2 * width), nn.LeakyReLU(0.2),
+            nn.Conv2d(2 * width, 4 * width, 4, 2, 1), nn.InstanceNorm2d(4 * width), nn.LeakyReLU(0.2),
+            nn.Conv2d(4 * width, 4 * width, 4, 1, 1), nn.InstanceNorm2d(4 * width), nn.LeakyReLU(0.2),
+            nn.Conv2d(4 * width, 1, 4, 1, 1))
+
+    def forward(self, x):
+        return self.net(x)
+
+
+def load_mask_cyclegan(device="cpu", root=None) -> MaskCycleGAN:
+    return checkpoints.load(MaskCycleGAN, checkpoint_name(MASK), train_command(MASK), device, root=root)
+
+
+def mask_crops(image: Image.Image, boxes, size: int = SIZE, scale: float = 1.2) -> list[Image.Image]:
+    """Square crops of the faces in a photo, framed like LFW's (the annotated box, which runs
+    from brow to chin, widened `scale` times round its centre), resized to size."""
+    crops = []
+    for x0, y0, x1, y1 in boxes:
+        cx, cy, side = (x0 + x1) / 2, (y0 + y1) / 2, max(x1 - x0, y1 - y0) * scale
+        cy -= 0.08 * side  # the box stops at the brow; LFW's frame shows the forehead too
+        box = (round(cx - side / 2), round(cy - side / 2), round(cx + side / 2), round(cy + side / 2))
+        crops.append(image.crop(box).resize((size, size), Image.Resampling.BICUBIC))  # outside: black
+    return crops

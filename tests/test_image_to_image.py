@@ -153,3 +153,53 @@ def test_the_tab_colours_any_picture_at_its_own_size():
     luma = np.asarray(coloured).astype(float) @ i2i.LUMA.numpy()
     assert np.abs(luma - grey_pixels[..., 0]).mean() < 4  # the picture's own brightness, coloured
     assert demo.show_colours(None)[2].startswith("No picture")
+
+
+# ---- the mask CycleGAN ---------------------------------------------------------------------------
+
+def test_cyclegan_generators_keep_the_size_and_are_saved_together(tmp_path):
+    model = i2i.MaskCycleGAN(width=8, blocks=2).eval()
+    x = torch.rand(2, 3, 64, 64) * 2 - 1
+    for direction in ("add_mask", "remove_mask"):
+        y = model(x, direction)
+        assert y.shape == x.shape and y.abs().max() <= 1
+    assert not torch.allclose(model(x, "add_mask"), model(x, "remove_mask"))
+    model.save_pretrained(str(tmp_path))
+    again = i2i.MaskCycleGAN.from_pretrained(str(tmp_path)).eval()
+    torch.testing.assert_close(again(x, "remove_mask"), model(x, "remove_mask"))
+    assert i2i.CycleDiscriminator()(x).shape == (2, 1, 6, 6)
+
+
+def test_mask_crops_are_square_faces_framed_round_the_box():
+    photo = Image.new("RGB", (200, 200), (0, 0, 255))
+    ImageDraw.Draw(photo).rectangle((80, 90, 120, 140), fill=(255, 0, 0))  # the "face" box
+    crop = np.asarray(i2i.mask_crops(photo, [(80, 90, 120, 140)])[0]).astype(int)
+    assert crop.shape == (i2i.SIZE, i2i.SIZE, 3)
+    red = (crop[..., 0] > 128) & (crop[..., 2] < 128)
+    assert 0.45 < red.mean() < 0.8  # the face fills most of the frame, with some context round it
+    rows = np.nonzero(red.any(1))[0]
+    assert rows.max() > i2i.SIZE * 0.85  # shifted up: the chin is near the bottom, the forehead has room
+
+
+def test_the_image_pool_returns_past_fakes_half_the_time():
+    import random
+
+    from train.cyclegan import ImagePool
+
+    pool = ImagePool(4, random.Random(0))
+    first = torch.arange(4.0).view(4, 1)
+    assert torch.equal(pool(first), first)  # filling up: the newest
+    fresh = torch.arange(100.0, 300.0).view(200, 1)
+    later = pool(fresh)
+    swapped = (later != fresh).sum().item()  # a past fake given back instead of the new one
+    assert 60 < swapped < 140 and set(later[later != fresh].tolist()) < set(range(300))
+
+
+@pytest.mark.slow  # about 30 s
+def test_cyclegan_train_and_eval_cycle(tmp_path):
+    common = ["--limit", "32", "--judge-faces", "16", "--checkpoint-dir", str(tmp_path)]
+    trained = run_cli("train.cyclegan", "--epochs", "2", "--judge-every", "1", *common)
+    test = trained["test"]
+    assert test["bare_faces"] == test["masked_faces"] == 16
+    assert all(0 <= test[k] <= 1 for k in test if k.endswith(("mask", "person")))
+    assert run_cli("train.cyclegan", "--eval", *common) == test
