@@ -19,18 +19,14 @@ from core.pictures import open_picture, read_picture
 from core.plots import curves_image
 from core.results import Entry, Figure
 from core.ui import user_errors
-from models.faces import (FaceNet, build_gallery, checkpoint_name, cosine_similarity, embed, load_facenet, load_gallery,
-                          to_tensor, train_command)
+from models.faces import (DETECT_SIDE, FaceNet, NoFace, build_gallery, checkpoint_name, cosine_similarity, embed,
+                          find_face, load_facenet, load_gallery, to_tensor, train_command)
 
 TITLE = "Face verification"
 KINDS = {"center": "ConvNeXt + center loss", "plain": "ConvNeXt, cross-entropy only"}
 WEIGHTS = {"center": 0.01, "plain": 0.0}
 CHECKPOINT_ROOT = None  # None: checkpoints/ (tests point it elsewhere)
-# The LFW crops (centre 150 of the 250 px deep-funneled photos) are 1.37x as wide as the
-# box OpenCV's frontal-face cascade puts round their face (82 px of 112, measured on 221).
-CROP_SCALE = 112 / 82
 MIN_SIDE = 32  # smaller photos are refused: a face needs more pixels than this
-DETECT_SIDE = 800  # detection runs on a copy whose longer side is at most this
 MAX_SIDE = 2 * DETECT_SIDE  # larger photos are shrunk to this (big JPEGs decode at a reduced size)
 # Eileen Collins, in a picture that ships inside scikit-image (a dependency), not from LFW.
 ASTRONAUT = Path(skimage.__file__).parent / "data" / "astronaut.png"
@@ -70,46 +66,6 @@ def band(kind: str = "center") -> dict | None:
 
 
 # ---- photos and faces -------------------------------------------------------------------------
-
-_per_thread = threading.local()
-_cv2_import = threading.Lock()
-
-
-def _cascade():
-    """One classifier per thread: OpenCV's CascadeClassifier is not safe to share between
-    Gradio's worker threads (concurrent calls fail with a getScaleData assertion or crash).
-    The lock: threads importing cv2 at once can see it half-initialised (no cv2.data yet)."""
-    if not hasattr(_per_thread, "cascade"):
-        with _cv2_import:
-            import cv2
-
-            _per_thread.cascade = cv2.CascadeClassifier(cv2.data.haarcascades + "haarcascade_frontalface_default.xml")
-    return _per_thread.cascade
-
-
-class NoFace(BadInput):
-    """No face was found in a photo: no verdict, no names."""
-
-
-def find_face(photo: Image.Image, what: str = "photo") -> tuple[Image.Image, str]:
-    """The face crop (square, framed like LFW's, 112x112) and a note: empty, or which face
-    was used when there were several. Raises NoFace (a BadInput naming `what`) when there is none."""
-    scale = min(1.0, DETECT_SIDE / max(photo.size))
-    small = photo.resize((round(photo.width * scale), round(photo.height * scale))) if scale < 1 else photo
-    grey = np.asarray(small.convert("L"))
-    side = max(24, min(grey.shape) // 10)
-    boxes = _cascade().detectMultiScale(grey, scaleFactor=1.1, minNeighbors=5, minSize=(side, side))
-    if len(boxes) == 0:
-        raise NoFace(f"No face found in the {what}, so there is no answer. Try a photo where one face looks at "
-                     "the camera and fills a good part of the picture.")
-    x, y, w, h = (v / scale for v in max(boxes, key=lambda b: b[2] * b[3]))
-    s = min(w * CROP_SCALE, *photo.size)
-    left = min(max(x + w / 2 - s / 2, 0), photo.width - s)  # shift the crop inside the photo
-    top = min(max(y + h / 2 - s / 2, 0), photo.height - s)
-    note = f"{len(boxes)} faces found: used the largest." if len(boxes) > 1 else ""
-    crop = photo.crop((round(left), round(top), round(left + s), round(top + s)))
-    return crop.resize((112, 112), Image.Resampling.BICUBIC), note
-
 
 def face_embedding(crop: Image.Image, kind: str) -> torch.Tensor:
     model = load_model(kind)

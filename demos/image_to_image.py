@@ -28,7 +28,7 @@ MAX_WORKING_SIDE = 256
 
 
 def tasks() -> list[str]:
-    return list(TASKS)
+    return [*TASKS, *MASK_DIRECTIONS]
 
 
 @functools.cache
@@ -37,7 +37,7 @@ def load(task: str):
 
 
 def _check_task(task) -> str:
-    if task not in TASKS:
+    if task not in TASKS and task not in MASK_DIRECTIONS:
         raise BadInput(f"Unknown task {task!r}; choose one of {tasks()}.")
     return task
 
@@ -76,9 +76,51 @@ def colourise(image) -> tuple[Image.Image, Image.Image]:
     return to_picture(coloured), to_picture(brightness.expand(-1, 3, -1, -1))
 
 
+MASK_DIRECTIONS = {"add_mask": "Put a mask on", "remove_mask": "Take the mask off"}
+MASK_MIN_SIDE = 32
+
+
+@functools.cache
+def load_mask_model():
+    return i2i.load_mask_cyclegan()
+
+
+@functools.cache
+def load_face_finder():
+    from models.detection import load_detector
+    return load_detector()
+
+
+def change_mask(image, direction: str = "add_mask") -> tuple[Image.Image, Image.Image, str]:
+    """The largest face in any photo, found by the face-mask detector (it finds faces with and
+    without masks) and cropped like the CycleGAN's training faces -> (the face, the face with
+    a mask put on or taken off, a note), both SHOWN px. Raises BadInput when no face is found."""
+    from models.detection import detect_faces
+
+    if direction not in MASK_DIRECTIONS:
+        raise BadInput(f"Unknown direction {direction!r}; choose one of {list(MASK_DIRECTIONS)}.")
+    picture = read_picture(image, "photo", min_side=MASK_MIN_SIDE, max_side=MAX_SIDE)
+    found = detect_faces(load_face_finder(), picture)
+    if not found:
+        raise BadInput("No face found in the photo. Try one where a face looks at the camera and fills a good "
+                       "part of the picture.")
+    best = max(found, key=lambda f: (f["box"][2] - f["box"][0]) * (f["box"][3] - f["box"][1]))
+    crop = i2i.mask_crops(picture, [best["box"]])[0]
+    face = i2i.to_model(torch.from_numpy(np.asarray(crop).copy()).permute(2, 0, 1)[None])
+    changed = i2i.translate(getattr(load_mask_model(), direction), face)
+    shown = Image.fromarray(i2i.to_uint8(changed)[0].permute(1, 2, 0).numpy()).resize((SHOWN, SHOWN),
+                                                                                      Image.Resampling.LANCZOS)
+    note = (f"{len(found)} faces found: used the largest. " if len(found) > 1 else "") + \
+        f"The detector saw {best['label'].replace('_', ' ')} ({best['score']:.0%})."
+    return crop.resize((SHOWN, SHOWN), Image.Resampling.LANCZOS), shown, note
+
+
 def translate(image, task: str) -> Image.Image:
-    """The tab's two translations from Python: task "sketch_to_face" (a drawing -> a face) or
-    "grey_to_colour" (any picture -> coloured); image: any upload or Sketchpad value."""
+    """The tab's translations from Python: task "sketch_to_face" (a drawing -> a face),
+    "grey_to_colour" (any picture -> coloured), "add_mask" or "remove_mask" (a photo's largest
+    face with a mask put on or taken off); image: any upload or Sketchpad value."""
+    if task in MASK_DIRECTIONS:
+        return change_mask(image, task)[1]
     if _check_task(task) == "sketch_to_face":
         return sketch_to_face(image)
     return colourise(image)[0]
@@ -90,6 +132,14 @@ def show_face(image):
         return sketch_to_face(image), ""
     except BadInput as e:
         return None, str(e)
+
+
+def show_mask(image, direction):
+    try:
+        face, changed, note = change_mask(image, direction)
+    except BadInput as e:
+        return None, None, str(e)
+    return face, changed, note
 
 
 def show_colours(image):
@@ -115,6 +165,16 @@ def model_card(task: str) -> str:
     if not m:
         return f"No checkpoint yet: run `{train_command(task)}`."
     t = m["test"]
+    if task == i2i.MASK:
+        return (f"**Mask CycleGAN**: two generators of {m['generator_parameters']:,} parameters, trained "
+                f"{m['hyperparameters']['epochs']} epochs on {m['bare_train_faces']:,} LFW faces and "
+                f"{m['masked_train_faces']:,} masked faces ({m['min_face_px']} px and more in their photos) in "
+                f"{m['train_wall_time_s'] / 60:.0f} min. On held-out faces, the face-mask slice's crop classifier "
+                f"calls **{t['add_mask_detected_with_mask']:.0%}** of the faces it put a mask on \"with mask\" "
+                f"(real bare faces: {t['real_bare_detected_with_mask']:.0%}) and "
+                f"**{t['remove_mask_detected_without_mask']:.0%}** of those it took the mask off \"without mask\" "
+                f"(real masked faces: {t['real_masked_detected_without_mask']:.0%}); face verification says the "
+                f"masked face is the same person {t['add_mask_same_person']:.0%} of the time.")
     text = (f"**{TASKS[task].label}**: a U-Net of {m['generator_parameters']:,} parameters, trained "
             f"{m['hyperparameters']['epochs']} epochs on {m['train_photos']:,} LFW faces in "
             f"{m['train_wall_time_s'] / 60:.0f} min ({m['device']}), epoch {m['epoch_kept']} kept ({m['chosen_on']}). "
@@ -166,12 +226,29 @@ def build():
             coloured = gr.Image(label="Its colours", type="pil", height=320, interactive=False, elem_id="i2i-coloured")
         colour_status = gr.Markdown(elem_id="i2i-colour-status")
         gr.Examples([[str(p)] for p in colour_examples()], inputs=[photo], label="Pictures from scikit-image")
+    with gr.Accordion("Put a mask on, take it off (CycleGAN)", open=True):
+        gr.Markdown("No one is photographed with and without the same mask, so this network learned from two "
+                    "piles of faces that do not match (CycleGAN, Zhu et al. 2017): LFW's faces and the face-mask "
+                    "photos' masked ones. Its two halves must undo each other, which is what keeps the person.")
+        with gr.Row():
+            with gr.Column():
+                mask_photo = gr.Image(type="filepath", image_mode=None, label="A photo with a face",
+                                      sources=["upload", "webcam", "clipboard"], height=320, elem_id="i2i-mask-photo")
+                direction = gr.Radio([(label, name) for name, label in MASK_DIRECTIONS.items()], value="add_mask",
+                                     label="Direction")
+            found = gr.Image(label="The face found", type="pil", height=SHOWN + 40, interactive=False)
+            changed = gr.Image(label="Changed", type="pil", height=SHOWN + 40, interactive=False,
+                               elem_id="i2i-mask-changed")
+        mask_status = gr.Markdown(elem_id="i2i-mask-status")
+        gr.Examples([[str(SKIMAGE_DATA / "astronaut.png")]], inputs=[mask_photo], label="A photo from scikit-image")
     with gr.Accordion("About these models", open=False):
-        for task in TASKS:
+        for task in [*TASKS, i2i.MASK]:
             gr.Markdown(model_card(task))
 
     gr.on([sketch.change], user_errors(show_face), inputs=sketch, outputs=[face, sketch_status],
           api_name="image_to_image_sketch", trigger_mode="always_last", show_progress="hidden")
+    gr.on([mask_photo.change, direction.change], user_errors(show_mask), inputs=[mask_photo, direction],
+          outputs=[found, changed, mask_status], api_name="image_to_image_mask")
     photo.change(user_errors(show_colours), inputs=photo, outputs=[coloured, grey, colour_status],
                  api_name="image_to_image_colour")
 

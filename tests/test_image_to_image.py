@@ -203,3 +203,18 @@ def test_cyclegan_train_and_eval_cycle(tmp_path):
     assert test["bare_faces"] == test["masked_faces"] == 16
     assert all(0 <= test[k] <= 1 for k in test if k.endswith(("mask", "person")))
     assert run_cli("train.cyclegan", "--eval", *common) == test
+
+
+def test_the_tab_changes_the_mask_of_the_face_it_finds_and_says_when_there_is_none():
+    committed_or_skip(i2i.MASK)
+    from demos import image_to_image as demo
+
+    assert demo.tasks()[2:] == ["add_mask", "remove_mask"]
+    face, changed, note = demo.change_mask(str(demo.SKIMAGE_DATA / "astronaut.png"), "add_mask")
+    assert face.size == changed.size == (demo.SHOWN, demo.SHOWN) and "detector saw" in note
+    assert np.abs(np.asarray(face).astype(int) - np.asarray(changed).astype(int)).mean() > 2  # it changed
+    assert demo.translate(str(demo.SKIMAGE_DATA / "astronaut.png"), "remove_mask").size == (demo.SHOWN, demo.SHOWN)
+    found, changed, message = demo.show_mask(str(demo.SKIMAGE_DATA / "coffee.png"), "add_mask")
+    assert found is None and changed is None and message.startswith("No face found")
+    with pytest.raises(BadInput, match="Unknown direction"):
+        demo.change_mask(str(demo.SKIMAGE_DATA / "astronaut.png"), "add_hat")
