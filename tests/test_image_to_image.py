@@ -130,7 +130,7 @@ def test_the_tab_turns_a_drawing_into_a_face_and_refuses_an_empty_canvas():
     committed_or_skip("sketch_to_face")
     from demos import image_to_image as demo
 
-    assert demo.tasks() == ["sketch_to_face", "grey_to_colour"]
+    assert demo.tasks()[:2] == ["sketch_to_face", "grey_to_colour"]
     face = demo.translate(np.asarray(drawing(10)), "sketch_to_face")
     assert face.size == (demo.SHOWN, demo.SHOWN) and face.mode == "RGB"
     assert np.asarray(face).std() > 10  # a picture, not a flat colour
