@@ -117,6 +117,64 @@ def test_mnist_reads_a_digit_drawn_with_the_mouse(page, screenshots):
     shoot(page, screenshots, "mnist")
 
 
+def test_the_semi_supervised_gan_reads_a_digit_drawn_with_the_mouse(page):
+    """Both of the GAN tab's classifiers answer a drawn seven; the one trained with the GAN's
+    unlabelled digits names it."""
+    open_tab(page, "gan")
+    pad = page.locator("#gan-sgan-sketchpad")
+    pad.scroll_into_view_if_needed()
+    expect(pad).not_to_contain_text("select the draw tool")
+    draw_seven(page, pad.locator("canvas").first)
+    expect(page.locator("#gan-sgan-semi [data-testid='label-output-value']")).to_have_text("7", timeout=SLOW)
+    expect(page.locator("#gan-sgan-alone [data-testid='label-output-value']")).not_to_be_empty()
+    no_error_toast(page)
+
+
+def draw_face(page, canvas):
+    """An oval, two eyes, a nose and a smile, each one mouse stroke, over the tab's guide."""
+    import math
+
+    box = canvas.bounding_box()
+    scale = box["width"] / 280  # the guide's own 280-px coordinates (demos/examples/draw_faces.py)
+
+    def stroke(points):
+        page.mouse.move(box["x"] + points[0][0] * scale, box["y"] + points[0][1] * scale)
+        page.mouse.down()
+        for x, y in points[1:]:
+            page.mouse.move(box["x"] + x * scale, box["y"] + y * scale, steps=2)
+        page.mouse.up()
+
+    ellipse = lambda cx, cy, rx, ry, a0=0, a1=360: [(cx + rx * math.cos(math.radians(a)),  # noqa: E731
+                                                     cy + ry * math.sin(math.radians(a)))
+                                                    for a in range(a0, a1 + 1, 15)]
+    for points in (ellipse(140, 150, 72, 108), ellipse(102, 116, 17, 8), ellipse(178, 116, 17, 8),
+                   [(140, 120), (134, 160), (142, 168)], ellipse(140, 190, 28, 14, 20, 160)):
+        stroke(points)
+
+
+def test_image_to_image_paints_a_face_drawn_with_the_mouse(page, screenshots):
+    """A face drawn stroke by stroke over the guide comes back as a face: OpenCV's face finder
+    (not the network's own judge) finds one in the picture the tab shows."""
+    import io
+
+    from PIL import Image
+
+    from models.faces import find_face
+
+    open_tab(page, "image_to_image")
+    pad = page.locator("#i2i-sketchpad")
+    expect(pad).not_to_contain_text("select the draw tool")
+    draw_face(page, pad.locator("canvas").first)
+    face = page.locator("#i2i-face img")
+    expect(face).to_have_count(1, timeout=SLOW)
+    expect(page.locator("#i2i-sketch-status")).not_to_contain_text("empty")
+    picture = Image.open(io.BytesIO(page.request.get(face.get_attribute("src")).body())).convert("RGB")
+    assert picture.size == (256, 256)
+    find_face(picture, "face the tab painted")  # raises NoFace when there is none
+    no_error_toast(page)
+    shoot(page, screenshots, "image_to_image")
+
+
 def test_translation_of_a_typed_sentence(page, screenshots):
     open_tab(page, "translation")
     page.locator("#translation-input textarea").fill("A man in a blue shirt is riding a bike down the street.")

@@ -65,7 +65,7 @@ DEFAULTS = {
     "resnet20": dict(epochs=30, lr=0.2, batch_size=256, weight_decay=5e-4, label_smoothing=0.1, augment=True,
                      bf16=True, channels_last=True, val_images=VAL_IMAGES),
     "se_resnet20": dict(epochs=30, lr=0.2, batch_size=256, weight_decay=5e-4, label_smoothing=0.1, augment=True,
-                        bf16=True, channels_last=True, val_images=0),
+                        bf16=True, channels_last=True, val_images=VAL_IMAGES),
     "densenet_bc": dict(epochs=15, lr=0.2, batch_size=256, weight_decay=5e-4, label_smoothing=0.1, augment=True,
                         bf16=True, channels_last=True, val_images=0),
     # trained by train/cifar10_efficientnet.py; evaluated here as the others
