@@ -216,7 +216,7 @@ def build():
                 face = gr.Image(label="The face it paints", type="pil", height=SHOWN + 40, interactive=False,
                                 elem_id="i2i-face")
         gr.Examples([[str(p)] for p in sorted(EXAMPLES.glob("face_*.png"))], inputs=[sketch],
-                    outputs=[face, sketch_status], fn=show_face, run_on_click=True, label="Sketches drawn by the project",
+                    outputs=[face, sketch_status], fn=user_errors(show_face), run_on_click=True, label="Sketches drawn by the project",
                     api_name="image_to_image_sketch_example", elem_id="i2i-examples")
     with gr.Accordion("Grey -> colour", open=True):
         with gr.Row():

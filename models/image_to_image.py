@@ -93,8 +93,10 @@ class UNet(nn.Module, PyTorchModelHubMixin):
 
 
 class PatchDiscriminator(nn.Module):
-    """Real or fake for each overlapping 34x34 patch of an (input, output) pair: (N, 1, 6, 6)
-    logits at 64 px. Judging patches asks for sharp local texture; L1 takes care of the rest."""
+    """Real or fake for overlapping patches of an (input, output) pair: (N, 1, 6, 6) logits at
+    64 px. pix2pix's 70x70 PatchGAN, layer for layer: each logit sees 70x70 pixels, so on a
+    64-px face it judges the whole picture, from 36 slightly shifted views (what the paper
+    calls an ImageGAN at its own 256 px, a little behind the 70x70 patches there)."""
 
     def __init__(self, in_channels: int = 4, width: int = 64):
         super().__init__()

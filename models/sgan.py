@@ -119,7 +119,9 @@ def to_input(images_uint8: torch.Tensor) -> torch.Tensor:
 def predict(model: SemiSupervisedGAN, images_uint8: torch.Tensor, batch_size: int = 2000) -> torch.Tensor:
     """Class probabilities (N, 10) of uint8 digits."""
     model.eval()
-    out = [model(to_input(images_uint8[i:i + batch_size])).softmax(1) for i in range(0, len(images_uint8), batch_size)]
+    device = next(model.parameters()).device
+    out = [model(to_input(images_uint8[i:i + batch_size]).to(device)).softmax(1).cpu()
+           for i in range(0, len(images_uint8), batch_size)]
     return torch.cat(out)
 
 

@@ -9,6 +9,7 @@ uploaded. Screenshots go to a temporary folder, or to the folder given with
 """
 import os
 import re
+import time
 from pathlib import Path
 
 import pytest
@@ -168,7 +169,12 @@ def test_image_to_image_paints_a_face_drawn_with_the_mouse(page, screenshots):
     face = page.locator("#i2i-face img")
     expect(face).to_have_count(1, timeout=SLOW)
     expect(page.locator("#i2i-sketch-status")).not_to_contain_text("empty")
-    picture = Image.open(io.BytesIO(page.request.get(face.get_attribute("src")).body())).convert("RGB")
+    # every stroke sends the drawing again: wait until the face for the whole drawing stays
+    src, deadline = None, time.monotonic() + SLOW / 1000
+    while time.monotonic() < deadline and face.get_attribute("src") != src:
+        src = face.get_attribute("src")
+        page.wait_for_timeout(1500)
+    picture = Image.open(io.BytesIO(page.request.get(src).body())).convert("RGB")
     assert picture.size == (256, 256)
     find_face(picture, "face the tab painted")  # raises NoFace when there is none
     no_error_toast(page)

@@ -123,8 +123,8 @@ def train_one(args, semi_supervised: bool, device, resume_dir: Path | None = Non
     start_epoch, history = 0, []
     if resume_dir is not None and args.resume:
         start_epoch, history = load_state(resume_dir / "classifier", model, opt_d, None, config)
-        if start_epoch:
-            load_state(resume_dir / "generator", model, opt_g, None, config)
+        if start_epoch and load_state(resume_dir / "generator", model, opt_g, None, config)[0] != start_epoch:
+            raise SystemExit(f"Cannot resume {resume_dir}: its classifier and generator are from different epochs.")
     best = (max(h["val_accuracy"] for h in history), None) if history else (-1.0, None)
     if history:
         best = (best[0], load_file(str(resume_dir / "best.safetensors")))
@@ -138,10 +138,11 @@ def train_one(args, semi_supervised: bool, device, resume_dir: Path | None = Non
         tqdm.write(json.dumps(history[-1]))
         if val > best[0]:
             best = (val, copy.deepcopy(model.state_dict()))
-        if resume_dir is not None:
+        if resume_dir is not None:  # the best first: a crash after it leaves the last epoch to redo, not a stale best
+            resume_dir.mkdir(parents=True, exist_ok=True)
+            save_file({k: v.contiguous() for k, v in best[1].items()}, str(resume_dir / "best.safetensors"))
             save_state(resume_dir / "classifier", model, opt_d, None, epoch, history, config)
             save_state(resume_dir / "generator", model, opt_g, None, epoch, history, config)
-            save_file({k: v.contiguous() for k, v in best[1].items()}, str(resume_dir / "best.safetensors"))
         if args.stop_after and epoch >= args.stop_after:
             raise SystemExit(f"stopped after epoch {epoch} (--stop-after)")
     model.load_state_dict(best[1])
