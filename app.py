@@ -38,6 +38,7 @@ TABS = {
     "style_transfer": "generative",
     "detection": "vision",
     "faces": "vision",
+    "image_to_image": "generative",
 }
 
 # Uploads: at most 25 MB a file (a phone photo is under 15 MB, a 20-second WAV, the speech

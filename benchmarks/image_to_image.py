@@ -64,7 +64,8 @@ def test_people_sheet(task: str, n: int = 16) -> Image.Image:
         ink = torch.cat([i2i.edges(data.lfw_faces(112)[picked], 2.0), i2i.edges(data.lfw_faces(112)[picked], 3.0)], 1)
     source = sources(task, targets, ink, None)
     outputs = i2i.translate(i2i.load(task), source)
-    return sheet([[tile(s), tile(o), tile(t)] for s, o, t in zip(source, outputs, targets)])
+    shown = -source if task == "sketch_to_face" else source  # ink dark on light paper, as drawn
+    return sheet([[tile(s), tile(o), tile(t)] for s, o, t in zip(shown, outputs, targets)])
 
 
 def examples_sheet() -> Image.Image:

@@ -203,13 +203,14 @@ window.dlpPickBrush = window.dlpPickBrush || setInterval(() => {
 MAX_DRAWING_SIDE = 2048
 
 
-def drawing_canvas(label: str, elem_id: str, background=None) -> gr.Sketchpad:
+def drawing_canvas(label: str, elem_id: str, background=None, brush_size: int = 12) -> gr.Sketchpad:
     """A 280x280 Sketchpad with a black 12-px brush (models.mnist redraws strokes far thinner or
     thicker than MNIST's for the digit's size), whose brush is picked automatically. Only its composite is decoded, and only when its
-    sides are at most MAX_DRAWING_SIDE. `background`: a picture's path to draw over (a guide)."""
+    sides are at most MAX_DRAWING_SIDE. `background`: a picture's path to draw over (a guide);
+    `brush_size`: the pen's width in the canvas's pixels."""
     canvas = gr.Sketchpad(str(background) if background else None, label=label, type="numpy", image_mode="RGBA",
                           canvas_size=(280, 280),
-                          brush=gr.Brush(default_size=12, colors=["#000000"], color_mode="fixed"),
+                          brush=gr.Brush(default_size=brush_size, colors=["#000000"], color_mode="fixed"),
                           layers=False, elem_id=elem_id, elem_classes=["dlp-sketchpad"])
     preprocess = canvas.preprocess
 

@@ -210,7 +210,8 @@ def build():
         with gr.Row():
             with gr.Column(scale=2):
                 sketch = drawing_canvas("Draw a face over the grey guide (brush: left of the canvas)",
-                                        elem_id="i2i-sketchpad", background=TEMPLATE)
+                                        elem_id="i2i-sketchpad", background=TEMPLATE,
+                                        brush_size=5)  # a pen, not a marker: eyes and lips are small
                 sketch_status = gr.Markdown(elem_id="i2i-sketch-status")
             with gr.Column(scale=2):
                 face = gr.Image(label="The face it paints", type="pil", height=SHOWN + 40, interactive=False,

@@ -83,6 +83,38 @@ def test_gan_endpoints(client):
         client.predict("dcgan", -5, "any", api_name="/gan_sample")
 
 
+def test_semi_supervised_gan_endpoints(client):
+    semi, alone, status = client.predict(sketch(EXAMPLES / "digit_3.png"), api_name="/gan_sgan_classify")
+    assert status == "" and semi["label"] == "3" and alone["label"]
+    assert os.path.exists(client.predict(5, api_name="/gan_sgan_sample"))
+    blank = {"background": None, "layers": [], "composite": None}
+    semi, alone, status = client.predict(blank, api_name="/gan_sgan_classify")
+    assert semi is None and alone is None and "empty" in status
+
+
+def test_image_to_image_endpoints(client):
+    faces = REPO / "demos" / "examples" / "faces"
+    face, status = client.predict(sketch(faces / "face_simple.png"), api_name="/image_to_image_sketch")
+    assert status == "" and os.path.exists(face)
+    blank = {"background": None, "layers": [], "composite": None}
+    face, status = client.predict(blank, api_name="/image_to_image_sketch")
+    assert face is None and "empty" in status
+    from core import checkpoints
+    from demos.image_to_image import SKIMAGE_DATA
+    from models.image_to_image import MASK, checkpoint_name
+
+    photo, astronaut = (handle_file(str(SKIMAGE_DATA / name)) for name in ("coffee.png", "astronaut.png"))
+    if checkpoints.find(checkpoint_name("grey_to_colour")):
+        coloured, grey, status = client.predict(photo, api_name="/image_to_image_colour")
+        assert status == "" and os.path.exists(coloured) and os.path.exists(grey)
+    if checkpoints.find(checkpoint_name(MASK)):
+        found, changed, note = client.predict(astronaut, "add_mask", api_name="/image_to_image_mask")
+        assert os.path.exists(found) and os.path.exists(changed) and "detector saw" in note
+    else:  # not trained yet: the tab says what to run
+        with pytest.raises(Exception, match="python -m train.cyclegan"):
+            client.predict(astronaut, "add_mask", api_name="/image_to_image_mask")
+
+
 def test_vae_endpoints(client):
     decoded, plot = client.predict("fashion_vae2d", 0.5, -0.5, api_name="/vae_decode_point")
     assert os.path.exists(decoded)

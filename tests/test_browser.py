@@ -136,13 +136,15 @@ def draw_face(page, canvas):
     import math
 
     box = canvas.bounding_box()
-    scale = box["width"] / 280  # the guide's own 280-px coordinates (demos/examples/draw_faces.py)
+    # The 280x280 paper sits in the middle of the editor's canvas, at about 100% zoom; the
+    # points are in the guide's own 280-px coordinates (demos/examples/draw_faces.py).
+    cx, cy = box["x"] + box["width"] / 2, box["y"] + box["height"] / 2
 
     def stroke(points):
-        page.mouse.move(box["x"] + points[0][0] * scale, box["y"] + points[0][1] * scale)
+        page.mouse.move(cx + points[0][0] - 140, cy + points[0][1] - 140)
         page.mouse.down()
         for x, y in points[1:]:
-            page.mouse.move(box["x"] + x * scale, box["y"] + y * scale, steps=2)
+            page.mouse.move(cx + x - 140, cy + y - 140, steps=2)
         page.mouse.up()
 
     ellipse = lambda cx, cy, rx, ry, a0=0, a1=360: [(cx + rx * math.cos(math.radians(a)),  # noqa: E731
