@@ -45,12 +45,13 @@ def _check_task(task) -> str:
 def sketch_to_face(image) -> Image.Image:
     """A drawing (a Sketchpad value, or any picture of dark lines on light paper) -> the face,
     SHOWN x SHOWN. Raises BadInput for an empty canvas."""
-    picture = read_picture(image, "drawing", max_side=MAX_SIDE)
+    empty = BadInput("The canvas is empty: pick the brush (left of the canvas) and draw a face over the grey guide.")
+    if image is None or (isinstance(image, dict) and image.get("composite") is None and "composite" in image):
+        raise empty
     try:
-        ink = i2i.read_drawing(picture)
+        ink = i2i.read_drawing(read_picture(image, "drawing", max_side=MAX_SIDE))
     except ValueError:
-        raise BadInput("The canvas is empty: pick the brush (left of the canvas) and draw a face over the "
-                       "grey guide.") from None
+        raise empty from None
     face = i2i.translate(load("sketch_to_face"), ink * 2 - 1)
     return Image.fromarray(i2i.to_uint8(face)[0].permute(1, 2, 0).numpy()).resize((SHOWN, SHOWN),
                                                                                    Image.Resampling.LANCZOS)
