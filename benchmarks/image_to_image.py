@@ -61,7 +61,8 @@ def test_people_sheet(task: str, n: int = 16) -> Image.Image:
     targets = i2i.to_model(faces64)
     ink = None
     if task == "sketch_to_face":
-        ink = torch.cat([i2i.edges(data.lfw_faces(112)[picked], 2.0), i2i.edges(data.lfw_faces(112)[picked], 3.0)], 1)
+        faces112 = data.lfw_faces(112)[picked]
+        ink = torch.cat([i2i.edges(faces112, 2.0), i2i.edges(faces112, 3.0)], 1)
     source = sources(task, targets, ink, None)
     outputs = i2i.translate(i2i.load(task), source)
     shown = -source if task == "sketch_to_face" else source  # ink dark on light paper, as drawn

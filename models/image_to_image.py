@@ -21,6 +21,7 @@ from PIL import Image, ImageOps
 from torch import nn
 
 from core import checkpoints
+from models.style_transfer import keep_colours
 
 SIZE = 64
 SKETCH_SIDE = 112  # sketches are drawn from LFW's 112-px faces, then shrunk to SIZE
@@ -204,12 +205,10 @@ def grey(pictures: torch.Tensor) -> torch.Tensor:
 def with_brightness(colour: torch.Tensor, brightness: torch.Tensor) -> torch.Tensor:
     """The colour picture's chroma (upsampled to brightness's size) on the given brightness,
     both in [0, 1]: (1, 3, h, w), (1, 1, H, W) -> (1, 3, H, W). A coloured 64-px face laid on
-    a 600-px photo keeps the photo's sharpness."""
-    to_yiq = torch.tensor([[0.299, 0.587, 0.114], [0.596, -0.274, -0.322], [0.211, -0.523, 0.312]])
-    yiq = torch.einsum("ij,njhw->nihw", to_yiq, colour)
-    chroma = F.interpolate(yiq[:, 1:], size=brightness.shape[-2:], mode="bilinear", align_corners=False)
-    out = torch.cat([brightness, chroma], 1)
-    return torch.einsum("ij,njhw->nihw", torch.linalg.inv(to_yiq), out).clamp(0, 1)
+    a 600-px photo keeps the photo's sharpness. (Style transfer's keep_colours, the other way
+    round: brightness from the grey picture, colour from the network's.)"""
+    colour = F.interpolate(colour, size=brightness.shape[-2:], mode="bilinear", align_corners=False)
+    return keep_colours(brightness.expand(-1, 3, -1, -1), colour)
 
 
 def to_model(pictures_uint8: torch.Tensor) -> torch.Tensor:

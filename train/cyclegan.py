@@ -37,12 +37,13 @@ from models import detection as det
 from models import faces as face_models
 from models.image_to_image import (MASK, SIZE, CycleDiscriminator, MaskCycleGAN, checkpoint_name, init_weights,
                                    mask_crops, to_model, to_uint8, translate)
+from train.detection_backbone import LABELS as CROP_LABELS
+from train.detection_backbone import normalize as crop_normalize
+from train.image_to_image import Judge as FaceJudge
 from train.image_to_image import split as lfw_split
 
 DEFAULTS = dict(epochs=40, batch_size=8, lr=2e-4, cycle_weight=10.0, identity_weight=5.0, width=32)
 MIN_FACE = 32  # masked faces smaller than this (in the photo) are too blurred to learn from
-CROP_LABELS = ("background", *det.CLASSES)  # the crop classifier's four classes (train/detection_backbone.py)
-CROP_MEAN, CROP_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
 POOL = 50  # past fakes the discriminators also see (Shrivastava et al.), as CycleGAN does
 
 
@@ -85,15 +86,13 @@ class ImagePool:
         return torch.stack(out)
 
 
-class Judge:
-    """The face-mask slice's crop classifier for single faces, and face verification's "same
-    person"."""
+class Judge(FaceJudge):
+    """Face verification's embeddings and "same person" (as pix2pix is judged), and the
+    face-mask slice's crop classifier for single faces."""
 
     def __init__(self, device):
+        super().__init__(device)
         self.classifier = checkpoints.load(det.FaceCropClassifier, det.CROPS_CHECKPOINT, det.CROPS_COMMAND, device)
-        self.facenet = face_models.load_facenet(0.01, device)
-        self.threshold = checkpoints.load_metrics(face_models.checkpoint_name(0.01))["threshold"]
-        self.device = device
 
     @torch.no_grad()
     def labels(self, faces_uint8: torch.Tensor) -> list[str]:
@@ -102,15 +101,13 @@ class Judge:
         own edge pixels first."""
         pad = round(faces_uint8.shape[-1] * (2 / 1.2 - 1) / 2)
         framed = F.pad(faces_uint8.float(), (pad,) * 4, mode="replicate")
-        x = F.interpolate(framed, size=64, mode="area") / 255
-        x = (x - torch.tensor(CROP_MEAN).view(1, 3, 1, 1)) / torch.tensor(CROP_STD).view(1, 3, 1, 1)
+        x = crop_normalize(F.interpolate(framed, size=64, mode="area"))
         predicted = torch.cat([self.classifier(x[i:i + 256].to(self.device)).argmax(1).cpu()
                                for i in range(0, len(x), 256)])
         return [CROP_LABELS[k] for k in predicted.tolist()]
 
     def same_person(self, a_uint8: torch.Tensor, b_uint8: torch.Tensor) -> torch.Tensor:
-        a, b = (face_models.embed(self.facenet, x, self.device) for x in (a_uint8, b_uint8))
-        return face_models.cosine_similarity(a, b) >= self.threshold
+        return face_models.cosine_similarity(self.embed(a_uint8), self.embed(b_uint8)) >= self.threshold
 
 
 def judge(model: MaskCycleGAN, bare: torch.Tensor, masked: torch.Tensor, judge_: Judge, device) -> dict:
