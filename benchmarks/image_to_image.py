@@ -6,9 +6,13 @@
 Latency: a drawing from the Sketchpad (280x280 RGBA) to the 256-px face the tab shows, the way
 the tab computes it (read the drawing, the network, the upscale), median of 50 after a warm-up
 (asked: under 100 ms, so the face follows the drawing live); the network alone; and colouring
-a 512-px picture. Sheets: for 16 test people's photos (people no network here trained on), the
+a 512-px picture; putting a mask on the face of a 512-px photo (the detector, the crop, the
+CycleGAN). Sheets: for 16 test people's photos (people no network here trained on), the
 sketch made from the photo, the face drawn from it and the photo; the project's example
-drawings and their faces; for colour, the grey photo, the colours and the photo.
+drawings and their faces; for colour, the grey photo, the colours and the photo, and
+scikit-image's pictures coloured at their own size; for the masks, held-out faces with a mask
+put on and masked ones with it taken off. For reference beside grey -> colour's L1 and PSNR:
+the same numbers for the grey photo itself (no colour added) on the test people.
 """
 import argparse
 import json
@@ -69,6 +73,53 @@ def test_people_sheet(task: str, n: int = 16) -> Image.Image:
     return sheet([[tile(s), tile(o), tile(t)] for s, o, t in zip(shown, outputs, targets)])
 
 
+def grey_baseline() -> dict:
+    """L1 and PSNR of the grey photo itself against the colour one, on every test photo."""
+    from train.image_to_image import split
+
+    rows = split(argparse.Namespace(data_dir=None, limit=0))["rows"]["test"]
+    targets = i2i.to_model(data.lfw_faces(i2i.SIZE)[rows])
+    grey = i2i.grey(targets).expand_as(targets)
+    mse = ((grey - targets) / 2).pow(2).mean((1, 2, 3))
+    return {"photos": len(rows), "l1": round(((grey - targets) / 2).abs().mean().item(), 5),
+            "psnr_db": round((10 * torch.log10(1 / mse.clamp(min=1e-10))).mean().item(), 3)}
+
+
+def colour_examples_sheet() -> Image.Image:
+    """scikit-image's pictures: the grey given, the colours, the original, 256 px tall each."""
+    tiles = []
+    for path in demo.colour_examples():
+        with Image.open(path) as picture:
+            original = picture.convert("RGB")
+        coloured, grey = demo.colourise(original)
+        tiles.append([p.resize((round(256 * p.width / p.height), 256), Image.Resampling.LANCZOS)
+                      for p in (grey, coloured, original)])
+    width = max(sum(t.width for t in row) for row in tiles)
+    out = Image.new("RGB", (width, 256 * len(tiles)), "white")
+    for r, row in enumerate(tiles):
+        x = 0
+        for t in row:
+            out.paste(t, (x, 256 * r))
+            x += t.width
+    return out
+
+
+def mask_sheet(n: int = 8) -> Image.Image:
+    """n test people's faces with a mask put on, then n held-out masked faces with it taken off."""
+    from train.cyclegan import masked_faces
+    from train.image_to_image import split
+
+    rows = split(argparse.Namespace(data_dir=None, limit=0))["rows"]["test"]
+    bare = data.lfw_faces(i2i.SIZE)[rows[torch.linspace(0, len(rows) - 1, n).long()]]
+    masked = masked_faces("test", argparse.Namespace(data_dir=None, limit=0))
+    masked = masked[torch.linspace(0, len(masked) - 1, n).long()]
+    model = i2i.load_mask_cyclegan()
+    added = i2i.translate(model.add_mask, i2i.to_model(bare))
+    removed = i2i.translate(model.remove_mask, i2i.to_model(masked))
+    pairs = [*zip(i2i.to_model(bare), added), *zip(i2i.to_model(masked), removed)]
+    return sheet([[tile(a), tile(b)] for a, b in pairs])
+
+
 def examples_sheet() -> Image.Image:
     rows = []
     for path in sorted(demo.EXAMPLES.glob("face_*.png")):
@@ -96,6 +147,13 @@ def main(argv=None):
         results["colourise_512px_ms"] = round(timed(lambda: demo.colourise(photo), 20), 1)
         if not args.no_sheets:
             test_people_sheet("grey_to_colour").save(REPO / "docs" / "image_to_image_colour_test.jpg", quality=90)
+            colour_examples_sheet().save(REPO / "docs" / "image_to_image_colour_examples.jpg", quality=90)
+            results["grey_itself_on_the_test_people"] = grey_baseline()
+    if checkpoints.find(i2i.checkpoint_name(i2i.MASK)):
+        photo = Image.open(demo.SKIMAGE_DATA / "astronaut.png").convert("RGB")
+        results["add_mask_512px_photo_ms"] = round(timed(lambda: demo.change_mask(photo, "add_mask"), 20), 1)
+        if not args.no_sheets:
+            mask_sheet().save(REPO / "docs" / "image_to_image_mask_test.jpg", quality=90)
     print(json.dumps(results))
     return results
 

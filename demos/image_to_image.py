@@ -151,6 +151,26 @@ def show_colours(image):
     return coloured, grey, ""
 
 
+def timelapse(task: str) -> Image.Image | None:
+    """The training's time-lapse sheet of a committed network (train/image_to_image.py,
+    train/cyclegan.py), or None when it has none."""
+    if task not in (*TASKS, i2i.MASK):
+        raise BadInput(f"Unknown network {task!r}; choose one of {[*TASKS, i2i.MASK]}.")
+    path = checkpoints.find(checkpoint_name(task))
+    if path is None or not (path / "timelapse.jpg").exists():
+        return None
+    with Image.open(path / "timelapse.jpg") as sheet:
+        return sheet.convert("RGB")
+
+
+TIMELAPSE_CAPTIONS = {
+    "grey_to_colour": "Grey -> colour: eight validation photos a row: the grey given, the colours after each "
+                      "epoch, the real photo.",
+    i2i.MASK: "Mask CycleGAN: four validation faces given a mask, then four masked ones with it taken off; the "
+              "face, then the network after every fifth epoch.",
+}
+
+
 # ---- what the Overview shows ----------------------------------------------------------------
 
 OVERVIEW = Entry(TITLE, 32, train_command("sketch_to_face"),
@@ -246,6 +266,11 @@ def build():
     with gr.Accordion("About these models", open=False):
         for task in [*TASKS, i2i.MASK]:
             gr.Markdown(model_card(task))
+    with gr.Accordion("How they learned: the same faces after every epoch", open=False):
+        for task, caption in TIMELAPSE_CAPTIONS.items():
+            sheet = timelapse(task)
+            if sheet is not None:
+                gr.Image(sheet, label=caption, show_label=True, interactive=False, height=520)
 
     gr.on([sketch.change], user_errors(show_face), inputs=sketch, outputs=[face, sketch_status],
           api_name="image_to_image_sketch", trigger_mode="always_last", show_progress="hidden")

@@ -117,6 +117,11 @@ def test_train_resume_and_eval_cycle(tmp_path):
     coloured = run_cli("train.image_to_image", "--task", "grey_to_colour", "--epochs", "1", "--limit", "64",
                        "--test-photos", "64", "--checkpoint-dir", str(tmp_path / "c"))
     assert "same_person_rate" not in coloured["test"] and coloured["test"]["l1"] < 0.5
+    # the time-lapse: 8 validation photos a row; source, one column an epoch, the real photo
+    with Image.open(tmp_path / "a" / i2i.checkpoint_name("sketch_to_face") / "timelapse.jpg") as sheet:
+        assert sheet.size == ((1 + 2 + 1) * i2i.SIZE, 8 * i2i.SIZE)
+    with Image.open(tmp_path / "b" / i2i.checkpoint_name("sketch_to_face") / "timelapse.jpg") as resumed_sheet:
+        assert resumed_sheet.size == sheet.size  # the resumed run kept the first epoch's frame
 
 
 # ---- the committed networks and the tab -----------------------------------------------------------
@@ -203,6 +208,8 @@ def test_cyclegan_train_and_eval_cycle(tmp_path):
     assert test["bare_faces"] == test["masked_faces"] == 16
     assert all(0 <= test[k] <= 1 for k in test if k.endswith(("mask", "person")))
     assert run_cli("train.cyclegan", "--eval", *common) == test
+    with Image.open(tmp_path / i2i.checkpoint_name(i2i.MASK) / "timelapse.jpg") as sheet:
+        assert sheet.size == ((1 + 1) * i2i.SIZE, 8 * i2i.SIZE)  # 4 + 4 faces; the face, the last epoch
 
 
 def test_the_tab_changes_the_mask_of_the_face_it_finds_and_says_when_there_is_none():

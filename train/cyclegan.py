@@ -44,6 +44,8 @@ from train.image_to_image import split as lfw_split
 
 DEFAULTS = dict(epochs=40, batch_size=8, lr=2e-4, cycle_weight=10.0, identity_weight=5.0, width=32)
 MIN_FACE = 32  # masked faces smaller than this (in the photo) are too blurred to learn from
+TIMELAPSE_FACES = 4  # validation faces of each kind translated after every epoch, for the time-lapse sheet
+TIMELAPSE_EVERY = 5  # epochs between the sheet's columns
 POOL = 50  # past fakes the discriminators also see (Shrivastava et al.), as CycleGAN does
 
 
@@ -123,6 +125,22 @@ def judge(model: MaskCycleGAN, bare: torch.Tensor, masked: torch.Tensor, judge_:
             "remove_mask_same_person": round(judge_.same_person(masked, removed).float().mean().item(), 4)}
 
 
+def timelapse_sheet(faces: torch.Tensor, frames: list[torch.Tensor], epochs: list[int]) -> Image.Image:
+    """One row per face: the face, then its translation after every TIMELAPSE_EVERY-th epoch (and the last)."""
+    keep = [k for k, e in enumerate(epochs) if e % TIMELAPSE_EVERY == 0 or k == len(epochs) - 1]
+    strip = torch.stack([faces] + [frames[k] for k in keep], 1)  # (faces, columns, 3, H, W)
+    n, c, _, h, w = strip.shape
+    return Image.fromarray(strip.permute(0, 3, 1, 4, 2).reshape(n * h, c * w, 3).numpy())
+
+
+@torch.no_grad()
+def lapse_frame(model: MaskCycleGAN, bare: torch.Tensor, masked: torch.Tensor, device) -> torch.Tensor:
+    """The bare faces with a mask put on, then the masked faces with it taken off (uint8)."""
+    added = translate(model.add_mask, to_model(bare).to(device))
+    removed = translate(model.remove_mask, to_model(masked).to(device))
+    return to_uint8(torch.cat([added, removed]).cpu())
+
+
 def adversarial(logits: torch.Tensor, real: bool) -> torch.Tensor:
     """Least-squares GAN loss (CycleGAN's): logits pulled to 1 for real, 0 for fake."""
     return (logits - (1.0 if real else 0.0)).pow(2).mean()
@@ -193,6 +211,9 @@ def run(args) -> dict:
         load_state(resume / "discriminators", discs, opt_d, None, config)
     pools = [ImagePool(POOL, random.Random(args.seed)), ImagePool(POOL, random.Random(args.seed + 1))]
     elapsed_before = history[-1]["wall_time_s"] if history else 0.0
+    lapse_bare, lapse_masked = val_bare[:TIMELAPSE_FACES], val_masked[:TIMELAPSE_FACES]
+    frames_path = resume / "timelapse.npy"
+    frames = [torch.from_numpy(f) for f in np.load(frames_path)] if start_epoch and frames_path.exists() else []
     start = time.perf_counter()
     for epoch in range(start_epoch + 1, args.epochs + 1):
         lr = args.lr * min(1.0, 2 * (args.epochs - epoch + 1) / (args.epochs + 1))  # linear decay over the second half
@@ -201,12 +222,14 @@ def run(args) -> dict:
                 group["lr"] = lr
         stats = train_epoch(model, disc_bare, disc_masked, opt_g, opt_d, bare, masked, pools, args, epoch, device)
         entry = {"epoch": epoch, **stats}
+        frames.append(lapse_frame(model, lapse_bare, lapse_masked, device))
         if epoch % args.judge_every == 0 or epoch == args.epochs:
             entry["val"] = judge(model, val_bare, val_masked, judge_, device)
         history.append({**entry, "wall_time_s": round(elapsed_before + time.perf_counter() - start, 1)})
         tqdm.write(json.dumps(history[-1]))
         save_state(resume / "generators", model, opt_g, None, epoch, history, config)
         save_state(resume / "discriminators", discs, opt_d, None, epoch, history, config)
+        np.save(frames_path, torch.stack(frames).numpy())
         if args.stop_after and epoch >= args.stop_after:
             raise SystemExit(f"stopped after epoch {epoch} (--stop-after)")
     wall_time = elapsed_before + time.perf_counter() - start
@@ -217,7 +240,9 @@ def run(args) -> dict:
                "command": checkpoints.command_line("train.cyclegan"),
                "hyperparameters": {k: v for k, v in config.items() if k not in ("seed", "limit")},
                "history": history, "test": judge(model, test_bare, test_masked, judge_, device)}
-    checkpoints.save(model.cpu(), name, metrics, root=args.checkpoint_dir)
+    path = checkpoints.save(model.cpu(), name, metrics, root=args.checkpoint_dir)
+    lapse_faces = torch.cat([lapse_bare, lapse_masked])
+    timelapse_sheet(lapse_faces, frames, [h["epoch"] for h in history]).save(path / "timelapse.jpg", quality=90)
     return {k: v for k, v in metrics.items() if k != "history"}
 
 

@@ -25,6 +25,7 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
+from PIL import Image
 from tqdm import tqdm
 
 from core import checkpoints, data
@@ -38,6 +39,7 @@ from train.gan import frechet_distance
 
 DEFAULTS = dict(epochs=12, batch_size=32, lr=2e-4, l1_weight=100.0, width=32)
 VAL_PHOTOS = 1000  # photos of the validation people, measured after every epoch
+TIMELAPSE_PHOTOS = 8  # validation photos translated after every epoch, for the time-lapse sheet
 
 
 def split(args) -> dict:
@@ -127,6 +129,15 @@ def measure(task: str, gen: UNet, faces64, faces112_ink, rows: torch.Tensor, jud
     return result
 
 
+def timelapse_sheet(source: torch.Tensor, frames: list[torch.Tensor], target: torch.Tensor) -> Image.Image:
+    """One row per picture: its source, the output after every epoch, the real photo."""
+    columns = [to_uint8(source.expand(-1, 3, -1, -1))] + frames + [to_uint8(target)]
+    strip = torch.stack(columns, 1)  # (photos, columns, 3, H, W)
+    n, c, _, h, w = strip.shape
+    sheet = strip.permute(0, 3, 1, 4, 2).reshape(n * h, c * w, 3)
+    return Image.fromarray(sheet.numpy())
+
+
 def train_epoch(gen, disc, opt_g, opt_d, faces64, ink, rows, args, epoch, device) -> dict:
     g = seed_epoch(args.seed, epoch)
     order = rows[torch.randperm(len(rows), generator=g)]
@@ -201,6 +212,11 @@ def run(args) -> dict:
         best_state = {k: v.clone() for k, v in UNet.from_pretrained(str(resume / "best")).state_dict().items()}
     elapsed_before = history[-1]["wall_time_s"] if history else 0.0
     val_rows = rows["val"]
+    lapse_rows = val_rows[torch.linspace(0, len(val_rows) - 1, TIMELAPSE_PHOTOS).long()]
+    lapse_target = to_model(faces64[lapse_rows])
+    lapse_source = sources(args.task, lapse_target, ink[lapse_rows] if ink is not None else None, None)
+    frames_path = resume / "timelapse.npy"
+    frames = [torch.from_numpy(f) for f in np.load(frames_path)] if start_epoch and frames_path.exists() else []
     start = time.perf_counter()
     for epoch in range(start_epoch + 1, args.epochs + 1):
         # linear decay to zero over the second half (pix2pix's schedule)
@@ -209,6 +225,7 @@ def run(args) -> dict:
             for group in opt.param_groups:
                 group["lr"] = lr
         stats = train_epoch(gen, disc, opt_g, opt_d, faces64, ink, rows["train"], args, epoch, device)
+        frames.append(to_uint8(translate(gen, lapse_source.to(device)).cpu()))
         val = measure(args.task, gen, faces64, ink, val_rows, judge, device)
         history.append({"epoch": epoch, **stats, "val": val,
                         "wall_time_s": round(elapsed_before + time.perf_counter() - start, 1)})
@@ -218,6 +235,7 @@ def run(args) -> dict:
             gen.save_pretrained(str(resume / "best"))
         save_state(resume / "generator", gen, opt_g, None, epoch, history, config)
         save_state(resume / "discriminator", disc, opt_d, None, epoch, history, config)
+        np.save(frames_path, torch.stack(frames).numpy())
         if args.stop_after and epoch >= args.stop_after:
             raise SystemExit(f"stopped after epoch {epoch} (--stop-after)")
     wall_time = elapsed_before + time.perf_counter() - start
@@ -234,7 +252,8 @@ def run(args) -> dict:
                "hyperparameters": {k: v for k, v in config.items() if k not in ("seed", "limit", "task")},
                "history": history,
                "test": measure(args.task, gen, faces64, ink, test_rows, judge, device)}
-    checkpoints.save(gen.cpu(), name, metrics, root=args.checkpoint_dir)
+    path = checkpoints.save(gen.cpu(), name, metrics, root=args.checkpoint_dir)
+    timelapse_sheet(lapse_source, frames, lapse_target).save(path / "timelapse.jpg", quality=90)
     return {k: v for k, v in metrics.items() if k != "history"}
 
 
