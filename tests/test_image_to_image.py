@@ -131,6 +131,31 @@ def committed_or_skip(task):
         pytest.skip(f"no committed {task} network: {i2i.train_command(task)}")
 
 
+@pytest.mark.slow  # about a minute each: every test person's photo through the network and the face verifier
+@pytest.mark.parametrize("task", ["sketch_to_face", "grey_to_colour"])
+def test_the_committed_pix2pix_networks_reevaluate_on_the_test_people(task):
+    committed_or_skip(task)
+    measured = run_cli("train.image_to_image", "--task", task, "--eval", timeout=1200)
+    assert measured["photos"] == 2741  # every photo of the 963 pairsDevTest people
+    # as good as the faces are real, as a set: within 3x the real halves' own distance
+    assert measured["frechet_distance_facenet"] < 3 * measured["frechet_distance_facenet_real_half_vs_half"]
+    if task == "sketch_to_face":
+        assert measured["same_person_rate"] >= 0.65  # committed: 69.5%; another person's photo: 11.3%
+    else:
+        assert measured["psnr_db"] >= 23.0 and measured["l1"] <= 0.055  # the grey photo itself: 20.9 dB, 0.074
+
+
+def test_the_colours_of_a_face_are_closer_to_its_own_than_grey_is():
+    committed_or_skip("grey_to_colour")
+    from demos import image_to_image as demo
+
+    with Image.open(demo.SKIMAGE_DATA / "astronaut.png") as photo:
+        face = photo.convert("RGB").crop((150, 20, 290, 160))  # her face, never seen in training
+    coloured, grey = demo.colourise(face.convert("L").convert("RGB"))
+    real = np.asarray(face).astype(float)
+    assert np.abs(np.asarray(coloured) - real).mean() < 0.8 * np.abs(np.asarray(grey) - real).mean()
+
+
 def test_the_tab_turns_a_drawing_into_a_face_and_refuses_an_empty_canvas():
     committed_or_skip("sketch_to_face")
     from demos import image_to_image as demo
