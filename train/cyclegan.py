@@ -41,6 +41,7 @@ from train.detection_backbone import LABELS as CROP_LABELS
 from train.detection_backbone import normalize as crop_normalize
 from train.image_to_image import Judge as FaceJudge
 from train.image_to_image import split as lfw_split
+from train.image_to_image import timelapse_sheet
 
 DEFAULTS = dict(epochs=40, batch_size=8, lr=2e-4, cycle_weight=10.0, identity_weight=5.0, width=32)
 MIN_FACE = 32  # masked faces smaller than this (in the photo) are too blurred to learn from
@@ -123,14 +124,6 @@ def judge(model: MaskCycleGAN, bare: torch.Tensor, masked: torch.Tensor, judge_:
             "real_masked_detected_without_mask": share(judge_.labels(masked), "without_mask"),
             "add_mask_same_person": round(judge_.same_person(bare, added).float().mean().item(), 4),
             "remove_mask_same_person": round(judge_.same_person(masked, removed).float().mean().item(), 4)}
-
-
-def timelapse_sheet(faces: torch.Tensor, frames: list[torch.Tensor], epochs: list[int]) -> Image.Image:
-    """One row per face: the face, then its translation after every TIMELAPSE_EVERY-th epoch (and the last)."""
-    keep = [k for k, e in enumerate(epochs) if e % TIMELAPSE_EVERY == 0 or k == len(epochs) - 1]
-    strip = torch.stack([faces] + [frames[k] for k in keep], 1)  # (faces, columns, 3, H, W)
-    n, c, _, h, w = strip.shape
-    return Image.fromarray(strip.permute(0, 3, 1, 4, 2).reshape(n * h, c * w, 3).numpy())
 
 
 @torch.no_grad()
@@ -241,8 +234,9 @@ def run(args) -> dict:
                "hyperparameters": {k: v for k, v in config.items() if k not in ("seed", "limit")},
                "history": history, "test": judge(model, test_bare, test_masked, judge_, device)}
     path = checkpoints.save(model.cpu(), name, metrics, root=args.checkpoint_dir)
-    lapse_faces = torch.cat([lapse_bare, lapse_masked])
-    timelapse_sheet(lapse_faces, frames, [h["epoch"] for h in history]).save(path / "timelapse.jpg", quality=90)
+    # one row a face: the face, then its translation after every TIMELAPSE_EVERY-th epoch and the last
+    shown = [f for f, h in zip(frames, history) if h["epoch"] % TIMELAPSE_EVERY == 0 or h is history[-1]]
+    timelapse_sheet([torch.cat([lapse_bare, lapse_masked]), *shown]).save(path / "timelapse.jpg", quality=90)
     return {k: v for k, v in metrics.items() if k != "history"}
 
 

@@ -129,13 +129,11 @@ def measure(task: str, gen: UNet, faces64, faces112_ink, rows: torch.Tensor, jud
     return result
 
 
-def timelapse_sheet(source: torch.Tensor, frames: list[torch.Tensor], target: torch.Tensor) -> Image.Image:
-    """One row per picture: its source, the output after every epoch, the real photo."""
-    columns = [to_uint8(source.expand(-1, 3, -1, -1))] + frames + [to_uint8(target)]
-    strip = torch.stack(columns, 1)  # (photos, columns, 3, H, W)
+def timelapse_sheet(columns: list[torch.Tensor]) -> Image.Image:
+    """Columns of uint8 (n, 3, H, W) pictures side by side: one row per picture."""
+    strip = torch.stack(columns, 1)  # (n, columns, 3, H, W)
     n, c, _, h, w = strip.shape
-    sheet = strip.permute(0, 3, 1, 4, 2).reshape(n * h, c * w, 3)
-    return Image.fromarray(sheet.numpy())
+    return Image.fromarray(strip.permute(0, 3, 1, 4, 2).reshape(n * h, c * w, 3).numpy())
 
 
 def train_epoch(gen, disc, opt_g, opt_d, faces64, ink, rows, args, epoch, device) -> dict:
@@ -253,7 +251,9 @@ def run(args) -> dict:
                "history": history,
                "test": measure(args.task, gen, faces64, ink, test_rows, judge, device)}
     path = checkpoints.save(gen.cpu(), name, metrics, root=args.checkpoint_dir)
-    timelapse_sheet(lapse_source, frames, lapse_target).save(path / "timelapse.jpg", quality=90)
+    # one row a photo: its source, the output after every epoch, the real photo
+    columns = [to_uint8(lapse_source.expand(-1, 3, -1, -1)), *frames, to_uint8(lapse_target)]
+    timelapse_sheet(columns).save(path / "timelapse.jpg", quality=90)
     return {k: v for k, v in metrics.items() if k != "history"}
 
 
