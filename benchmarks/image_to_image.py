@@ -12,7 +12,9 @@ sketch made from the photo, the face drawn from it and the photo; the project's 
 drawings and their faces; for colour, the grey photo, the colours and the photo, and
 scikit-image's pictures coloured at their own size; for the masks, held-out faces with a mask
 put on and masked ones with it taken off. For reference beside grey -> colour's L1 and PSNR:
-the same numbers for the grey photo itself (no colour added) on the test people.
+the same numbers for the grey photo itself (no colour added) on the test people; beside the
+mask network's "same person" rates, how often face verification matches a test person's face
+given a mask with the next test person's photo (chance: the verifier's false matches).
 """
 import argparse
 import json
@@ -85,6 +87,25 @@ def grey_baseline() -> dict:
             "psnr_db": round((10 * torch.log10(1 / mse.clamp(min=1e-10))).mean().item(), 3)}
 
 
+def mask_same_person_by_chance(n: int = 400) -> float:
+    """The first n test people's photos (as train.cyclegan judges them) with a mask put on,
+    against the next photo in the list that is another person's."""
+    from train.cyclegan import Judge
+    from train.faces import photo_index
+    from train.image_to_image import split
+
+    rows = split(argparse.Namespace(data_dir=None, limit=0))["rows"]["test"][:n + 1]
+    person = {row: name for (name, _), row in photo_index(data.lfw_dir()).items()}
+    names = [person[r] for r in rows.tolist()]
+    bare = data.lfw_faces(i2i.SIZE)[rows]
+    added = i2i.to_uint8(i2i.translate(i2i.load_mask_cyclegan().add_mask, i2i.to_model(bare)))
+    judge = Judge("cpu")
+    pairs = [(k, next(j for j in range(k + 1, len(rows)) if names[j] != names[k]))
+             for k in range(n) if any(names[j] != names[k] for j in range(k + 1, len(rows)))]
+    a, b = torch.tensor([k for k, _ in pairs]), torch.tensor([j for _, j in pairs])
+    return round(judge.same_person(bare[b], added[a]).float().mean().item(), 4)
+
+
 def colour_examples_sheet() -> Image.Image:
     """scikit-image's pictures: the grey given, the colours, the original, 256 px tall each."""
     tiles = []
@@ -105,7 +126,8 @@ def colour_examples_sheet() -> Image.Image:
 
 
 def mask_sheet(n: int = 8) -> Image.Image:
-    """n test people's faces with a mask put on, then n held-out masked faces with it taken off."""
+    """n test people's faces over the same faces with a mask put on; under them n held-out masked
+    faces over the same faces with it taken off."""
     from train.cyclegan import masked_faces
     from train.image_to_image import split
 
@@ -116,8 +138,12 @@ def mask_sheet(n: int = 8) -> Image.Image:
     model = i2i.load_mask_cyclegan()
     added = i2i.translate(model.add_mask, i2i.to_model(bare))
     removed = i2i.translate(model.remove_mask, i2i.to_model(masked))
-    pairs = [*zip(i2i.to_model(bare), added), *zip(i2i.to_model(masked), removed)]
-    return sheet([[tile(a), tile(b)] for a, b in pairs])
+    halves = [sheet([[tile(a), tile(b)] for a, b in zip(i2i.to_model(faces), changed)])
+              for faces, changed in ((bare, added), (masked, removed))]
+    out = Image.new("RGB", (halves[0].width, 2 * halves[0].height), "white")
+    out.paste(halves[0], (0, 0))
+    out.paste(halves[1], (0, halves[0].height))
+    return out
 
 
 def examples_sheet() -> Image.Image:
@@ -152,8 +178,11 @@ def main(argv=None):
     if checkpoints.find(i2i.checkpoint_name(i2i.MASK)):
         photo = Image.open(demo.SKIMAGE_DATA / "astronaut.png").convert("RGB")
         results["add_mask_512px_photo_ms"] = round(timed(lambda: demo.change_mask(photo, "add_mask"), 20), 1)
+        face = i2i.to_model(data.lfw_faces(i2i.SIZE)[:1])
+        results["add_mask_network_only_ms"] = round(timed(lambda: i2i.translate(demo.load_mask_model().add_mask, face)), 1)
         if not args.no_sheets:
             mask_sheet().save(REPO / "docs" / "image_to_image_mask_test.jpg", quality=90)
+            results["add_mask_same_person_as_another_test_person"] = mask_same_person_by_chance()
     print(json.dumps(results))
     return results
 
