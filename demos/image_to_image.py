@@ -253,7 +253,9 @@ def build():
     with gr.Accordion("Put a mask on, take it off (CycleGAN)", open=True):
         gr.Markdown("No one is photographed with and without the same mask, so this network learned from two "
                     "piles of faces that do not match (CycleGAN, Zhu et al. 2017): LFW's faces and the face-mask "
-                    "photos' masked ones. Its two halves must undo each other, which is what keeps the person.")
+                    "photos' masked ones. Its two halves must undo each other, which is what keeps the person. "
+                    "It learned from news photos and from small masked faces in crowds, so it blurs every face, "
+                    "and a face lit or turned unlike those (the astronaut below) may come back without a mask.")
         with gr.Row():
             with gr.Column():
                 mask_photo = gr.Image(type="filepath", image_mode=None, label="A photo with a face",
