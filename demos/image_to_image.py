@@ -178,7 +178,7 @@ OVERVIEW = Entry(TITLE, 32, train_command("sketch_to_face"),
                          checkpoint_name("sketch_to_face"), "test.same_person_rate", "{:.1%}"),
                   Figure("grey -> colour: PSNR (dB)", checkpoint_name("grey_to_colour"), "test.psnr_db", "{:.1f}"),
                   Figure("mask put on: the crop classifier says \"with mask\"", checkpoint_name(i2i.MASK),
-                         "test.add_mask_detected_with_mask", "{:.0%}")],
+                         "test.add_mask_detected_with_mask", "{:.1%}")],
                  ["none: the issue set no target for these numbers"],
                  "LFW people and face-mask photos held out of training")
 

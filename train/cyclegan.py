@@ -41,7 +41,7 @@ from train.detection_backbone import LABELS as CROP_LABELS
 from train.detection_backbone import normalize as crop_normalize
 from train.image_to_image import Judge as FaceJudge
 from train.image_to_image import split as lfw_split
-from train.image_to_image import timelapse_sheet
+from train.image_to_image import load_frames, save_frames, timelapse_sheet
 
 DEFAULTS = dict(epochs=40, batch_size=8, lr=2e-4, cycle_weight=10.0, identity_weight=5.0, width=32)
 MIN_FACE = 32  # masked faces smaller than this (in the photo) are too blurred to learn from
@@ -126,6 +126,11 @@ def judge(model: MaskCycleGAN, bare: torch.Tensor, masked: torch.Tensor, judge_:
             "remove_mask_same_person": round(judge_.same_person(masked, removed).float().mean().item(), 4)}
 
 
+def timelapse_epochs(epochs: list[int], every: int = TIMELAPSE_EVERY) -> list[int]:
+    """The epochs the time-lapse sheet shows: every `every`-th, and the last."""
+    return [e for e in epochs if e % every == 0 or e == epochs[-1]]
+
+
 @torch.no_grad()
 def lapse_frame(model: MaskCycleGAN, bare: torch.Tensor, masked: torch.Tensor, device) -> torch.Tensor:
     """The bare faces with a mask put on, then the masked faces with it taken off (uint8)."""
@@ -205,8 +210,8 @@ def run(args) -> dict:
     pools = [ImagePool(POOL, random.Random(args.seed)), ImagePool(POOL, random.Random(args.seed + 1))]
     elapsed_before = history[-1]["wall_time_s"] if history else 0.0
     lapse_bare, lapse_masked = val_bare[:TIMELAPSE_FACES], val_masked[:TIMELAPSE_FACES]
-    frames_path = resume / "timelapse.npy"
-    frames = [torch.from_numpy(f) for f in np.load(frames_path)] if start_epoch and frames_path.exists() else []
+    frames_path = resume / "timelapse.npz"
+    frames = load_frames(frames_path, start_epoch)
     start = time.perf_counter()
     for epoch in range(start_epoch + 1, args.epochs + 1):
         lr = args.lr * min(1.0, 2 * (args.epochs - epoch + 1) / (args.epochs + 1))  # linear decay over the second half
@@ -215,14 +220,14 @@ def run(args) -> dict:
                 group["lr"] = lr
         stats = train_epoch(model, disc_bare, disc_masked, opt_g, opt_d, bare, masked, pools, args, epoch, device)
         entry = {"epoch": epoch, **stats}
-        frames.append(lapse_frame(model, lapse_bare, lapse_masked, device))
+        frames[epoch] = lapse_frame(model, lapse_bare, lapse_masked, device)
         if epoch % args.judge_every == 0 or epoch == args.epochs:
             entry["val"] = judge(model, val_bare, val_masked, judge_, device)
         history.append({**entry, "wall_time_s": round(elapsed_before + time.perf_counter() - start, 1)})
         tqdm.write(json.dumps(history[-1]))
+        save_frames(frames_path, frames)  # before the state: a resumed run never has fewer frames than epochs
         save_state(resume / "generators", model, opt_g, None, epoch, history, config)
         save_state(resume / "discriminators", discs, opt_d, None, epoch, history, config)
-        np.save(frames_path, torch.stack(frames).numpy())
         if args.stop_after and epoch >= args.stop_after:
             raise SystemExit(f"stopped after epoch {epoch} (--stop-after)")
     wall_time = elapsed_before + time.perf_counter() - start
@@ -235,7 +240,7 @@ def run(args) -> dict:
                "history": history, "test": judge(model, test_bare, test_masked, judge_, device)}
     path = checkpoints.save(model.cpu(), name, metrics, root=args.checkpoint_dir)
     # one row a face: the face, then its translation after every TIMELAPSE_EVERY-th epoch and the last
-    shown = [f for f, h in zip(frames, history) if h["epoch"] % TIMELAPSE_EVERY == 0 or h is history[-1]]
+    shown = [frames[e] for e in timelapse_epochs(sorted(frames))]
     timelapse_sheet([torch.cat([lapse_bare, lapse_masked]), *shown]).save(path / "timelapse.jpg", quality=90)
     return {k: v for k, v in metrics.items() if k != "history"}
 

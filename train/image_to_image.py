@@ -129,6 +129,20 @@ def measure(task: str, gen: UNet, faces64, faces112_ink, rows: torch.Tensor, jud
     return result
 
 
+def load_frames(path: Path, upto: int) -> dict[int, torch.Tensor]:
+    """An interrupted run's time-lapse frames by epoch, those of its saved epochs only."""
+    if not upto or not path.exists():
+        return {}
+    saved = np.load(path)
+    return {int(e): torch.from_numpy(f) for e, f in zip(saved["epochs"], saved["frames"]) if e <= upto}
+
+
+def save_frames(path: Path, frames: dict[int, torch.Tensor]) -> None:
+    epochs = sorted(frames)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    np.savez(path, epochs=np.array(epochs), frames=np.stack([frames[e].numpy() for e in epochs]))
+
+
 def timelapse_sheet(columns: list[torch.Tensor]) -> Image.Image:
     """Columns of uint8 (n, 3, H, W) pictures side by side: one row per picture."""
     strip = torch.stack(columns, 1)  # (n, columns, 3, H, W)
@@ -213,8 +227,8 @@ def run(args) -> dict:
     lapse_rows = val_rows[torch.linspace(0, len(val_rows) - 1, TIMELAPSE_PHOTOS).long()]
     lapse_target = to_model(faces64[lapse_rows])
     lapse_source = sources(args.task, lapse_target, ink[lapse_rows] if ink is not None else None, None)
-    frames_path = resume / "timelapse.npy"
-    frames = [torch.from_numpy(f) for f in np.load(frames_path)] if start_epoch and frames_path.exists() else []
+    frames_path = resume / "timelapse.npz"
+    frames = load_frames(frames_path, start_epoch)
     start = time.perf_counter()
     for epoch in range(start_epoch + 1, args.epochs + 1):
         # linear decay to zero over the second half (pix2pix's schedule)
@@ -223,7 +237,7 @@ def run(args) -> dict:
             for group in opt.param_groups:
                 group["lr"] = lr
         stats = train_epoch(gen, disc, opt_g, opt_d, faces64, ink, rows["train"], args, epoch, device)
-        frames.append(to_uint8(translate(gen, lapse_source.to(device)).cpu()))
+        frames[epoch] = to_uint8(translate(gen, lapse_source.to(device)).cpu())
         val = measure(args.task, gen, faces64, ink, val_rows, judge, device)
         history.append({"epoch": epoch, **stats, "val": val,
                         "wall_time_s": round(elapsed_before + time.perf_counter() - start, 1)})
@@ -231,9 +245,9 @@ def run(args) -> dict:
         if best is None or val["frechet_distance_facenet"] < best["val"]["frechet_distance_facenet"]:
             best, best_state = history[-1], {k: v.detach().clone() for k, v in gen.state_dict().items()}
             gen.save_pretrained(str(resume / "best"))
+        save_frames(frames_path, frames)  # before the state: a resumed run never has fewer frames than epochs
         save_state(resume / "generator", gen, opt_g, None, epoch, history, config)
         save_state(resume / "discriminator", disc, opt_d, None, epoch, history, config)
-        np.save(frames_path, torch.stack(frames).numpy())
         if args.stop_after and epoch >= args.stop_after:
             raise SystemExit(f"stopped after epoch {epoch} (--stop-after)")
     wall_time = elapsed_before + time.perf_counter() - start
@@ -252,7 +266,8 @@ def run(args) -> dict:
                "test": measure(args.task, gen, faces64, ink, test_rows, judge, device)}
     path = checkpoints.save(gen.cpu(), name, metrics, root=args.checkpoint_dir)
     # one row a photo: its source, the output after every epoch, the real photo
-    columns = [to_uint8(lapse_source.expand(-1, 3, -1, -1)), *frames, to_uint8(lapse_target)]
+    columns = [to_uint8(lapse_source.expand(-1, 3, -1, -1)), *(frames[e] for e in sorted(frames)),
+               to_uint8(lapse_target)]
     timelapse_sheet(columns).save(path / "timelapse.jpg", quality=90)
     return {k: v for k, v in metrics.items() if k != "history"}
 
