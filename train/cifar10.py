@@ -57,7 +57,7 @@ DEFAULTS = {
     "resnet": dict(epochs=20, lr=0.2, batch_size=256, weight_decay=5e-4, label_smoothing=0.1, augment=True,
                    bf16=True, channels_last=True, val_images=0),
     "inception": dict(epochs=20, lr=0.2, batch_size=256, weight_decay=5e-4, label_smoothing=0.1, augment=True,
-                      bf16=True, channels_last=True, val_images=0),
+                      bf16=True, channels_last=True, val_images=VAL_IMAGES),
     "mobilenet": dict(epochs=20, lr=0.2, batch_size=256, weight_decay=5e-4, label_smoothing=0.1, augment=True,
                       bf16=True, channels_last=True, val_images=0),
     "plain20": dict(epochs=30, lr=0.2, batch_size=256, weight_decay=5e-4, label_smoothing=0.1, augment=True,
