@@ -14,9 +14,10 @@ scikit-image's pictures coloured at their own size; for the masks, held-out face
 put on and masked ones with it taken off. For reference beside grey -> colour's L1 and PSNR:
 the same numbers for the grey photo itself (no colour added) on the test people; beside the
 mask network's "same person" rates, how often face verification matches a test person's face
-given a mask with the next test person's photo (chance: the verifier's false matches).
+given a mask with a random other test person's photo (chance: the verifier's false matches).
 """
 import argparse
+import functools
 import json
 import statistics
 import time
@@ -59,9 +60,9 @@ def sheet(rows: list[list[Image.Image]]) -> Image.Image:
 
 
 def test_people_sheet(task: str, n: int = 16) -> Image.Image:
-    from train.image_to_image import sources, split
+    from train.image_to_image import sources
 
-    rows = split(argparse.Namespace(data_dir=None, limit=0))["rows"]["test"]
+    rows = test_rows()
     picked = rows[torch.linspace(0, len(rows) - 1, n).long()]
     faces64 = data.lfw_faces(i2i.SIZE)[picked]
     targets = i2i.to_model(faces64)
@@ -75,16 +76,21 @@ def test_people_sheet(task: str, n: int = 16) -> Image.Image:
     return sheet([[tile(s), tile(o), tile(t)] for s, o, t in zip(shown, outputs, targets)])
 
 
-def grey_baseline() -> dict:
-    """L1 and PSNR of the grey photo itself against the colour one, on every test photo."""
+@functools.cache
+def test_rows() -> torch.Tensor:
+    """Rows of data.lfw_faces of the test people (train/image_to_image.py's split)."""
     from train.image_to_image import split
 
-    rows = split(argparse.Namespace(data_dir=None, limit=0))["rows"]["test"]
+    return split(argparse.Namespace(data_dir=None, limit=0))["rows"]["test"]
+
+
+def grey_baseline() -> dict:
+    """L1 and PSNR of the grey photo itself against the colour one, on every test photo."""
+    from train.image_to_image import pixel_errors
+
+    rows = test_rows()
     targets = i2i.to_model(data.lfw_faces(i2i.SIZE)[rows])
-    grey = i2i.grey(targets).expand_as(targets)
-    mse = ((grey - targets) / 2).pow(2).mean((1, 2, 3))
-    return {"photos": len(rows), "l1": round(((grey - targets) / 2).abs().mean().item(), 5),
-            "psnr_db": round((10 * torch.log10(1 / mse.clamp(min=1e-10))).mean().item(), 3)}
+    return {"photos": len(rows), **pixel_errors(i2i.grey(targets).expand_as(targets), targets)}
 
 
 def mask_same_person_by_chance(n: int = 400) -> float:
@@ -92,9 +98,8 @@ def mask_same_person_by_chance(n: int = 400) -> float:
     against a photo of another test person drawn at random."""
     from train.cyclegan import Judge
     from train.faces import photo_index
-    from train.image_to_image import split
 
-    rows = split(argparse.Namespace(data_dir=None, limit=0))["rows"]["test"]
+    rows = test_rows()
     person = {row: name for (name, _), row in photo_index(data.lfw_dir()).items()}
     names = [person[r] for r in rows.tolist()]
     g = torch.Generator().manual_seed(0)
@@ -133,9 +138,8 @@ def mask_sheet(n: int = 8) -> Image.Image:
     """n test people's faces over the same faces with a mask put on; under them n held-out masked
     faces over the same faces with it taken off."""
     from train.cyclegan import masked_faces
-    from train.image_to_image import split
 
-    rows = split(argparse.Namespace(data_dir=None, limit=0))["rows"]["test"]
+    rows = test_rows()
     bare = data.lfw_faces(i2i.SIZE)[rows[torch.linspace(0, len(rows) - 1, n).long()]]
     masked = masked_faces("test", argparse.Namespace(data_dir=None, limit=0))
     masked = masked[torch.linspace(0, len(masked) - 1, n).long()]

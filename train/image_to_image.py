@@ -109,16 +109,21 @@ class Judge:
         return face_models.embed(self.model, faces_uint8, self.device)
 
 
+def pixel_errors(outputs: torch.Tensor, targets: torch.Tensor) -> dict:
+    """Mean L1 and mean per-picture PSNR of pictures in [-1, 1], measured with pixels in [0, 1]."""
+    error = (outputs - targets) / 2
+    mse = error.pow(2).mean((1, 2, 3))
+    return {"l1": round(error.abs().mean().item(), 5),
+            "psnr_db": round((10 * torch.log10(1 / mse.clamp(min=1e-10))).mean().item(), 3)}
+
+
 def measure(task: str, gen: UNet, faces64, faces112_ink, rows: torch.Tensor, judge: Judge, device) -> dict:
     targets = to_model(faces64[rows])
     source = sources(task, targets, faces112_ink[rows] if faces112_ink is not None else None, None)
     outputs = translate(gen, source.to(device)).cpu()
-    error = ((outputs - targets) / 2).abs()  # pixels in [0, 1]
-    mse = ((outputs - targets) / 2).pow(2).mean((1, 2, 3))
     real, fake = judge.embed(faces64[rows]), judge.embed(to_uint8(outputs))
     half = len(real) // 2
-    result = {"photos": len(rows), "l1": round(error.mean().item(), 5),
-              "psnr_db": round((10 * torch.log10(1 / mse.clamp(min=1e-10))).mean().item(), 3),
+    result = {"photos": len(rows), **pixel_errors(outputs, targets),
               "frechet_distance_facenet": round(frechet_distance(fake.double().numpy(), real.double().numpy()), 4),
               "frechet_distance_facenet_real_half_vs_half": round(
                   frechet_distance(real[:half].double().numpy(), real[half:].double().numpy()), 4)}
