@@ -12,7 +12,7 @@ its own normalisation. Four feature networks, best first (see `FEATURE_NETWORKS`
 - ImageNet VGG-19 (torchvision's weights, the seeds' network), taps after modules
   0, 5, 10, 19, 28 (conv1_1 ... conv5_1, the seed's layers) and 21 (conv4_2, Gatys's
   content layer);
-- the project's own CIFAR-10 VGG (checkpoints/cifar10/vgg), trained on 32x32 images but
+- the project's own CIFAR-10 VGG (checkpoints/cifar10/vgg_features), trained on 32x32 images but
   fully convolutional, so it is a multi-layer encoder at any size;
 - a randomly initialised VGG-19 (fixed seed): the baseline, since even random filters
   transfer colour and some texture.
@@ -116,7 +116,7 @@ FEATURE_NETWORKS = {
                                             style_weight=30.0, lr=0.03, tv_weight=10.0),
     "imagenet_vgg19": FeatureNetwork("ImageNet VGG-19 (torchvision weights)", VGG19_LAYERS,
                                      ["conv1_1", "conv2_1", "conv3_1", "conv4_1", "conv5_1"], ["conv4_2"]),
-    "cifar10_vgg": FeatureNetwork("the project's CIFAR-10 VGG (checkpoints/cifar10/vgg)", CIFAR10_VGG_LAYERS,
+    "cifar10_vgg": FeatureNetwork("the project's CIFAR-10 VGG (checkpoints/cifar10/vgg_features)", CIFAR10_VGG_LAYERS,
                                   ["conv1", "conv2", "conv4", "conv6"], ["conv5"]),
     "random_vgg19": FeatureNetwork("a randomly initialised VGG-19 (seed 0; the baseline)", VGG19_LAYERS,
                                    ["conv1_1", "conv2_1", "conv3_1", "conv4_1", "conv5_1"], ["conv4_2"]),
@@ -281,7 +281,7 @@ def available_feature_networks() -> list[str]:
         found.append("imagenet_efficientnet")
     if imagenet_vgg19_path().exists() or os.environ.get(DOWNLOAD_ENV) == "1":
         found.append("imagenet_vgg19")
-    if checkpoints.find(cifar10.checkpoint_name("vgg")) is not None:
+    if checkpoints.find(cifar10.FEATURE_VGG) is not None:
         found.append("cifar10_vgg")
     return found + ["random_vgg19"]
 
@@ -335,7 +335,7 @@ def _imagenet_efficientnet(device: str):
 
 @functools.lru_cache(maxsize=None)
 def _cifar10_vgg(device: str):
-    return cifar10_vgg_encoder(cifar10.load_model("vgg", device)).to(device)
+    return cifar10_vgg_encoder(cifar10.load_feature_vgg(device)).to(device)
 
 
 @functools.lru_cache(maxsize=None)

@@ -304,7 +304,7 @@ def test_every_feature_network_has_its_default_layers():
 
 
 def test_cifar10_vgg_is_an_encoder_at_any_size():
-    if checkpoints.find("cifar10/vgg") is None:
+    if checkpoints.find("cifar10/vgg_features") is None:
         pytest.skip("no CIFAR-10 VGG checkpoint")
     extractor = st.load_feature_network("cifar10_vgg")
     feats = extractor(torch.rand(1, 3, 96, 64), list(FEATURE_NETWORKS["cifar10_vgg"].layers))

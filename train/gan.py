@@ -314,7 +314,7 @@ def face_features(images_uint8: torch.Tensor, device="cpu", batch_size=500, vgg=
     """256-d features of (N, 3, 64, 64) uint8 faces from the project's CIFAR-10 VGG (global
     max-pooled last conv stage, at 32x32): no ImageNet Inception here, so a face Frechet
     distance uses the best image network the project trained itself."""
-    vgg = vgg or cifar10.load_model("vgg", device)
+    vgg = vgg or cifar10.load_feature_vgg(device)
     out = []
     for i in range(0, len(images_uint8), batch_size):
         x = F.interpolate(images_uint8[i:i + batch_size].float(), size=32, mode="area").round().byte()
@@ -325,7 +325,7 @@ def face_features(images_uint8: torch.Tensor, device="cpu", batch_size=500, vgg=
 def face_quality(generator, n: int, args, device) -> dict:
     """Frechet distance between n generated faces and the LFW faces, in CIFAR-10 VGG features,
     with two halves of LFW against each other as the reference."""
-    vgg = cifar10.load_model("vgg", device)  # once for both sets
+    vgg = cifar10.load_feature_vgg(device)  # once for both sets
     real_feats = face_features(data.lfw_faces(64, root=args.data_dir), device, vgg=vgg)
     fake = torch.from_numpy(generate(generator, noise(n, generator.latent_dim, seed=999), None, device)).permute(0, 3, 1, 2)
     half = len(real_feats) // 2
