@@ -55,7 +55,7 @@ DEFAULTS = {
                          bf16=True, channels_last=True, momentum=0.85, bias_lr_scale=64, crop_padding=4, cutout=8,
                          val_images=0),
     "resnet": dict(epochs=20, lr=0.2, batch_size=256, weight_decay=5e-4, label_smoothing=0.1, augment=True,
-                   bf16=True, channels_last=True, val_images=0),
+                   bf16=True, channels_last=True, val_images=VAL_IMAGES),
     "inception": dict(epochs=20, lr=0.2, batch_size=256, weight_decay=5e-4, label_smoothing=0.1, augment=True,
                       bf16=True, channels_last=True, val_images=VAL_IMAGES),
     "mobilenet": dict(epochs=20, lr=0.2, batch_size=256, weight_decay=5e-4, label_smoothing=0.1, augment=True,
@@ -67,7 +67,7 @@ DEFAULTS = {
     "se_resnet20": dict(epochs=30, lr=0.2, batch_size=256, weight_decay=5e-4, label_smoothing=0.1, augment=True,
                         bf16=True, channels_last=True, val_images=VAL_IMAGES),
     "densenet_bc": dict(epochs=15, lr=0.2, batch_size=256, weight_decay=5e-4, label_smoothing=0.1, augment=True,
-                        bf16=True, channels_last=True, val_images=0),
+                        bf16=True, channels_last=True, val_images=VAL_IMAGES),
     # trained by train/cifar10_efficientnet.py; evaluated here as the others
     "efficientnet": dict(bf16=False, channels_last=True),
 }
