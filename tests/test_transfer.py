@@ -30,8 +30,8 @@ def test_checkpoint_names_and_commands():
     assert checkpoint_name("ants") == checkpoint_name("ants", "efficientnet_lite0") == "transfer/ants_imagenet"
     assert checkpoint_name("ants", variant="frozen10") == "transfer/ants_imagenet_frozen10"
     assert BACKBONES["digits04_cnn"].checkpoint == "transfer/digits04_cnn"
-    assert BACKBONES["cifar10_vgg"].checkpoint == "cifar10/vgg"
-    assert BACKBONES["cifar10_vgg"].command == "python -m train.cifar10 --arch vgg"
+    assert BACKBONES["cifar10_vgg"].checkpoint == "cifar10/vgg_features"
+    assert BACKBONES["cifar10_vgg"].command.startswith("python -m train.cifar10 --arch vgg --val-images 0 ")
     assert train_command("digits") == "python -m train.transfer --experiment digits"
     assert train_command("ants", "cifar10_resnet20") == \
         "python -m train.transfer --experiment ants --ants-backbone cifar10_resnet20"
