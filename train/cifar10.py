@@ -48,7 +48,7 @@ DEFAULTS = {
     "cnn": dict(epochs=10, lr=0.2, batch_size=256, weight_decay=5e-4, label_smoothing=0.1, augment=True,
                 bf16=True, channels_last=False, val_images=VAL_IMAGES),
     "vgg": dict(epochs=12, lr=0.4, batch_size=512, weight_decay=5e-4, label_smoothing=0.2, augment=True,
-                bf16=True, channels_last=True, val_images=0),
+                bf16=True, channels_last=True, val_images=VAL_IMAGES),
     # airbench94's hyperparameters (its lr 11.5 and weight decay 0.0153 per 1024 examples, for a mean loss),
     # run three times as long, with airbench96's cutout against the overfitting of long runs.
     "vgg_airbench": dict(epochs=30, lr=1.5, batch_size=1024, weight_decay=0.00133, label_smoothing=0.2, augment=True,
