@@ -53,7 +53,7 @@ DEFAULTS = {
     # run three times as long, with airbench96's cutout against the overfitting of long runs.
     "vgg_airbench": dict(epochs=30, lr=1.5, batch_size=1024, weight_decay=0.00133, label_smoothing=0.2, augment=True,
                          bf16=True, channels_last=True, momentum=0.85, bias_lr_scale=64, crop_padding=4, cutout=8,
-                         val_images=0),
+                         val_images=VAL_IMAGES),
     "resnet": dict(epochs=20, lr=0.2, batch_size=256, weight_decay=5e-4, label_smoothing=0.1, augment=True,
                    bf16=True, channels_last=True, val_images=VAL_IMAGES),
     "inception": dict(epochs=20, lr=0.2, batch_size=256, weight_decay=5e-4, label_smoothing=0.1, augment=True,
