@@ -449,7 +449,7 @@ FEATURE_VGG_COMMAND = (f"{train_command('vgg')} --val-images 0 --checkpoint-dir 
 
 
 def load_feature_vgg(device="cpu", root=None) -> nn.Module:
-    """The VGG whose features style transfer and the GAN tab measure with (FEATURE_VGG)."""
+    """The VGG whose features style transfer, the transfer tab and the GAN tab use (FEATURE_VGG)."""
     return checkpoints.load(VGG, FEATURE_VGG, FEATURE_VGG_COMMAND, device, root=root)
 
 
