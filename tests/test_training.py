@@ -45,7 +45,8 @@ def test_limit_without_checkpoint_dir_is_refused():
 
 def test_cifar10_holds_out_validation_images_from_training():
     """With --val-images the per-epoch curve and every choice use images held out of the
-    training split; the recipes not yet retrained (val_images=0) keep all 50,000 for training."""
+    training split; --val-images 0 (the first recipes, e.g. cifar10/vgg_features) keeps all
+    50,000 for training."""
     from types import SimpleNamespace
 
     from models.cifar10 import ARCHITECTURES
@@ -60,15 +61,15 @@ def test_cifar10_holds_out_validation_images_from_training():
     train_hashes = {hash(x.numpy().tobytes()) for x in train_x}
     assert sum(hash(x.numpy().tobytes()) in train_hashes for x in val_x) < 10  # CIFAR-10 has a few duplicates
     assert len(load_split("train", "cnn", SimpleNamespace(data_dir=None, limit=0, val_images=0))[1]) == 50_000
-    # the defaults hold out what each committed checkpoint held out (the pretrained member has a
-    # script of its own); a retrained one kept 5,000 (logistic: a fifth of its two classes)
+    # the defaults hold out what each committed checkpoint held out, 5,000 for every one now
+    # (logistic: a fifth of its two classes); the pretrained member has a script of its own
     from core import checkpoints
     from models.cifar10 import checkpoint_name
 
     for arch, d in DEFAULTS.items():
         if not ARCHITECTURES[arch].pretrained and checkpoints.find(checkpoint_name(arch)):
             held_out = checkpoints.load_metrics(checkpoint_name(arch)).get("val_images", 0)
-            assert d["val_images"] == (5000 if held_out else 0), (arch, held_out)
+            assert d["val_images"] == 5000 and held_out, (arch, held_out)
 
 
 def test_cifar10_validation_run_records_a_validation_curve_and_one_test_number(tmp_path):
