@@ -19,12 +19,14 @@ from models.mnist import (ARCHS, MEAN, STD, checkpoint_name, load_model, predict
 TITLE = "Draw a digit (MNIST)"
 LABELS = {"cnn": "Bootcamp CNN", "lenet": "LeNet-style CNN", "mlp": "MLP 784-256-128-64-10"}
 EXAMPLES = Path(__file__).parent / "examples" / "mnist"
-# The page's clock (ms) when Clear is pressed, or when a stroke's prediction is asked for.
-CLEAR_JS = """() => {
+# The editor can still send the last stroke's picture after its clear button was pressed (its
+# change is sent when the picture is ready, and the request may land after Clear's); so Clear
+# presses Classify a moment later, which answers for what the canvas holds then.
+CLASSIFY_AFTER_CLEAR_MS = 1500
+CLEAR_JS = f"""() => {{
   document.querySelector('#mnist-sketchpad button[aria-label="Clear canvas"]')?.click();
-  return [Date.now()];
-}"""
-STAMP_JS = "(...values) => [...values.slice(0, -1), Date.now()]"
+  setTimeout(() => document.querySelector('#mnist-classify')?.click(), {CLASSIFY_AFTER_CLEAR_MS});
+}}"""
 
 
 def models() -> list[str]:
@@ -101,18 +103,6 @@ def cleared() -> tuple:
     return (*[None] * len(ARCHS), None, "")
 
 
-def unless_cleared_since(fn, n_outputs: int):
-    """fn(*inputs) for an event whose last two inputs are the time the page asked (ms) and the
-    time Clear was last pressed: nothing changes when Clear came later. A stroke's request can
-    reach the server after Clear's does; its answer must not land beside the empty canvas."""
-    def run(*inputs):
-        *inputs, asked_at, cleared_at = inputs
-        if asked_at is not None and cleared_at is not None and asked_at < cleared_at:
-            return gr.skip() if n_outputs == 1 else tuple(gr.skip() for _ in range(n_outputs))
-        return fn(*inputs)
-    return run
-
-
 def mistakes_gallery(model: str = "cnn") -> list[tuple[Image.Image, str]]:
     """Test digits the model gets wrong, as (image, caption) pairs, from the saved
     mistakes in its checkpoint folder."""
@@ -177,7 +167,7 @@ def build():
         with gr.Column(scale=2):
             sketch = drawing_canvas("Your digit", elem_id="mnist-sketchpad")
             with gr.Row():
-                predict_btn = gr.Button("Classify", variant="primary")
+                predict_btn = gr.Button("Classify", variant="primary", elem_id="mnist-classify")
                 clear_btn = gr.Button("Clear")
             status = gr.Markdown(elem_id="mnist-status")
         with gr.Column(scale=1):
@@ -208,25 +198,23 @@ def build():
         plot = gr.Plot(fig, label="Training curves")
         gallery = gr.Gallery(wrong, label="Test digits this model gets wrong", columns=8, height=320)
 
-    # Setting the editor's value to None from Python leaves it unable to draw, so Clear presses
-    # the editor's own clear button (the js), then empties the outputs itself. A stroke's
-    # request can reach the server after Clear's (its picture uploads first): each request
-    # carries the page's time, and one asked for before the last Clear changes nothing. One
-    # request at a time in this queue (each takes milliseconds), so none is still running
-    # when a later Clear lands.
-    asked_at = gr.Number(0, visible=False, label="asked at (the page's clock, ms)")  # API calls: 0, no Clear to be late for
-    cleared_at = gr.State(0)
-    gr.on([sketch.change, predict_btn.click], unless_cleared_since(predict_all, len(outputs) + 2),
-          inputs=[sketch, asked_at, cleared_at], outputs=[*outputs, seen, status], js=STAMP_JS,
-          api_name="mnist_predict", trigger_mode="always_last", show_progress="hidden",
-          concurrency_id="mnist_predict", concurrency_limit=1)
-    clear_btn.click(lambda now: (*cleared(), [], now), inputs=asked_at, outputs=[*outputs, seen, status, layers, cleared_at],
-                    js=CLEAR_JS, api_name="mnist_clear", api_visibility="private", show_progress="hidden",
+    predicting = gr.on([sketch.change, predict_btn.click], predict_all, inputs=sketch, outputs=[*outputs, seen, status],
+                       api_name="mnist_predict", trigger_mode="always_last", show_progress="hidden",
+                       concurrency_id="mnist_predict")
+    # Setting the editor's value to None from Python leaves it unable to draw, so Clear
+    # presses the editor's own clear button (the js), then empties the outputs itself and
+    # cancels a prediction still pending for the last stroke, which would otherwise land
+    # beside the empty canvas. One concurrency queue with the predictions: a prediction
+    # already running when Clear is pressed finishes (and shows) before the clearing does.
+    clear_btn.click(cleared, outputs=[*outputs, seen, status], js=CLEAR_JS, cancels=[predicting],
+                    api_name="mnist_clear", api_visibility="private", show_progress="hidden",
                     concurrency_id="mnist_predict")
     chosen.change(user_errors(show_model), inputs=chosen, outputs=[card, plot, gallery], api_name="mnist_model_card")
-    gr.on([sketch.change, predict_btn.click, inside_model.change], unless_cleared_since(user_errors(inside), 1),
-          inputs=[sketch, inside_model, asked_at, cleared_at], outputs=layers, js=STAMP_JS, api_name="mnist_inside",
-          trigger_mode="always_last", show_progress="hidden", concurrency_id="mnist_predict")
+    looking = gr.on([sketch.change, predict_btn.click, inside_model.change], user_errors(inside),
+                    inputs=[sketch, inside_model], outputs=layers, api_name="mnist_inside", trigger_mode="always_last",
+                    show_progress="hidden", concurrency_id="mnist_predict")
+    clear_btn.click(lambda: [], outputs=layers, cancels=[looking], api_name="mnist_clear_inside",
+                    api_visibility="private", show_progress="hidden", concurrency_id="mnist_predict")
     if examples:  # an example fills the canvas without a change event: look inside it too
         drawn.load_input_event.then(user_errors(inside), inputs=[sketch, inside_model], outputs=layers,
                                     api_name="mnist_example_inside", show_progress="hidden", concurrency_id="mnist_predict")
