@@ -338,7 +338,7 @@ def test_light_dark_button_switches_theme(page, screenshots):
     assert page.evaluate("() => document.body.classList.contains('dark')") == was_dark
 
 
-def test_a_feed_forward_run_finishes_within_3_s_while_another_user_optimises(page):
+def test_a_feed_forward_run_finishes_within_3_s_while_another_user_optimises(page, quiet):
     """Two users in two browsers: one starts an optimisation (it holds the style-transfer lane
     for minutes), the other's feed-forward run is back within 3 s, and the first one's Stop
     says where it stopped."""

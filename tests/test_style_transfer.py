@@ -900,7 +900,7 @@ def test_cancel_and_a_client_that_leaves_end_the_optimisation(style_app_url, tmp
 
 
 @pytest.mark.app
-def test_a_feed_forward_run_finishes_within_3_s_while_an_optimisation_runs(style_app_url):
+def test_a_feed_forward_run_finishes_within_3_s_while_an_optimisation_runs(style_app_url, quiet):
     """Before: one queue, so a 1-second feed-forward run waited 43.5 s behind a 200-step
     optimisation."""
     import time
