@@ -70,7 +70,7 @@ def cached_imagenet(backbone: str):
     return weights if file.exists() else None
 
 
-def fpn_backbone(name: str, imagenet: bool, width: int):
+def fpn_backbone(name: str, imagenet: bool, width: int, stride4: bool = False):
     """Feature maps at strides 8, 16, 32 (and a max-pooled 64), `width` channels each
     (64, a quarter of torchvision's 256, as small face detectors such as RetinaFace-MobileNet
     use: on this CPU the 256-wide FPN, RPN and box head cost more than the backbone).
@@ -78,7 +78,9 @@ def fpn_backbone(name: str, imagenet: bool, width: int):
     scratch need normalised heads, as ScratchDet found); with ImageNet weights the backbone's
     norms are frozen and the stem stays fixed, as torchvision fine-tunes them."""
     if name == "efficientnet":  # ImageNet weights are loaded by EfficientNetFPN.load_imagenet (train.detection)
-        return EfficientNetFPN(width)
+        return EfficientNetFPN(width, stride4=stride4)
+    if stride4:
+        raise ValueError("a stride-4 level is built for the efficientnet backbone only")
     weights = cached_imagenet(name) if imagenet else None  # loading a checkpoint needs only the shapes
     norm = FrozenBatchNorm2d if imagenet else nn.BatchNorm2d
     if name == "resnet18":
@@ -98,20 +100,21 @@ def fpn_backbone(name: str, imagenet: bool, width: int):
 
 class EfficientNetFPN(nn.Module):
     """EfficientNet-Lite0's stride-8, 16 and 32 outputs (the ends of stages 2, 4 and 6:
-    40, 112 and 320 channels) through an FPN of `width` channels, plus a max-pooled stride 64.
+    40, 112 and 320 channels; with stride4, also stage 1's 24-channel stride-4 output, for
+    faces a few pixels wide) through an FPN of `width` channels, plus a max-pooled level.
     Its batch norms keep the ImageNet statistics (frozen: four photos a step are too few to
     re-estimate them), and the stem and the first `frozen_stages` stages keep their ImageNet
     weights, as torchvision fine-tunes detection backbones."""
 
-    def __init__(self, width: int = 64, frozen_stages: int = 2):
+    def __init__(self, width: int = 64, frozen_stages: int = 2, stride4: bool = False):
         super().__init__()
         self.body = EfficientNetLite0(top=False, norm_layer=functools.partial(FrozenBatchNorm2d, eps=BN_EPS))
-        self.returned = [self.body.stage_ends[i] for i in (2, 4, 6)]
+        stages, channels = ((1, 2, 4, 6), [24, 40, 112, 320]) if stride4 else ((2, 4, 6), [40, 112, 320])
+        self.returned = [self.body.stage_ends[i] for i in stages]
         self.frozen_blocks = self.body.stage_ends[frozen_stages - 1] + 1 if frozen_stages else 0
         for module in (self.body._conv_stem, *self.body._blocks[:self.frozen_blocks]):
             module.requires_grad_(False)
-        self.fpn = FeaturePyramidNetwork([40, 112, 320], width, extra_blocks=LastLevelMaxPool(),
-                                         norm_layer=nn.BatchNorm2d)
+        self.fpn = FeaturePyramidNetwork(channels, width, extra_blocks=LastLevelMaxPool(), norm_layer=nn.BatchNorm2d)
         self.out_channels = width
 
     def load_imagenet(self) -> None:
@@ -136,13 +139,16 @@ class FaceMaskDetector(nn.Module, PyTorchModelHubMixin):
     """Faster R-CNN (torchvision's) for the three face-mask classes."""
 
     def __init__(self, backbone: str = "mobilenet_v3", min_size: int = 320, max_size: int = 640,
-                 width: int = 64, representation_size: int = 512, imagenet_backbone: bool = False):
+                 width: int = 64, representation_size: int = 512, imagenet_backbone: bool = False,
+                 stride4: bool = False):
         super().__init__()
         self.classes, self.min_size = CLASSES, min_size
-        features = fpn_backbone(backbone, imagenet_backbone, width)
-        # One anchor size per FPN level (strides 8..64), two shapes each.
-        anchors = AnchorGenerator(sizes=((16,), (32,), (64,), (128,)), aspect_ratios=(ASPECT_RATIOS,) * 4)
-        roi_pool = MultiScaleRoIAlign(featmap_names=["0", "1", "2"], output_size=7, sampling_ratio=2)
+        features = fpn_backbone(backbone, imagenet_backbone, width, stride4)
+        # One anchor size per FPN level (strides 8..64, or 4..64 with 8-px anchors), two shapes each.
+        sizes = ((8,), (16,), (32,), (64,), (128,)) if stride4 else ((16,), (32,), (64,), (128,))
+        anchors = AnchorGenerator(sizes=sizes, aspect_ratios=(ASPECT_RATIOS,) * len(sizes))
+        roi_pool = MultiScaleRoIAlign(featmap_names=[str(i) for i in range(len(sizes) - 1)], output_size=7,
+                                      sampling_ratio=2)
         # A narrower box head than torchvision's 1024: 853 images, and it is most of the compute.
         head = TwoMLPHead(features.out_channels * 7 * 7, representation_size)
         # EfficientNet-Lite0's weights expect (x - 0.5) / 0.5; the others torchvision's ImageNet statistics

@@ -48,6 +48,22 @@ def test_efficientnet_fpn_loads_imagenet_weights_and_freezes_its_early_layers():
     assert [tuple(v.shape) for v in levels.values()] == [(1, 32, 12, 16), (1, 32, 6, 8), (1, 32, 3, 4), (1, 32, 2, 2)]
 
 
+def test_a_stride_4_level_gets_the_smallest_anchors_and_the_box_heads_pooling():
+    fpn = EfficientNetFPN(width=32, stride4=True)
+    levels = fpn(torch.rand(1, 3, 96, 128))
+    assert [tuple(v.shape) for v in levels.values()] == [(1, 32, 24, 32), (1, 32, 12, 16), (1, 32, 6, 8),
+                                                         (1, 32, 3, 4), (1, 32, 2, 2)]
+    detector = FaceMaskDetector("efficientnet", min_size=96, max_size=128, width=32, stride4=True).detector
+    assert detector.rpn.anchor_generator.sizes == ((8,), (16,), (32,), (64,), (128,))
+    assert detector.roi_heads.box_roi_pool.featmap_names == ["0", "1", "2", "3"]  # not the max-pooled level
+    detector.eval()
+    with torch.no_grad():
+        out = detector([torch.rand(3, 96, 128)])
+    assert out[0]["boxes"].shape[1] == 4
+    with pytest.raises(ValueError, match="efficientnet backbone only"):
+        FaceMaskDetector("mobilenet_v3", stride4=True)
+
+
 def test_voc_parser_clips_sorts_and_drops(tmp_path):
     path = tmp_path / "x.xml"
     path.write_text(VOC)

@@ -280,7 +280,7 @@ def run(args) -> dict:
     seed_everything(args.seed)
     model = FaceMaskDetector(backbone=args.backbone, min_size=args.min_size, max_size=args.min_size * 2,
                              width=args.fpn_width, representation_size=args.head_size,
-                             imagenet_backbone=args.imagenet_backbone).to(device)
+                             imagenet_backbone=args.imagenet_backbone, stride4=args.stride4).to(device)
     if args.backbone == "efficientnet":
         model.detector.backbone.load_imagenet()
     if args.backbone_init:  # the body of a crop classifier this project trained (train.detection_backbone)
@@ -298,7 +298,7 @@ def run(args) -> dict:
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: lr_factor(s, args.epochs * steps, steps))
     resume_dir = Path(args.checkpoint_dir or checkpoints.CHECKPOINTS) / checkpoint_name(args.backbone) / "resume"
     config = {k: getattr(args, k) for k in ("backbone", "min_size", "fpn_width", "head_size", "imagenet_backbone",
-                                            "backbone_init", "epochs", "lr", "batch_size", "weight_decay",
+                                            "stride4", "backbone_init", "epochs", "lr", "batch_size", "weight_decay",
                                             "repeat_rare", "train_crop", "val_from", "seed", "limit")}
     start_epoch, history = load_state(resume_dir, model, optimizer, scheduler, config) if args.resume else (0, [])
     elapsed_before = history[-1]["wall_time_s"] if history else 0.0
@@ -360,6 +360,8 @@ def main(argv=None):
                              "from scratch")
     parser.add_argument("--min-size", type=int, default=640, help="shorter side the model sees at evaluation")
     parser.add_argument("--fpn-width", type=int, default=64, help="channels of every FPN level (torchvision: 256)")
+    parser.add_argument("--stride4", action=argparse.BooleanOptionalAction, default=False,
+                        help="efficientnet: add a stride-4 FPN level (stage 1) with 8-px anchors, for the smallest faces")
     parser.add_argument("--head-size", type=int, default=512, help="width of the box head's two layers (torchvision: 1024)")
     parser.add_argument("--train-crop", type=int, default=384,
                         help="train on random crop x crop windows of photos resized to the jittered size "
