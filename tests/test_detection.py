@@ -282,6 +282,19 @@ def test_tiny_training_run_on_crops_validating_late(monkeypatch, tmp_path):
     assert "mAP@0.5" in text and curves is not None
 
 
+def test_tiny_stride_4_run_keeps_the_evaluation_size_validation_chose(tmp_path):
+    training.main(["--epochs", "1", "--limit", "4", "--min-size", "96", "--train-crop", "64", "--stride4",
+                   "--eval-sizes", "96", "128", "--fpn-width", "32", "--head-size", "128", "--batch-size", "2",
+                   "--checkpoint-dir", str(tmp_path)])
+    metrics = json.loads((tmp_path / "detection_efficientnet" / "metrics.json").read_text())
+    config = json.loads((tmp_path / "detection_efficientnet" / "config.json").read_text())
+    by_size = {int(k): v for k, v in metrics["val_map50_by_eval_size"].items()}
+    assert set(by_size) == {96, 128} and config["stride4"] is True
+    chosen = max(by_size, key=lambda size: (by_size[size], -size))
+    assert config["min_size"] == metrics["eval_size"] == chosen and config["max_size"] == 2 * chosen
+    assert metrics["hyperparameters"]["eval_sizes"] == [96, 128]
+
+
 def test_backbone_crops_centre_the_face_with_context():
     from train import detection_backbone as backbone
 
