@@ -382,8 +382,8 @@ def main(argv=None):
                         help=f"start the backbone from checkpoints/{CROPS_CHECKPOINT} ({CROPS_COMMAND}); the "
                              "default for mobilenet_v3 without --imagenet-backbone, --no-backbone-init trains it "
                              "from scratch")
-    parser.add_argument("--min-size", type=int, default=640, help="shorter side the model sees at evaluation")
-    parser.add_argument("--eval-sizes", type=int, nargs="+", default=None,
+    parser.add_argument("--min-size", type=int, default=800, help="training scale: batches at 0.8-1.2x this shorter side")
+    parser.add_argument("--eval-sizes", type=int, nargs="+", default=[800, 896],
                         help="shorter sides to try at evaluation after training; the one with the best validation "
                              "mAP@0.5 is kept (the default: --min-size alone)")
     parser.add_argument("--fpn-width", type=int, default=64, help="channels of every FPN level (torchvision: 256)")
@@ -393,11 +393,11 @@ def main(argv=None):
     parser.add_argument("--train-crop", type=int, default=384,
                         help="train on random crop x crop windows of photos resized to the jittered size "
                              "(0: whole photos); lets --min-size grow at the same cost a step")
-    parser.add_argument("--epochs", type=int, default=10, help="epochs (about 3.5 min each on 2 CPU cores, 5 with validation)")
+    parser.add_argument("--epochs", type=int, default=16, help="epochs (about 3.5 min each on 2 CPU cores, 5 with validation)")
     parser.add_argument("--lr", type=float, default=0.01, help="peak SGD learning rate (momentum 0.9)")
     parser.add_argument("--batch-size", type=int, default=4, help="images per step")
     parser.add_argument("--weight-decay", type=float, default=1e-4, help="weight decay (not on norms and biases)")
-    parser.add_argument("--val-from", type=int, default=5,
+    parser.add_argument("--val-from", type=int, default=9,
                         help="first epoch measured on the validation split (and so eligible as the model kept); "
                              "the last epoch always is")
     parser.add_argument("--repeat-rare", type=int, default=2,
